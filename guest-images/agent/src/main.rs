@@ -1,0 +1,84 @@
+//! luo-agent: PID 1 of every luo-harness guest.
+//!
+//! Mounts the pseudo filesystems and the virtiofs share, finds its virtio-serial port, says hello with
+//! the facts of this boot, then answers one request per line until it powers off or kexecs. Every
+//! failure is a reply, never a panic: a dead PID 1 is a kernel panic that would hide the real result.
+
+mod boot;
+mod exec;
+mod fds;
+mod luo;
+mod memory;
+mod ops;
+mod pattern;
+mod sys;
+
+use luo_protocol::{AgentError, Envelope, ErrorKind, Hello, Outcome, Response, PROTOCOL_VERSION, to_line};
+use std::io::{BufRead, BufReader, Write};
+
+fn main() {
+    if let Err(e) = boot::setup_pid1() {
+        // Without the port there is nobody to tell but the console.
+        eprintln!("luo-agent: setup failed: {e}");
+        sys::power_off();
+    }
+    let port = match boot::open_agent_port() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("luo-agent: {e}");
+            sys::power_off();
+        }
+    };
+    let mut writer = port.try_clone().expect("dup of the agent port");
+    let hello = Hello { protocol: PROTOCOL_VERSION, boot: boot::facts() };
+    send(&mut writer, &hello);
+
+    let mut state = ops::State::default();
+    let reader = BufReader::new(port);
+    for line in reader.lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("luo-agent: reading the port: {e}");
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (id, outcome, after) = match serde_json::from_str::<Envelope>(&line) {
+            Ok(env) => {
+                let (outcome, after) = state.handle(env.request);
+                (env.id, outcome, after)
+            }
+            Err(e) => {
+                // Recover the id if the line was JSON at all, so the host can match the error.
+                let id = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
+                    .unwrap_or(0);
+                (id, Outcome::Err(AgentError::new(ErrorKind::BadRequest, "parse", e.to_string())), ops::After::Nothing)
+            }
+        };
+        send(&mut writer, &Response { id, outcome });
+        match after {
+            ops::After::Nothing => {}
+            ops::After::PowerOff => sys::power_off(),
+            ops::After::KexecReboot => {
+                // Every session fd is still open in `state`: that is what carries them over.
+                let err = sys::kexec_reboot();
+                let r = Response { id, outcome: Outcome::Err(AgentError::syscall("reboot(LINUX_REBOOT_CMD_KEXEC)", err)) };
+                send(&mut writer, &r);
+            }
+        }
+    }
+    eprintln!("luo-agent: agent port closed");
+    sys::power_off();
+}
+
+fn send<T: serde::Serialize>(w: &mut std::fs::File, msg: &T) {
+    let line = to_line(msg);
+    if let Err(e) = w.write_all(line.as_bytes()) {
+        eprintln!("luo-agent: writing the port: {e}");
+    }
+}

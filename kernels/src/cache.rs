@@ -1,0 +1,244 @@
+//! The content-addressed kernel cache under `$XDG_CACHE_HOME/luo-harness` (or `~/.cache/luo-harness`;
+//! `LUO_HARNESS_CACHE` overrides).
+//!
+//! ```text
+//! sources/<package>_<version>/   unpacked Debian source, once
+//! builds/<location+variant>/     persistent O= build directories (incremental rebuilds)
+//! kernels/<key>/                 published results: bzImage, config, build.log, meta.json
+//! locks/                         flock files; a build holds its build directory's lock
+//! ```
+//! A result is built in its build directory, copied to `kernels/.tmp-*` and renamed into place, so a
+//! reader never sees a half-written kernel and a failed or interrupted build publishes nothing.
+
+use crate::error::{IoContext, KernelError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// Everything that determines a kernel's bytes, hashed into its key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInputs<'a> {
+    pub source: &'a str,
+    pub variant: &'a str,
+    pub fragments: &'a str,
+    pub patches: Vec<(&'a str, &'a str)>,
+    pub toolchain: &'a str,
+    pub make_args: &'a [String],
+}
+
+pub fn key(inputs: &KeyInputs<'_>) -> String {
+    let json = serde_json::to_vec(inputs).expect("key inputs serialise");
+    hex::encode(&Sha256::digest(&json)[..16])
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelMeta {
+    pub key: String,
+    pub source: String,
+    pub variant: String,
+    /// `make kernelrelease`.
+    pub release: String,
+    pub toolchain: String,
+    /// Seconds since the epoch when published.
+    pub built_at: u64,
+    pub build_seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuiltKernel {
+    pub dir: PathBuf,
+    pub meta: KernelMeta,
+}
+
+impl BuiltKernel {
+    pub fn bzimage(&self) -> PathBuf {
+        self.dir.join("bzImage")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("build.log")
+    }
+}
+
+/// An exclusive flock, released on drop (or when the process dies, so a crash never wedges the cache).
+pub struct Lock {
+    _file: File,
+}
+
+impl Cache {
+    pub fn from_env() -> Cache {
+        let root = std::env::var_os("LUO_HARNESS_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("luo-harness")))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/luo-harness")))
+            .unwrap_or_else(|| PathBuf::from("/tmp/luo-harness-cache"));
+        Cache { root }
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Cache {
+        Cache { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn sources_dir(&self) -> PathBuf {
+        self.root.join("sources")
+    }
+    pub fn kernels_dir(&self) -> PathBuf {
+        self.root.join("kernels")
+    }
+    pub fn build_dir(&self, location: &str, variant: &str) -> PathBuf {
+        let id = hex::encode(&Sha256::digest(format!("{location}\0{variant}").as_bytes())[..8]);
+        self.root.join("builds").join(format!("{variant}-{id}"))
+    }
+
+    /// Blocks until this process holds the lock called `name`.
+    pub fn lock(&self, name: &str) -> Result<Lock, KernelError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        if file.try_lock().is_err() {
+            tracing::info!(lock = %path.display(), "waiting for another luo-harness process");
+            file.lock().at(&path)?;
+        }
+        Ok(Lock { _file: file })
+    }
+
+    pub fn lookup(&self, key: &str) -> Option<BuiltKernel> {
+        let dir = self.kernels_dir().join(key);
+        let meta: KernelMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
+        dir.join("bzImage").is_file().then_some(BuiltKernel { dir, meta })
+    }
+
+    /// Copies the named files into a temporary directory and renames it to `kernels/<key>`.
+    pub fn publish(&self, meta: KernelMeta, files: &[(&str, &Path)]) -> Result<BuiltKernel, KernelError> {
+        let kernels = self.kernels_dir();
+        std::fs::create_dir_all(&kernels).at(&kernels)?;
+        let tmp = kernels.join(format!(".tmp-{}-{}", meta.key, std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).at(&tmp)?;
+        for (name, src) in files {
+            std::fs::copy(src, tmp.join(name)).at(*src)?;
+        }
+        let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
+        std::fs::write(tmp.join("meta.json"), json).at(tmp.join("meta.json"))?;
+        let dest = kernels.join(&meta.key);
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&tmp, &dest).at(&dest)?;
+        Ok(BuiltKernel { dir: dest, meta })
+    }
+
+    /// Published kernels, newest first.
+    pub fn list(&self) -> Vec<BuiltKernel> {
+        let mut v: Vec<BuiltKernel> = std::fs::read_dir(self.kernels_dir())
+            .map(|rd| rd.flatten().filter_map(|e| self.lookup(&e.file_name().to_string_lossy())).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.meta.built_at.cmp(&a.meta.built_at).then(a.meta.key.cmp(&b.meta.key)));
+        v
+    }
+
+    /// Removes leftovers of interrupted builds, and every published kernel except the newest
+    /// `keep` per (source, variant). Returns what was removed.
+    pub fn gc(&self, keep: usize) -> Result<Vec<PathBuf>, KernelError> {
+        let mut removed = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.kernels_dir()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // A .tmp-<key>-<pid> whose process is gone is garbage.
+                if let Some(pid) = name.strip_prefix(".tmp-").and_then(|r| r.rsplit('-').next()?.parse::<i32>().ok()) {
+                    // SAFETY: kill with signal 0 only checks for existence.
+                    if unsafe { libc::kill(pid, 0) } != 0 {
+                        std::fs::remove_dir_all(e.path()).at(e.path())?;
+                        removed.push(e.path());
+                    }
+                }
+            }
+        }
+        let mut seen: std::collections::BTreeMap<(String, String), usize> = Default::default();
+        for k in self.list() {
+            let n = seen.entry((k.meta.source.clone(), k.meta.variant.clone())).or_default();
+            *n += 1;
+            if *n > keep {
+                std::fs::remove_dir_all(&k.dir).at(&k.dir)?;
+                removed.push(k.dir);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs<'a>(fragments: &'a str, patches: Vec<(&'a str, &'a str)>, toolchain: &'a str) -> KeyInputs<'a> {
+        KeyInputs { source: "debian:linux-source-7.3=7.3.4", variant: "stock", fragments, patches, toolchain, make_args: &[] }
+    }
+
+    #[test]
+    fn key_changes_with_every_input_and_only_then() {
+        let base = key(&inputs("CONFIG_A=y\n", vec![], "gcc 12"));
+        assert_eq!(base, key(&inputs("CONFIG_A=y\n", vec![], "gcc 12")));
+        assert_eq!(base.len(), 32);
+        assert_ne!(base, key(&inputs("CONFIG_A=n\n", vec![], "gcc 12")));
+        assert_ne!(base, key(&inputs("CONFIG_A=y\n", vec![("p", "diff")], "gcc 12")));
+        assert_ne!(base, key(&inputs("CONFIG_A=y\n", vec![], "gcc 13")));
+        let mut other = inputs("CONFIG_A=y\n", vec![], "gcc 12");
+        other.variant = "anon-unique";
+        assert_ne!(base, key(&other));
+    }
+
+    fn meta(key: &str, built_at: u64) -> KernelMeta {
+        KernelMeta {
+            key: key.into(),
+            source: "s".into(),
+            variant: "stock".into(),
+            release: "7.3.4".into(),
+            toolchain: "gcc".into(),
+            built_at,
+            build_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn publish_is_visible_only_when_complete_and_gc_keeps_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let img = dir.path().join("img");
+        std::fs::write(&img, b"kernel").unwrap();
+        assert!(cache.lookup("k1").is_none());
+        // A leftover from a dead build is never served and is collected.
+        let stale = cache.kernels_dir().join(".tmp-k0-999999999");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("bzImage"), b"half").unwrap();
+        cache.publish(meta("k1", 1), &[("bzImage", &img)]).unwrap();
+        cache.publish(meta("k2", 2), &[("bzImage", &img)]).unwrap();
+        assert_eq!(std::fs::read(cache.lookup("k1").unwrap().bzimage()).unwrap(), b"kernel");
+        assert_eq!(cache.list().iter().map(|k| k.meta.key.as_str()).collect::<Vec<_>>(), ["k2", "k1"]);
+        let removed = cache.gc(1).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(cache.lookup("k1").is_none() && cache.lookup("k2").is_some() && !stale.exists());
+    }
+
+    #[test]
+    fn lock_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let held = cache.lock("x").unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let other = File::options().write(true).open(&path).unwrap();
+        assert!(other.try_lock().is_err(), "a second open file description must not get the lock");
+        drop(held);
+        assert!(other.try_lock().is_ok());
+    }
+}

@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("missing host tools: {}", .0.iter().map(|t| format!("{} (apt-get install {})", t.tool, t.package)).collect::<Vec<_>>().join(", "))]
+    MissingTools(Vec<crate::hosttools::MissingTool>),
+
+    #[error("no Debian mirror found in the apt sources ({0})")]
+    NoMirror(String),
+
+    #[error("`{command}` failed ({status}):\n{output}")]
+    Command { command: String, status: String, output: String },
+
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("the kernel configuration lacks options the fragments ask for:\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
+    MissingOptions(Vec<crate::config::MissingOption>),
+
+    #[error("kernel build failed; last lines of {log}:\n{tail}")]
+    BuildFailed { log: PathBuf, tail: String },
+
+    #[error("unknown kernel variant {0:?} (known: {1})")]
+    UnknownVariant(String, String),
+
+    #[error("patch {patch} of variant {variant} does not apply to {tree}:\n{output}")]
+    PatchFailed { variant: String, patch: String, tree: PathBuf, output: String },
+
+    #[error("{0} is not a kernel source tree (no Makefile and Kconfig)")]
+    NotATree(PathBuf),
+
+    #[error("no cached kernel for {0}; run `luo-harness kernel build` first")]
+    NotBuilt(String),
+}
+
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, KernelError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, KernelError> {
+        self.map_err(|source| KernelError::Io { path: path.into(), source })
+    }
+}

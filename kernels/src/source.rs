@@ -1,0 +1,126 @@
+//! Where kernel source comes from: Debian's `linux-source-*` package (default) or a user's tree.
+
+use crate::apt::{self, PrivateApt};
+use crate::cache::Cache;
+use crate::error::{IoContext, KernelError};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const DEFAULT_PACKAGE: &str = "linux-source-7.3";
+pub const DEFAULT_VERSION: &str = "7.3.4-1~bpo13+1";
+pub const DEFAULT_SUITE: &str = "trixie-backports";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    Debian { package: String, version: String, suite: String },
+    /// A user's tree, built out of tree (O=) so it stays clean.
+    Tree(PathBuf),
+}
+
+impl Default for KernelSource {
+    fn default() -> Self {
+        KernelSource::Debian {
+            package: DEFAULT_PACKAGE.into(),
+            version: DEFAULT_VERSION.into(),
+            suite: DEFAULT_SUITE.into(),
+        }
+    }
+}
+
+impl KernelSource {
+    /// Names the place the source lives; one build directory per location and variant.
+    pub fn location(&self) -> String {
+        match self {
+            KernelSource::Debian { package, version, .. } => format!("debian:{package}={version}"),
+            KernelSource::Tree(p) => format!("tree:{}", canonical(p).display()),
+        }
+    }
+
+    /// The content identity for cache keys. `None` when it cannot be had cheaply (a tree outside
+    /// git): then make itself decides what to rebuild and nothing is served by key alone.
+    pub fn identity(&self) -> Result<Option<String>, KernelError> {
+        match self {
+            KernelSource::Debian { .. } => Ok(Some(self.location())),
+            KernelSource::Tree(p) => tree_identity(p),
+        }
+    }
+
+    /// A directory holding the source, fetching and unpacking it first where needed.
+    pub fn prepare(&self, cache: &Cache) -> Result<PathBuf, KernelError> {
+        match self {
+            KernelSource::Tree(p) => {
+                let p = canonical(p);
+                if !p.join("Makefile").is_file() || !p.join("Kconfig").is_file() {
+                    return Err(KernelError::NotATree(p));
+                }
+                Ok(p)
+            }
+            KernelSource::Debian { package, version, suite } => unpack_debian(cache, package, version, suite),
+        }
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// HEAD plus a hash of the uncommitted change (tracked diff and untracked files' names and sizes).
+fn tree_identity(tree: &Path) -> Result<Option<String>, KernelError> {
+    let git = |args: &[&str]| -> Option<Vec<u8>> {
+        let out = Command::new("git").arg("-C").arg(tree).args(args).output().ok()?;
+        out.status.success().then_some(out.stdout)
+    };
+    let Some(head) = git(&["rev-parse", "HEAD"]) else { return Ok(None) };
+    let mut h = Sha256::new();
+    h.update(&head);
+    h.update(git(&["diff", "HEAD", "--binary"]).unwrap_or_default());
+    let untracked = git(&["ls-files", "--others", "--exclude-standard", "-z"]).unwrap_or_default();
+    for name in untracked.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let path = tree.join(String::from_utf8_lossy(name).as_ref());
+        h.update(name);
+        h.update(std::fs::read(&path).unwrap_or_default());
+    }
+    Ok(Some(format!("tree:{}@{}", canonical(tree).display(), hex::encode(h.finalize()))))
+}
+
+/// Downloads the package through a private apt state and unpacks its tarball once into the cache.
+fn unpack_debian(cache: &Cache, package: &str, version: &str, suite: &str) -> Result<PathBuf, KernelError> {
+    let dest = cache.sources_dir().join(format!("{package}_{version}"));
+    let done = dest.join(".luo-harness-unpacked");
+    if done.exists() {
+        return Ok(dest);
+    }
+    let _lock = cache.lock(&format!("source-{package}_{version}"))?;
+    if done.exists() {
+        return Ok(dest);
+    }
+    crate::hosttools::require(crate::hosttools::DEBIAN_SOURCE)?;
+    tracing::info!(package, version, suite, "fetching kernel source");
+    let tmp = cache.sources_dir().join(format!(".tmp-{package}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    let apt = PrivateApt::new(&cache.root().join("apt").join(suite), &apt::system_mirror()?, suite)?;
+    apt.update()?;
+    let deb = apt.download(package, version, &tmp.join("deb"))?;
+    // The .deb carries usr/src/<package>.tar.xz; unpack that without installing anything.
+    let sh = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*.tar.*' && tar -x -C '{}' -f '{}'/usr/src/*.tar.*",
+        deb.display(),
+        tmp.display(),
+        tmp.display(),
+        tmp.display()
+    );
+    apt::run(Command::new("sh").arg("-c").arg(sh))?;
+    let unpacked = std::fs::read_dir(&tmp)
+        .at(&tmp)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("Makefile").is_file())
+        .ok_or_else(|| KernelError::NotATree(tmp.clone()))?;
+    std::fs::write(unpacked.join(".luo-harness-unpacked"), format!("{package}={version}\n")).at(&unpacked)?;
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::rename(&unpacked, &dest).at(&dest)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(dest)
+}

@@ -1,0 +1,150 @@
+//! Requests the host can make and the replies they produce.
+
+use serde::{Deserialize, Serialize};
+
+/// Handles are host-chosen names for guest file descriptors ("dev", "s1", "m0").
+pub type Handle = String;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness check; answered with [`Reply::Done`].
+    Ping,
+    /// open("/dev/liveupdate", O_RDWR).
+    OpenDevice { handle: Handle },
+    /// LIVEUPDATE_IOCTL_CREATE_SESSION on `device`.
+    CreateSession { device: Handle, handle: Handle, name: String },
+    /// LIVEUPDATE_IOCTL_RETRIEVE_SESSION on `device`.
+    RetrieveSession { device: Handle, handle: Handle, name: String },
+    /// LIVEUPDATE_SESSION_GET_NAME.
+    GetSessionName { session: Handle },
+    /// LIVEUPDATE_SESSION_FINISH.
+    FinishSession { session: Handle },
+    /// Preserve `fd` in `session` under `token` (LIVEUPDATE_SESSION_PRESERVE_FD).
+    PreserveFd { session: Handle, fd: Handle, token: u64 },
+    /// LIVEUPDATE_SESSION_RETRIEVE_FD; the new fd becomes `handle`.
+    RetrieveFd { session: Handle, handle: Handle, token: u64 },
+    /// A raw LUO ioctl with a hand-made argument, for the errno contract (short size, non-zero
+    /// reserved fields, unknown command numbers). `arg` is the struct's bytes; the reply carries
+    /// them back as the kernel left them.
+    RawIoctl { handle: Handle, nr: u8, arg: Vec<u8> },
+    /// close(fd) and forget the handle.
+    Close { handle: Handle },
+    /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB]) + ftruncate(size).
+    CreateMemfd { handle: Handle, name: String, size: u64, #[serde(default)] hugetlb: bool },
+    /// Open any path (O_RDONLY unless `write`), e.g. /dev/null for an unsupported fd.
+    OpenPath { handle: Handle, path: String, #[serde(default)] write: bool },
+    /// Duplicate a handle (dup(2)).
+    Dup { handle: Handle, new_handle: Handle },
+    /// Write the deterministic pattern for `seed` at [offset, offset+len).
+    WritePattern { handle: Handle, seed: u64, offset: u64, len: u64 },
+    /// Compare [offset, offset+len) with the pattern for `seed`.
+    VerifyPattern { handle: Handle, seed: u64, offset: u64, len: u64 },
+    /// SHA-256 of the whole file contents (read with pread, position untouched).
+    HashContents { handle: Handle },
+    /// F_ADD_SEALS with the named seals ("seal", "shrink", "grow", "write", "future_write").
+    AddSeals { handle: Handle, seals: Vec<String> },
+    /// ftruncate(size).
+    Truncate { handle: Handle, size: u64 },
+    /// lseek(offset, SEEK_SET).
+    Seek { handle: Handle, offset: u64 },
+    /// fstat + fstatfs + readlink(/proc/self/fd/N) + seals + position in one go.
+    Observe { handle: Handle },
+    /// Read a file (proc, sys, debugfs) as text, at most `max_bytes`.
+    ReadFile { path: String, #[serde(default = "default_read_max")] max_bytes: u64 },
+    /// /proc/meminfo and /proc/slabinfo, parsed.
+    MemorySnapshot,
+    /// The kernel log (klogctl READ_ALL), as lines.
+    KernelLog,
+    /// Run a program (from the share or the initramfs). With `background`, do not wait; the child is
+    /// then named `handle` and can be waited for with [`Request::Wait`].
+    Exec {
+        path: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: Vec<(String, String)>,
+        #[serde(default)]
+        background: Option<Handle>,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// Wait for a background child started by [`Request::Exec`].
+    Wait { handle: Handle, #[serde(default)] timeout_ms: Option<u64> },
+    /// kexec_file_load(kernel, initrd, cmdline) with paths relative to the share.
+    KexecLoad { kernel: String, initrd: String, cmdline: String },
+    /// reboot(LINUX_REBOOT_CMD_KEXEC). The agent answers first, then reboots while holding every fd.
+    KexecReboot,
+    /// Power the machine off (the host sees QEMU exit).
+    PowerOff,
+}
+
+fn default_read_max() -> u64 {
+    1 << 20
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Done,
+    /// A new handle; `fd` is informational only (never put it in a snapshot).
+    Opened { fd: i32 },
+    Name { name: String },
+    Raw { ret: i64, arg: Vec<u8> },
+    Verified { bytes: u64 },
+    Hash { sha256: String, size: u64 },
+    Observation(Observation),
+    Text { text: String, truncated: bool },
+    Memory(MemorySnapshot),
+    Log { lines: Vec<String> },
+    Exited(ExitStatus),
+    Started { pid: i32 },
+}
+
+/// What userspace can see of one file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub st_dev: u64,
+    pub st_ino: u64,
+    pub st_mode: u32,
+    pub st_nlink: u64,
+    pub st_size: i64,
+    pub st_rdev: u64,
+    /// fstatfs f_type.
+    pub fs_magic: u64,
+    /// readlink(/proc/self/fd/N).
+    pub link: String,
+    /// F_GET_SEALS, or None where the file does not support seals.
+    pub seals: Option<Vec<String>>,
+    /// lseek(fd, 0, SEEK_CUR), or None where the file is not seekable.
+    pub position: Option<i64>,
+    /// FD_CLOEXEC.
+    pub cloexec: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemorySnapshot {
+    /// /proc/meminfo in kB, by field name.
+    pub meminfo: Vec<(String, u64)>,
+    pub slabs: Vec<SlabCache>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlabCache {
+    pub name: String,
+    pub active_objs: u64,
+    pub num_objs: u64,
+    pub objsize: u64,
+    pub pages_per_slab: u64,
+    pub num_slabs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code, or None when killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_us: u64,
+}
