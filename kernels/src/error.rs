@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum KernelError {
+    #[diagnostic(code(luo::kernel::tools), help("run `bash ci/install-deps`, or install the packages named"))]
     #[error("missing host tools: {}", .0.iter().map(|t| format!("{} (apt-get install {})", t.tool, t.package)).collect::<Vec<_>>().join(", "))]
     MissingTools(Vec<crate::hosttools::MissingTool>),
 
@@ -14,9 +15,11 @@ pub enum KernelError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 
+    #[diagnostic(code(luo::kernel::config), help("enable what each option depends on in your fragment, or drop the option"))]
     #[error("the kernel configuration lacks options the fragments ask for:\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
     MissingOptions(Vec<crate::config::MissingOption>),
 
+    #[diagnostic(code(luo::kernel::build))]
     #[error("kernel build failed; last lines of {log}:\n{tail}")]
     BuildFailed { log: PathBuf, tail: String },
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod hosttools;
 pub mod make;
+pub mod selftests;
 pub mod source;
 pub mod variant;
 

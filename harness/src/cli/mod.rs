@@ -1,0 +1,132 @@
+//! Command-line front end: parses arguments, sets up tracing, renders errors with miette.
+
+mod boot;
+mod drive;
+mod kernel;
+
+use clap::{Args, Parser, Subcommand};
+use luo_harness::prepare::KernelChoice;
+use luo_harness::vm::accel::AccelChoice;
+use luo_kernels::config::Fragment;
+use luo_kernels::{BuildRequest, KernelSource};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "luo-harness", version, about = "Integration test harness for Linux live update (LUO / KHO) under QEMU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Obtain, configure, build and cache guest kernels.
+    #[command(subcommand)]
+    Kernel(kernel::KernelCommand),
+    /// Boot a kernel with the agent, print the boot facts and the kernel log tail, power off.
+    Boot(boot::BootArgs),
+    /// Boot a guest and drive it with requests read from stdin (JSON, `kexec`, `quit`).
+    Drive(drive::DriveArgs),
+    /// Benchmarks (figures printed, never asserted in tests).
+    #[command(subcommand)]
+    Bench(boot::BenchCommand),
+}
+
+/// Which kernel to use; the default is Debian's linux-source, built with the embedded fragments.
+#[derive(Args, Clone, Debug, Default)]
+pub struct KernelArgs {
+    /// A prebuilt bzImage, used as is.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tree", "variant", "fragment"])]
+    kernel: Option<PathBuf>,
+    /// Your kernel tree, built out of tree (O= in the cache) so it stays clean.
+    #[arg(long, value_name = "PATH")]
+    tree: Option<PathBuf>,
+    /// Kernel variant (a patch set under kernels/variants/).
+    #[arg(long, value_name = "NAME")]
+    variant: Option<String>,
+    /// Extra config fragment(s), applied after the built-in ones.
+    #[arg(long, value_name = "FILE")]
+    fragment: Vec<PathBuf>,
+    /// make -j (default: cores + 1).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+impl KernelArgs {
+    pub fn build_request(&self) -> miette::Result<BuildRequest> {
+        let mut req = BuildRequest::default();
+        if let Some(t) = &self.tree {
+            req.source = KernelSource::Tree(t.clone());
+        }
+        if let Some(v) = &self.variant {
+            req.variant = v.clone();
+        }
+        for f in &self.fragment {
+            let text = std::fs::read_to_string(f).map_err(|e| miette::miette!("{}: {e}", f.display()))?;
+            req.extra_fragments.push(Fragment { name: f.display().to_string(), text });
+        }
+        req.jobs = self.jobs;
+        Ok(req)
+    }
+
+    pub fn choice(&self) -> miette::Result<KernelChoice> {
+        Ok(match &self.kernel {
+            Some(k) => KernelChoice::Prebuilt(k.clone()),
+            None => KernelChoice::Build(self.build_request()?),
+        })
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct VmArgs {
+    /// Accelerator: auto uses KVM only once it has proven it runs a guest on this host.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+    /// Keep the run's artifacts (console, transcripts) even on success.
+    #[arg(long)]
+    keep: bool,
+    /// Extra kernel command line.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory: u32,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+pub fn main() -> ExitCode {
+    init_tracing();
+    miette::set_panic_hook();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result: miette::Result<ExitCode> = rt.block_on(async {
+        match cli.command {
+            Command::Kernel(k) => kernel::run(k).await,
+            Command::Boot(b) => boot::boot(b).await,
+            Command::Drive(d) => drive::drive(d).await,
+            Command::Bench(b) => boot::bench(b).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(report_exit_code(&report))
+        }
+    }
+}
+
+/// 2: bad input; 3: the VM or kernel could not be brought up; 1: anything else.
+fn report_exit_code(report: &miette::Report) -> u8 {
+    if report.downcast_ref::<luo_kernels::KernelError>().is_some() || report.downcast_ref::<luo_harness::prepare::PrepareError>().is_some() || report.downcast_ref::<luo_harness::GuestError>().is_some() {
+        3
+    } else {
+        1
+    }
+}

@@ -1,0 +1,122 @@
+//! Everything a VM needs before it can boot: a kernel (cached, built, or given), the guest image,
+//! and an accelerator verdict.
+
+use crate::guest::GuestError;
+use crate::output::{Output, Reporter};
+use crate::vm::accel::{self, AccelChoice, Verdict};
+use crate::vm::qemu::Accel;
+use crate::vm::{Vm, VmConfig};
+use luo_kernels::{BuildRequest, Cache, KernelError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub enum KernelChoice {
+    /// A bzImage used as is.
+    Prebuilt(PathBuf),
+    /// Built (or found in the cache) from a source.
+    Build(BuildRequest),
+}
+
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub accel: Accel,
+    /// The kernel's cache entry, when it came from the cache.
+    pub kernel_key: Option<String>,
+}
+
+impl Prepared {
+    pub fn vm_config(&self, name: &str) -> VmConfig {
+        VmConfig::new(name, self.kernel.clone(), self.initrd.clone(), self.accel)
+    }
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PrepareError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error("{0}: no such kernel image")]
+    NoKernel(PathBuf),
+    #[error("probing the accelerator: {0}")]
+    Probe(#[from] GuestError),
+}
+
+pub async fn prepare(kernel: &KernelChoice, accel: AccelChoice, reporter: &dyn Reporter) -> Result<Prepared, PrepareError> {
+    let cache = Cache::from_env();
+    let (kernel, kernel_key) = match kernel {
+        KernelChoice::Prebuilt(p) if p.is_file() => (p.clone(), None),
+        KernelChoice::Prebuilt(p) => return Err(PrepareError::NoKernel(p.clone())),
+        KernelChoice::Build(req) => {
+            let req = req.clone();
+            let cache2 = cache.clone();
+            // make runs for minutes; keep it off the async workers. Events cross back via a channel.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let job = tokio::task::spawn_blocking(move || luo_kernels::build(&req, &cache2, &mut |e| drop(tx.send(e))));
+            while let Some(e) = rx.recv().await {
+                reporter.emit(Output::Kernel(e));
+            }
+            let built = job.await.expect("kernel build task panicked")?;
+            (built.bzimage(), Some(built.meta.key))
+        }
+    };
+    let initrd = crate::image::initramfs(&cache.root().join("images"))?;
+    let accel = choose_accel(accel, &cache, &kernel, &initrd, reporter).await?;
+    Ok(Prepared { kernel, initrd, accel, kernel_key })
+}
+
+async fn choose_accel(
+    choice: AccelChoice,
+    cache: &Cache,
+    kernel: &PathBuf,
+    initrd: &PathBuf,
+    reporter: &dyn Reporter,
+) -> Result<Accel, PrepareError> {
+    let qemu_version = crate::vm::qemu_binary()
+        .and_then(|q| std::process::Command::new(q).arg("--version").output().ok())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let host = accel::host_identity(&qemu_version);
+    let path = cache.root().join("accel-verdict.json");
+    let cached = accel::load(&path, &host);
+    if let Some(a) = accel::pick(choice, cached.as_ref()) {
+        reporter.emit(Output::AccelChosen { accel: a.to_string(), cached: cached.is_some() });
+        return Ok(a);
+    }
+    let _lock = cache.lock("accel-probe")?;
+    if let Some(v) = accel::load(&path, &host) {
+        return Ok(if v.kvm_works { Accel::Kvm } else { Accel::Tcg });
+    }
+    let (kvm_works, detail) = probe_kvm(kernel, initrd).await;
+    reporter.emit(Output::AccelProbe { kvm_works, detail: detail.clone() });
+    accel::store(&path, &Verdict { host, kvm_works, detail });
+    Ok(if kvm_works { Accel::Kvm } else { Accel::Tcg })
+}
+
+/// Boots the real guest under KVM with a short deadline. Working KVM reaches the hello in well under
+/// a second; the broken nested KVM seen on these machines hangs or aborts.
+async fn probe_kvm(kernel: &PathBuf, initrd: &PathBuf) -> (bool, String) {
+    let mut cfg = VmConfig::new("kvm-probe", kernel.clone(), initrd.clone(), Accel::Kvm);
+    cfg.boot_timeout = Duration::from_secs(8);
+    cfg.virtiofs = false;
+    cfg.discard_artifacts = true;
+    match Vm::boot(cfg).await {
+        Ok(guest) => {
+            let ms = guest.boots()[0].to_hello.as_millis();
+            match guest.power_off().await {
+                Ok(()) => (true, format!("booted to the agent in {ms} ms")),
+                Err(e) => (false, format!("booted but did not power off: {}", first_line(&e.to_string()))),
+            }
+        }
+        Err(e) => (false, first_line(&e.to_string())),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}

@@ -1,0 +1,77 @@
+//! The per-run artifacts directory: console log, agent transcript, QMP events, the share.
+//! Kept when the run fails (and its path printed), removed on success unless asked to keep it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Artifacts {
+    dir: PathBuf,
+    keep: bool,
+    failed: bool,
+    discard: bool,
+}
+
+impl Artifacts {
+    /// A fresh directory under `$LUO_HARNESS_ARTIFACTS` (default: `$TMPDIR/luo-harness`), named after
+    /// the run. Paths stay short: they hold unix sockets (108-byte limit).
+    pub fn create(name: &str, keep: bool) -> std::io::Result<Artifacts> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::var_os("LUO_HARNESS_ARTIFACTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("luo-harness"));
+        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(40).collect();
+        let dir = base.join(format!("{safe}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("share"))?;
+        super::process::register_artifacts(dir.clone());
+        Ok(Artifacts { dir, keep, failed: false, discard: false })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn share(&self) -> PathBuf {
+        self.dir.join("share")
+    }
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Marks the run failed: the directory survives drop.
+    pub fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    pub fn kept(&self) -> bool {
+        !self.discard && (self.keep || self.failed || std::thread::panicking())
+    }
+
+    /// Never keep (probes, whose failure is an expected answer).
+    pub fn discard(&mut self) {
+        self.discard = true;
+    }
+}
+
+impl Drop for Artifacts {
+    fn drop(&mut self) {
+        super::process::unregister_artifacts(&self.dir);
+        if self.kept() {
+            if self.failed || std::thread::panicking() {
+                // stderr, not the reporter: this must reach the user even from a panicking test.
+                eprintln!("luo-harness: artifacts of the failed run kept in {}", self.dir.display());
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The last `n` lines of a text file (the console log on failures).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

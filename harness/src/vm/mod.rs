@@ -1,0 +1,151 @@
+//! VM lifecycle: virtiofsd + QEMU + QMP for one guest, killed on every path.
+
+pub mod accel;
+pub mod artifacts;
+pub mod process;
+pub mod qemu;
+pub mod qmp;
+pub mod virtiofsd;
+
+use crate::guest::{Guest, GuestError};
+use artifacts::Artifacts;
+use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, SHARE_TAG};
+use process::Child;
+use qemu::{Accel, QemuSpec};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Used in artifact directory names and log spans.
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Appended to [`qemu::BASE_CMDLINE`] on the first boot (and by default on kexec boots).
+    pub extra_cmdline: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub accel: Accel,
+    pub boot_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Serve the artifacts' share/ over virtiofs (needed for kexec and exec).
+    pub virtiofs: bool,
+    /// Keep the artifacts even on success (default: the LUO_HARNESS_KEEP environment variable).
+    pub keep: bool,
+    /// Remove the artifacts even on failure (the accelerator probe).
+    pub discard_artifacts: bool,
+}
+
+impl VmConfig {
+    pub fn new(name: &str, kernel: PathBuf, initrd: PathBuf, accel: Accel) -> VmConfig {
+        VmConfig {
+            name: name.to_string(),
+            kernel,
+            initrd,
+            extra_cmdline: String::new(),
+            // KHO scratch is carved out of this at boot (about 200 MiB of a 256 MiB guest is still
+            // free for the tests); smaller guests boot faster under TCG.
+            memory_mib: 256,
+            cpus: 1,
+            accel,
+            boot_timeout: Duration::from_secs(if accel == Accel::Tcg { 30 } else { 10 }),
+            request_timeout: Duration::from_secs(30),
+            virtiofs: true,
+            keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
+            discard_artifacts: false,
+        }
+    }
+
+    pub fn cmdline(&self, boot_index: u32) -> String {
+        let mut c = format!("{} {BOOT_INDEX_PARAM}={boot_index}", qemu::BASE_CMDLINE);
+        if !self.extra_cmdline.trim().is_empty() {
+            c.push(' ');
+            c.push_str(self.extra_cmdline.trim());
+        }
+        c
+    }
+}
+
+/// A running VM: its processes and artifacts. Dropping it kills QEMU and virtiofsd.
+pub struct Vm {
+    pub config: VmConfig,
+    pub artifacts: Artifacts,
+    pub qemu: Child,
+    pub virtiofsd: Option<Child>,
+    pub qmp: Option<qmp::Qmp>,
+    pub started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("starting {what}: {source}")]
+    Spawn { what: &'static str, source: std::io::Error },
+    #[error("qemu-system-x86_64 not found (install it with ci/install-deps)")]
+    NoQemu,
+}
+
+pub fn qemu_binary() -> Option<PathBuf> {
+    std::env::var_os("LUO_HARNESS_QEMU").map(PathBuf::from).or_else(|| luo_kernels::hosttools::which("qemu-system-x86_64"))
+}
+
+impl Vm {
+    /// Boots the VM and waits for the agent's hello.
+    #[tracing::instrument(name = "vm", skip_all, fields(name = %cfg.name, accel = %cfg.accel))]
+    pub async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
+        process::install_signal_handlers();
+        let mut artifacts = Artifacts::create(&cfg.name, cfg.keep).map_err(|e| GuestError::setup("creating the artifacts directory", e))?;
+        if cfg.discard_artifacts {
+            artifacts.discard();
+        }
+        let started = Instant::now();
+        let agent_sock = artifacts.path("agent.sock");
+        let qmp_sock = artifacts.path("qmp.sock");
+        let agent_listener = UnixListener::bind(&agent_sock).map_err(|e| GuestError::setup("binding the agent socket", e))?;
+        let qmp_listener = UnixListener::bind(&qmp_sock).map_err(|e| GuestError::setup("binding the QMP socket", e))?;
+
+        let virtiofsd = if cfg.virtiofs {
+            let vfs_sock = artifacts.path("vfs.sock");
+            let l = std::os::unix::net::UnixListener::bind(&vfs_sock).map_err(|e| GuestError::setup("binding the virtiofs socket", e))?;
+            let child = virtiofsd::spawn(&l, &artifacts.share(), &artifacts.path("virtiofsd.log"))
+                .map_err(|e| GuestError::setup("starting virtiofsd", e))?;
+            Some((child, vfs_sock))
+        } else {
+            None
+        };
+        let spec = QemuSpec {
+            binary: qemu_binary().ok_or(GuestError::Setup { what: "finding QEMU".into(), message: VmError::NoQemu.to_string() })?,
+            accel: cfg.accel,
+            memory_mib: cfg.memory_mib,
+            cpus: cfg.cpus,
+            kernel: cfg.kernel.clone(),
+            initrd: cfg.initrd.clone(),
+            cmdline: cfg.cmdline(0),
+            console_log: artifacts.console(),
+            agent_socket: agent_sock,
+            qmp_socket: qmp_sock,
+            virtiofs: virtiofsd.as_ref().map(|(_, s)| (s.clone(), SHARE_TAG.to_string())),
+            agent_port_name: AGENT_PORT_NAME.to_string(),
+        };
+        let args = spec.args();
+        std::fs::write(artifacts.path("qemu.cmdline"), format!("{} {}\n", spec.binary.display(), shell_words(&args))).ok();
+        let mut cmd = std::process::Command::new(&spec.binary);
+        cmd.args(&args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        cmd.stderr(std::fs::File::create(artifacts.path("qemu.stderr")).map_err(|e| GuestError::setup("creating qemu.stderr", e))?);
+        let qemu = Child::spawn(cmd, "qemu").map_err(|e| GuestError::setup("starting QEMU", e))?;
+        tracing::debug!(pid = qemu.pid(), "qemu started");
+        let vm = Vm { config: cfg, artifacts, qemu, virtiofsd: virtiofsd.map(|(c, _)| c), qmp: None, started };
+        Guest::connect(vm, agent_listener, qmp_listener).await
+    }
+
+    pub fn console_tail(&self, lines: usize) -> String {
+        artifacts::tail(&self.artifacts.console(), lines)
+    }
+}
+
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) { a.clone() } else { format!("'{a}'") })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

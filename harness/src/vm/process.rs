@@ -1,0 +1,204 @@
+//! Child processes (QEMU, virtiofsd) that can never outlive the runner.
+//!
+//! - Each child gets `PR_SET_PDEATHSIG(SIGKILL)`: the kernel kills it if the runner dies, even by
+//!   SIGKILL. The signal fires when the *thread* that forked exits, so every child is forked from one
+//!   thread that lives as long as the process.
+//! - Each child gets its own process group, so a terminal's Ctrl-C reaches only the runner, which
+//!   then kills every registered child, keeps the artifacts and exits (see [`install_signal_handlers`]).
+//! - [`Child`] kills its process on drop, which covers errors and panics.
+//! - Exit is awaited through a pidfd, so waiting needs no thread and no polling.
+
+use std::collections::BTreeMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use tokio::io::unix::AsyncFd;
+
+type SpawnJob = (Command, mpsc::Sender<std::io::Result<std::process::Child>>);
+
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("luo-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the process-spawner thread");
+        Mutex::new(tx)
+    })
+}
+
+/// Live children by pid, with what the signal handler should say about them.
+fn registry() -> &'static Mutex<BTreeMap<i32, String>> {
+    static REG: OnceLock<Mutex<BTreeMap<i32, String>>> = OnceLock::new();
+    REG.get_or_init(Default::default)
+}
+
+/// Artifact directories of runs in progress, printed if the runner is interrupted.
+fn live_artifacts() -> &'static Mutex<BTreeMap<PathBuf, ()>> {
+    static A: OnceLock<Mutex<BTreeMap<PathBuf, ()>>> = OnceLock::new();
+    A.get_or_init(Default::default)
+}
+
+pub fn register_artifacts(dir: PathBuf) {
+    live_artifacts().lock().unwrap().insert(dir, ());
+}
+pub fn unregister_artifacts(dir: &PathBuf) {
+    live_artifacts().lock().unwrap().remove(dir);
+}
+
+pub struct Child {
+    pid: i32,
+    name: String,
+    pidfd: AsyncFd<OwnedFd>,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Child {
+    /// Spawns `cmd` with the protections above. `name` is used in errors and logs.
+    pub fn spawn(mut cmd: Command, name: &str) -> std::io::Result<Child> {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl: then nobody would kill us.
+                if libc::getppid() == 1 {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        spawner().lock().unwrap().send((cmd, tx)).expect("spawner thread is alive");
+        let child = rx.recv().expect("spawner thread replies")?;
+        let pid = child.id() as i32;
+        // std's Child would not reap on drop anyway; from here the pidfd and waitpid do the work.
+        std::mem::forget(child);
+        registry().lock().unwrap().insert(pid, name.to_string());
+        // SAFETY: plain syscall; the fd is owned below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            kill_pid(pid);
+            return Err(e);
+        }
+        // SAFETY: fd is a fresh pidfd that we own and that lives exactly as long as the AsyncFd.
+        let pidfd = unsafe { AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd as i32), tokio::io::Interest::READABLE) }?;
+        tracing::debug!(pid, name, "spawned");
+        Ok(Child { pid, name: name.to_string(), pidfd, status: None })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until the process exits and reaps it.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        loop {
+            let mut guard = self.pidfd.readable().await?;
+            if let Some(raw) = reap(self.pid)? {
+                drop(guard);
+                return Ok(self.record(raw));
+            }
+            guard.clear_ready();
+        }
+    }
+
+    /// Reaps the process if it has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        if let Some(s) = self.status {
+            return Ok(Some(s));
+        }
+        Ok(reap(self.pid)?.map(|raw| self.record(raw)))
+    }
+
+    fn record(&mut self, raw: i32) -> std::process::ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        let s = std::process::ExitStatus::from_raw(raw);
+        self.status = Some(s);
+        registry().lock().unwrap().remove(&self.pid);
+        tracing::debug!(pid = self.pid, name = self.name, status = %s, "exited");
+        s
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        kill_pid(self.pid);
+        // SAFETY: reaping our own killed child; it exits promptly after SIGKILL.
+        let mut raw = 0;
+        unsafe { libc::waitpid(self.pid, &mut raw, 0) };
+        use std::os::unix::process::ExitStatusExt;
+        self.status = Some(std::process::ExitStatus::from_raw(raw));
+        registry().lock().unwrap().remove(&self.pid);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// waitpid(WNOHANG): the raw status if the child has exited.
+fn reap(pid: i32) -> std::io::Result<Option<i32>> {
+    let mut raw = 0;
+    // SAFETY: plain syscall on our own child.
+    match unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) } {
+        r if r < 0 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        _ => Ok(Some(raw)),
+    }
+}
+
+fn kill_pid(pid: i32) {
+    // SAFETY: plain syscall.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Kills every registered child. Used by the signal handler and the panic hook.
+pub fn kill_all_children() {
+    let pids: Vec<i32> = registry().lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
+    for pid in pids {
+        kill_pid(pid);
+    }
+}
+
+/// On SIGINT/SIGTERM/SIGHUP: kill the children, say where the artifacts are, exit 130.
+pub fn install_signal_handlers() {
+    use tokio::signal::unix::{SignalKind, signal};
+    static ONCE: OnceLock<()> = OnceLock::new();
+    if ONCE.set(()).is_err() {
+        return;
+    }
+    for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()] {
+        let Ok(mut s) = signal(kind) else { continue };
+        tokio::spawn(async move {
+            s.recv().await;
+            kill_all_children();
+            let dirs: Vec<PathBuf> = live_artifacts().lock().map(|a| a.keys().cloned().collect()).unwrap_or_default();
+            for d in dirs {
+                eprintln!("luo-harness: interrupted; artifacts kept in {}", d.display());
+            }
+            std::process::exit(130);
+        });
+    }
+}
