@@ -10,7 +10,13 @@ fn main() {
     out.push_str("pub static FRAGMENTS: &[(&str, &str)] = &[\n");
     for f in sorted(&root.join("fragments")) {
         if f.extension().is_some_and(|e| e == "config") {
-            writeln!(out, "    ({:?}, include_str!({:?})),", f.file_name().unwrap().to_str().unwrap(), f.display()).unwrap();
+            writeln!(
+                out,
+                "    ({:?}, include_str!({:?})),",
+                f.file_name().unwrap().to_str().unwrap(),
+                f.display()
+            )
+            .unwrap();
         }
     }
     out.push_str("];\n\npub static VARIANTS: &[(&str, &[(&str, &str)])] = &[\n");
@@ -18,10 +24,21 @@ fn main() {
         if !v.is_dir() {
             continue;
         }
-        writeln!(out, "    ({:?}, &[", v.file_name().unwrap().to_str().unwrap()).unwrap();
+        writeln!(
+            out,
+            "    ({:?}, &[",
+            v.file_name().unwrap().to_str().unwrap()
+        )
+        .unwrap();
         for p in sorted(&v) {
             if p.extension().is_some_and(|e| e == "patch") {
-                writeln!(out, "        ({:?}, include_str!({:?})),", p.file_name().unwrap().to_str().unwrap(), p.display()).unwrap();
+                writeln!(
+                    out,
+                    "        ({:?}, include_str!({:?})),",
+                    p.file_name().unwrap().to_str().unwrap(),
+                    p.display()
+                )
+                .unwrap();
             }
         }
         out.push_str("    ]),\n");
@@ -35,7 +52,9 @@ fn main() {
 
 fn sorted(dir: &Path) -> Vec<std::path::PathBuf> {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut v: Vec<_> = std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     v.sort();
     for p in &v {
         if p.is_dir() {

@@ -52,30 +52,124 @@ pub struct RoundtripTiming {
 pub const ROUNDTRIP_BYTES: u64 = 1 << 20;
 
 /// Boot, create a session with a 1 MiB patterned memfd, kexec, retrieve, verify, power off.
-pub async fn one_roundtrip(p: &crate::Prepared, extra_cmdline: &str) -> Result<RoundtripTiming, GuestError> {
+pub async fn one_roundtrip(
+    p: &crate::Prepared,
+    extra_cmdline: &str,
+) -> Result<RoundtripTiming, GuestError> {
     let t0 = Instant::now();
     let mut cfg = p.vm_config("bench-roundtrip");
     cfg.extra_cmdline = extra_cmdline.to_string();
     let mut g = Vm::boot(cfg).await?;
-    let mut t = RoundtripTiming { first_hello: g.boots()[0].to_hello, ..Default::default() };
-    let timed = async |g: &mut crate::Guest, r: Request, t: &mut RoundtripTiming| -> Result<Reply, GuestError> {
+    let mut t = RoundtripTiming {
+        first_hello: g.boots()[0].to_hello,
+        ..Default::default()
+    };
+    let timed = async |g: &mut crate::Guest,
+                       r: Request,
+                       t: &mut RoundtripTiming|
+           -> Result<Reply, GuestError> {
         let s = Instant::now();
         let reply = g.request(r).await?;
         t.requests.push(s.elapsed());
         Ok(reply)
     };
     let (dev, s, m) = ("dev".to_string(), "s".to_string(), "m".to_string());
-    timed(&mut g, Request::OpenDevice { handle: dev.clone() }, &mut t).await?;
-    timed(&mut g, Request::CreateSession { device: dev.clone(), handle: s.clone(), name: "bench".into() }, &mut t).await?;
-    timed(&mut g, Request::CreateMemfd { handle: m.clone(), name: "bench".into(), size: ROUNDTRIP_BYTES, hugetlb: false }, &mut t).await?;
-    timed(&mut g, Request::WritePattern { handle: m.clone(), seed: 7, offset: 0, len: ROUNDTRIP_BYTES }, &mut t).await?;
-    timed(&mut g, Request::PreserveFd { session: s.clone(), fd: m.clone(), token: 1 }, &mut t).await?;
+    timed(
+        &mut g,
+        Request::OpenDevice {
+            handle: dev.clone(),
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::CreateSession {
+            device: dev.clone(),
+            handle: s.clone(),
+            name: "bench".into(),
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::CreateMemfd {
+            handle: m.clone(),
+            name: "bench".into(),
+            size: ROUNDTRIP_BYTES,
+            hugetlb: false,
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::WritePattern {
+            handle: m.clone(),
+            seed: 7,
+            offset: 0,
+            len: ROUNDTRIP_BYTES,
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::PreserveFd {
+            session: s.clone(),
+            fd: m.clone(),
+            token: 1,
+        },
+        &mut t,
+    )
+    .await?;
     t.blackout = g.kexec_same().await?;
-    timed(&mut g, Request::OpenDevice { handle: dev.clone() }, &mut t).await?;
-    timed(&mut g, Request::RetrieveSession { device: dev.clone(), handle: s.clone(), name: "bench".into() }, &mut t).await?;
-    timed(&mut g, Request::RetrieveFd { session: s.clone(), handle: m.clone(), token: 1 }, &mut t).await?;
-    timed(&mut g, Request::VerifyPattern { handle: m.clone(), seed: 7, offset: 0, len: ROUNDTRIP_BYTES }, &mut t).await?;
-    timed(&mut g, Request::FinishSession { session: s.clone() }, &mut t).await?;
+    timed(
+        &mut g,
+        Request::OpenDevice {
+            handle: dev.clone(),
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::RetrieveSession {
+            device: dev.clone(),
+            handle: s.clone(),
+            name: "bench".into(),
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::RetrieveFd {
+            session: s.clone(),
+            handle: m.clone(),
+            token: 1,
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::VerifyPattern {
+            handle: m.clone(),
+            seed: 7,
+            offset: 0,
+            len: ROUNDTRIP_BYTES,
+        },
+        &mut t,
+    )
+    .await?;
+    timed(
+        &mut g,
+        Request::FinishSession { session: s.clone() },
+        &mut t,
+    )
+    .await?;
     let s0 = Instant::now();
     g.power_off().await?;
     t.power_off = s0.elapsed();
@@ -85,7 +179,11 @@ pub async fn one_roundtrip(p: &crate::Prepared, extra_cmdline: &str) -> Result<R
 
 pub fn median(v: &mut [Duration]) -> Duration {
     v.sort();
-    if v.is_empty() { Duration::ZERO } else { v[v.len() / 2] }
+    if v.is_empty() {
+        Duration::ZERO
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -98,7 +196,15 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
         None => KernelChoice::Build(Default::default()),
     };
     let p = prepare(&choice, a.accel, &Terminal::default()).await?;
-    let upstream = if a.no_upstream { None } else { Some(crate::upstream::UpstreamFlow::prepare(&p).await.map_err(BenchError::Other)?) };
+    let upstream = if a.no_upstream {
+        None
+    } else {
+        Some(
+            crate::upstream::UpstreamFlow::prepare(&p)
+                .await
+                .map_err(BenchError::Other)?,
+        )
+    };
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for i in 0..a.runs {
@@ -112,18 +218,49 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     let mut totals: Vec<_> = ours.iter().map(|t| t.total).collect();
     let mut hellos: Vec<_> = ours.iter().map(|t| t.first_hello).collect();
     let mut blackouts: Vec<_> = ours.iter().map(|t| t.blackout).collect();
-    let mut reqs: Vec<_> = ours.iter().flat_map(|t| t.requests.iter().copied()).collect();
+    let mut reqs: Vec<_> = ours
+        .iter()
+        .flat_map(|t| t.requests.iter().copied())
+        .collect();
     let mut offs: Vec<_> = ours.iter().map(|t| t.power_off).collect();
     let med = median(&mut totals);
-    println!("memfd round trip, {} runs, accel {}, kernel {}", a.runs, p.accel, p.kernel.display());
-    println!("  luo-harness total            median {}  (min {}, max {})", ms(med), ms(totals[0]), ms(*totals.last().unwrap()));
-    println!("    QEMU start -> first hello  median {}", ms(median(&mut hellos)));
-    println!("    reboot call -> new hello   median {}  (blackout seen from the host)", ms(median(&mut blackouts)));
-    println!("    request round trip         median {}  (p90 {})", ms(median(&mut reqs)), ms(reqs[reqs.len() * 9 / 10]));
-    println!("    power off -> QEMU exit     median {}", ms(median(&mut offs)));
+    println!(
+        "memfd round trip, {} runs, accel {}, kernel {}",
+        a.runs,
+        p.accel,
+        p.kernel.display()
+    );
+    println!(
+        "  luo-harness total            median {}  (min {}, max {})",
+        ms(med),
+        ms(totals[0]),
+        ms(*totals.last().unwrap())
+    );
+    println!(
+        "    QEMU start -> first hello  median {}",
+        ms(median(&mut hellos))
+    );
+    println!(
+        "    reboot call -> new hello   median {}  (blackout seen from the host)",
+        ms(median(&mut blackouts))
+    );
+    println!(
+        "    request round trip         median {}  (p90 {})",
+        ms(median(&mut reqs)),
+        ms(reqs[reqs.len() * 9 / 10])
+    );
+    println!(
+        "    power off -> QEMU exit     median {}",
+        ms(median(&mut offs))
+    );
     if !theirs.is_empty() {
         let tm = median(&mut theirs);
-        println!("  vmtest.sh flow (luo_kexec_simple, same kernel)  median {}  (min {}, max {})", ms(tm), ms(theirs[0]), ms(*theirs.last().unwrap()));
+        println!(
+            "  vmtest.sh flow (luo_kexec_simple, same kernel)  median {}  (min {}, max {})",
+            ms(tm),
+            ms(theirs[0]),
+            ms(*theirs.last().unwrap())
+        );
         println!("  speed-up: {:.2}x", tm.as_secs_f64() / med.as_secs_f64());
     }
     Ok(())

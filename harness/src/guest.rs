@@ -2,7 +2,9 @@
 
 use crate::vm::Vm;
 use crate::vm::qmp::{Qmp, QmpEvent};
-use luo_protocol::{AgentError, Envelope, Hello, Outcome, PROTOCOL_VERSION, Reply, Request, Response, to_line};
+use luo_protocol::{
+    AgentError, Envelope, Hello, Outcome, PROTOCOL_VERSION, Reply, Request, Response, to_line,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,10 +16,22 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 pub enum GuestError {
     #[error("{what}: {message}")]
     Setup { what: String, message: String },
-    #[error("{failure} (boot {boot}, step `{step}`)\n--- console, last lines ---\n{console}\n--- artifacts kept in {artifacts} ---")]
-    Vm { failure: Failure, boot: u32, step: String, console: String, artifacts: String },
+    #[error(
+        "{failure} (boot {boot}, step `{step}`)\n--- console, last lines ---\n{console}\n--- artifacts kept in {artifacts} ---"
+    )]
+    Vm {
+        failure: Failure,
+        boot: u32,
+        step: String,
+        console: String,
+        artifacts: String,
+    },
     #[error("boot {boot}, step `{step}`: {error}")]
-    Agent { boot: u32, step: String, error: AgentError },
+    Agent {
+        boot: u32,
+        step: String,
+        error: AgentError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,7 +50,10 @@ pub enum Failure {
 
 impl GuestError {
     pub fn setup(what: &str, e: impl std::fmt::Display) -> GuestError {
-        GuestError::Setup { what: what.to_string(), message: e.to_string() }
+        GuestError::Setup {
+            what: what.to_string(),
+            message: e.to_string(),
+        }
     }
     pub fn failure(&self) -> Option<&Failure> {
         match self {
@@ -78,14 +95,21 @@ pub struct Guest {
     next_id: u64,
     boots: Vec<BootRecord>,
     step: String,
+    /// The boot in progress: the one being waited for, or the one answering requests.
+    current_boot: u32,
     panicked: bool,
     line: String,
 }
 
 impl Guest {
     /// Accepts QEMU's connections and waits for the first hello.
-    pub(crate) async fn connect(vm: Vm, agent: UnixListener, qmp: UnixListener) -> Result<Guest, GuestError> {
-        let transcript = std::fs::File::create(vm.artifacts.path("agent.jsonl")).map_err(|e| GuestError::setup("agent transcript", e))?;
+    pub(crate) async fn connect(
+        vm: Vm,
+        agent: UnixListener,
+        qmp: UnixListener,
+    ) -> Result<Guest, GuestError> {
+        let transcript = std::fs::File::create(vm.artifacts.path("agent.jsonl"))
+            .map_err(|e| GuestError::setup("agent transcript", e))?;
         let timeout = vm.config.boot_timeout;
         let mut vm = vm;
         let accepted = tokio::select! {
@@ -98,7 +122,10 @@ impl Guest {
             Err(msg) => {
                 vm.artifacts.fail();
                 let stderr = artifact_text(&vm.artifacts.path("qemu.stderr"));
-                return Err(GuestError::Setup { what: "starting QEMU".into(), message: format!("{msg}\n{stderr}") });
+                return Err(GuestError::Setup {
+                    what: "starting QEMU".into(),
+                    message: format!("{msg}\n{stderr}"),
+                });
             }
         };
         let (r, w) = agent_stream.into_split();
@@ -110,6 +137,7 @@ impl Guest {
             next_id: 1,
             boots: vec![],
             step: "boot".into(),
+            current_boot: 0,
             panicked: false,
             line: String::new(),
         };
@@ -127,11 +155,15 @@ impl Guest {
     }
 
     pub fn hello(&self) -> &Hello {
-        &self.boots.last().expect("a connected guest has said hello").hello
+        &self
+            .boots
+            .last()
+            .expect("a connected guest has said hello")
+            .hello
     }
 
     pub fn boot_index(&self) -> u32 {
-        self.boots.len() as u32 - 1
+        self.current_boot
     }
 
     pub fn artifacts(&self) -> &Path {
@@ -142,18 +174,29 @@ impl Guest {
     pub async fn request(&mut self, req: Request) -> Result<Reply, GuestError> {
         match self.try_request(req).await? {
             Ok(r) => Ok(r),
-            Err(error) => Err(GuestError::Agent { boot: self.boot_index(), step: self.step.clone(), error }),
+            Err(error) => Err(GuestError::Agent {
+                boot: self.boot_index(),
+                step: self.step.clone(),
+                error,
+            }),
         }
     }
 
     /// Sends one request; the outer error is the VM's, the inner the agent's (for expected errnos).
     #[tracing::instrument(name = "request", skip_all, fields(op = op_name(&req)))]
-    pub async fn try_request(&mut self, req: Request) -> Result<Result<Reply, AgentError>, GuestError> {
+    pub async fn try_request(
+        &mut self,
+        req: Request,
+    ) -> Result<Result<Reply, AgentError>, GuestError> {
         let timeout = self.vm.config.request_timeout;
         self.try_request_within(req, timeout).await
     }
 
-    pub async fn try_request_within(&mut self, req: Request, timeout: Duration) -> Result<Result<Reply, AgentError>, GuestError> {
+    pub async fn try_request_within(
+        &mut self,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Result<Reply, AgentError>, GuestError> {
         self.step = op_name(&req).to_string();
         let id = self.next_id;
         self.next_id += 1;
@@ -172,8 +215,14 @@ impl Guest {
                         Outcome::Err(e) => Err(e),
                     });
                 }
-                Ok(r) => tracing::warn!(id = r.id, expected = id, "reply to another request ignored"),
-                Err(e) => return Err(self.fail(Failure::Protocol(format!("unexpected line from the agent ({e}): {line}")))),
+                Ok(r) => {
+                    tracing::warn!(id = r.id, expected = id, "reply to another request ignored")
+                }
+                Err(e) => {
+                    return Err(self.fail(Failure::Protocol(format!(
+                        "unexpected line from the agent ({e}): {line}"
+                    ))));
+                }
             }
         }
     }
@@ -191,14 +240,21 @@ impl Guest {
             let _ = std::fs::remove_file(&dst);
             std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))
         };
-        stage(&target.kernel, "bzImage").map_err(|e| GuestError::setup("staging the kexec kernel", e))?;
-        stage(&target.initrd, "initrd").map_err(|e| GuestError::setup("staging the kexec initrd", e))?;
+        stage(&target.kernel, "bzImage")
+            .map_err(|e| GuestError::setup("staging the kexec kernel", e))?;
+        stage(&target.initrd, "initrd")
+            .map_err(|e| GuestError::setup("staging the kexec initrd", e))?;
         let mut cfg = self.vm.config.clone();
         if let Some(extra) = &target.extra_cmdline {
             cfg.extra_cmdline = extra.clone();
         }
         let cmdline = cfg.cmdline(next);
-        self.request(Request::KexecLoad { kernel: "kexec/bzImage".into(), initrd: "kexec/initrd".into(), cmdline }).await?;
+        self.request(Request::KexecLoad {
+            kernel: "kexec/bzImage".into(),
+            initrd: "kexec/initrd".into(),
+            cmdline,
+        })
+        .await?;
         self.request(Request::KexecReboot).await?;
         let t0 = Instant::now();
         self.await_hello(next, t0).await?;
@@ -207,7 +263,11 @@ impl Guest {
 
     /// Kexec into the kernel and initrd this VM booted with.
     pub async fn kexec_same(&mut self) -> Result<Duration, GuestError> {
-        let t = KexecTarget { kernel: self.vm.config.kernel.clone(), initrd: self.vm.config.initrd.clone(), extra_cmdline: None };
+        let t = KexecTarget {
+            kernel: self.vm.config.kernel.clone(),
+            initrd: self.vm.config.initrd.clone(),
+            extra_cmdline: None,
+        };
         self.kexec(&t).await
     }
 
@@ -226,7 +286,10 @@ impl Guest {
     }
 
     /// Waits for QEMU to exit on its own (a guest that panics or powers off by itself).
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus, GuestError> {
+    pub async fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus, GuestError> {
         tokio::select! {
             s = self.vm.qemu.wait() => s.map_err(|e| GuestError::setup("waiting for QEMU", e)),
             _ = tokio::time::sleep(timeout) => Err(self.fail(Failure::Timeout(timeout))),
@@ -234,19 +297,36 @@ impl Guest {
     }
 
     async fn await_hello(&mut self, expected: u32, since: Instant) -> Result<(), GuestError> {
-        self.step = if expected == 0 { "boot".into() } else { format!("kexec into boot {expected}") };
+        self.step = if expected == 0 {
+            "boot".into()
+        } else {
+            format!("kexec into boot {expected}")
+        };
+        self.current_boot = expected;
         let timeout = self.vm.config.boot_timeout;
-        let line = self.next_line(Instant::now() + timeout, Failure::BootTimeout(timeout)).await?;
+        let line = self
+            .next_line(Instant::now() + timeout, Failure::BootTimeout(timeout))
+            .await?;
         let hello: Hello = match serde_json::from_str(&line) {
             Ok(h) => h,
-            Err(e) => return Err(self.fail(Failure::Protocol(format!("expected the agent's hello ({e}): {line}")))),
+            Err(e) => {
+                return Err(self.fail(Failure::Protocol(format!(
+                    "expected the agent's hello ({e}): {line}"
+                ))));
+            }
         };
         if hello.protocol != PROTOCOL_VERSION {
-            let msg = format!("agent speaks protocol {} but the host speaks {PROTOCOL_VERSION}: rebuild the agent", hello.protocol);
+            let msg = format!(
+                "agent speaks protocol {} but the host speaks {PROTOCOL_VERSION}: rebuild the agent",
+                hello.protocol
+            );
             return Err(self.fail(Failure::Protocol(msg)));
         }
         if hello.boot.boot_index != Some(expected) {
-            let msg = format!("expected boot {expected} but the agent reports {:?} (did the kexec happen?)", hello.boot.boot_index);
+            let msg = format!(
+                "expected boot {expected} but the agent reports {:?} (did the kexec happen?)",
+                hello.boot.boot_index
+            );
             return Err(self.fail(Failure::Protocol(msg)));
         }
         let to_hello = since.elapsed();
@@ -256,7 +336,11 @@ impl Guest {
     }
 
     /// The next line from the agent, watching QEMU and QMP meanwhile.
-    async fn next_line(&mut self, deadline: Instant, on_timeout: Failure) -> Result<String, GuestError> {
+    async fn next_line(
+        &mut self,
+        deadline: Instant,
+        on_timeout: Failure,
+    ) -> Result<String, GuestError> {
         self.line.clear();
         loop {
             let qmp_event = async {
@@ -323,7 +407,7 @@ impl Guest {
         tracing::debug!(%failure, step = %self.step, "guest failure");
         GuestError::Vm {
             failure,
-            boot: self.boots.len() as u32,
+            boot: self.current_boot,
             step: self.step.clone(),
             console: self.vm.console_tail(30),
             artifacts: self.vm.artifacts.dir().display().to_string(),
@@ -353,7 +437,10 @@ pub fn op_name(req: &Request) -> &'static str {
     use std::collections::BTreeSet;
     use std::sync::{Mutex, OnceLock};
     static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
-    let Some(name) = serde_json::to_value(req).ok().and_then(|v| v.get("op")?.as_str().map(String::from)) else {
+    let Some(name) = serde_json::to_value(req)
+        .ok()
+        .and_then(|v| v.get("op")?.as_str().map(String::from))
+    else {
         return "request";
     };
     let mut names = NAMES.get_or_init(Default::default).lock().unwrap();

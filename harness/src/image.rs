@@ -9,10 +9,15 @@ use std::process::Command;
 pub enum ImageError {
     #[error("building the guest agent failed (cargo build -p luo-agent):\n{0}")]
     AgentBuild(String),
-    #[error("no guest agent binary: set LUO_HARNESS_AGENT or build it with `cargo build --profile agent --target {TARGET} -p luo-agent` (RUSTFLAGS=-Ctarget-feature=+crt-static)")]
+    #[error(
+        "no guest agent binary: set LUO_HARNESS_AGENT or build it with `cargo build --profile agent --target {TARGET} -p luo-agent` (RUSTFLAGS=-Ctarget-feature=+crt-static)"
+    )]
     NoAgent,
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Initramfs(#[from] luo_initramfs::InitramfsError),
 }
@@ -20,14 +25,21 @@ pub enum ImageError {
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
-        let t = if p.is_dir() { newest_mtime(&p) } else { e.metadata().ok()?.modified().ok() };
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().ok()?.modified().ok()
+        };
         newest = newest.max(t);
     }
     newest
@@ -43,7 +55,11 @@ pub fn agent_binary() -> Result<PathBuf, ImageError> {
     let bin = root.join("target").join(TARGET).join("agent/luo-agent");
     let sources = [root.join("guest-images/agent"), root.join("protocol")];
     if !sources[0].exists() {
-        return if bin.is_file() { Ok(bin) } else { Err(ImageError::NoAgent) };
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(ImageError::NoAgent)
+        };
     }
     let built = bin.metadata().and_then(|m| m.modified()).ok();
     let newest = sources.iter().filter_map(|d| newest_mtime(d)).max();
@@ -60,11 +76,22 @@ fn build_agent(root: &Path) -> Result<(), ImageError> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .args(["build", "--quiet", "--profile", "agent", "--target", TARGET, "-p", "luo-agent"])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "agent",
+            "--target",
+            TARGET,
+            "-p",
+            "luo-agent",
+        ])
         .output()
         .map_err(|e| ImageError::AgentBuild(e.to_string()))?;
     if !out.status.success() {
-        return Err(ImageError::AgentBuild(String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(ImageError::AgentBuild(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     Ok(())
 }
@@ -83,13 +110,25 @@ pub fn initramfs_bytes(agent: &Path) -> Result<Vec<u8>, ImageError> {
 pub fn initramfs(dir: &Path) -> Result<PathBuf, ImageError> {
     let agent = agent_binary()?;
     let bytes = initramfs_bytes(&agent)?;
-    let name = format!("initramfs-{}.cpio", &hex::encode(Sha256::digest(&bytes))[..16]);
+    let name = format!(
+        "initramfs-{}.cpio",
+        &hex::encode(Sha256::digest(&bytes))[..16]
+    );
     let path = dir.join(name);
     if !path.is_file() {
-        std::fs::create_dir_all(dir).map_err(|source| ImageError::Io { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ImageError::Io {
+            path: dir.into(),
+            source,
+        })?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(|source| ImageError::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &path).map_err(|source| ImageError::Io { path: path.clone(), source })?;
+        std::fs::write(&tmp, &bytes).map_err(|source| ImageError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|source| ImageError::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(path)
 }

@@ -30,7 +30,9 @@ pub struct Terminal {
 
 impl Default for Terminal {
     fn default() -> Self {
-        Terminal { bar: Mutex::new(None) }
+        Terminal {
+            bar: Mutex::new(None),
+        }
     }
 }
 
@@ -58,22 +60,37 @@ impl Terminal {
 impl Reporter for Terminal {
     fn emit(&self, o: Output) {
         match o {
-            Output::Kernel(BuildEvent::Step { done, estimate, what }) => {
+            Output::Kernel(BuildEvent::Step {
+                done,
+                estimate,
+                what,
+            }) => {
                 let b = self.bar(estimate);
                 b.set_length(estimate.max(done));
                 b.set_position(done);
                 b.set_message(what);
             }
             Output::Kernel(BuildEvent::CacheHit { key }) => eprintln!("kernel: cached ({key})"),
-            Output::Kernel(BuildEvent::Waiting { lock }) => tracing::debug!(lock, "taking the build lock"),
+            Output::Kernel(BuildEvent::Waiting { lock }) => {
+                tracing::debug!(lock, "taking the build lock")
+            }
             Output::Kernel(BuildEvent::FetchingSource) => eprintln!("kernel: preparing the source"),
-            Output::Kernel(BuildEvent::Configuring { build_dir }) => eprintln!("kernel: configuring in {}", build_dir.display()),
+            Output::Kernel(BuildEvent::Configuring { build_dir }) => {
+                eprintln!("kernel: configuring in {}", build_dir.display())
+            }
             Output::Kernel(BuildEvent::Published { key, seconds }) => {
                 self.finish_bar();
                 eprintln!("kernel: built in {seconds:.1} s ({key})");
             }
             Output::AccelProbe { kvm_works, detail } => {
-                eprintln!("accel: KVM {} ({detail})", if kvm_works { "works" } else { "does not run guests here; using TCG" })
+                eprintln!(
+                    "accel: KVM {} ({detail})",
+                    if kvm_works {
+                        "works"
+                    } else {
+                        "does not run guests here; using TCG"
+                    }
+                )
             }
             Output::AccelChosen { accel, cached } => tracing::info!(accel, cached, "accelerator"),
             Output::Note(s) => eprintln!("{s}"),

@@ -47,7 +47,11 @@ pub enum PrepareError {
     Probe(#[from] GuestError),
 }
 
-pub async fn prepare(kernel: &KernelChoice, accel: AccelChoice, reporter: &dyn Reporter) -> Result<Prepared, PrepareError> {
+pub async fn prepare(
+    kernel: &KernelChoice,
+    accel: AccelChoice,
+    reporter: &dyn Reporter,
+) -> Result<Prepared, PrepareError> {
     let cache = Cache::from_env();
     let (kernel, kernel_key) = match kernel {
         KernelChoice::Prebuilt(p) if p.is_file() => (p.clone(), None),
@@ -57,7 +61,9 @@ pub async fn prepare(kernel: &KernelChoice, accel: AccelChoice, reporter: &dyn R
             let cache2 = cache.clone();
             // make runs for minutes; keep it off the async workers. Events cross back via a channel.
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let job = tokio::task::spawn_blocking(move || luo_kernels::build(&req, &cache2, &mut |e| drop(tx.send(e))));
+            let job = tokio::task::spawn_blocking(move || {
+                luo_kernels::build(&req, &cache2, &mut |e| drop(tx.send(e)))
+            });
             while let Some(e) = rx.recv().await {
                 reporter.emit(Output::Kernel(e));
             }
@@ -67,7 +73,12 @@ pub async fn prepare(kernel: &KernelChoice, accel: AccelChoice, reporter: &dyn R
     };
     let initrd = crate::image::initramfs(&cache.root().join("images"))?;
     let accel = choose_accel(accel, &cache, &kernel, &initrd, reporter).await?;
-    Ok(Prepared { kernel, initrd, accel, kernel_key })
+    Ok(Prepared {
+        kernel,
+        initrd,
+        accel,
+        kernel_key,
+    })
 }
 
 async fn choose_accel(
@@ -79,13 +90,22 @@ async fn choose_accel(
 ) -> Result<Accel, PrepareError> {
     let qemu_version = crate::vm::qemu_binary()
         .and_then(|q| std::process::Command::new(q).arg("--version").output().ok())
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default();
     let host = accel::host_identity(&qemu_version);
     let path = cache.root().join("accel-verdict.json");
     let cached = accel::load(&path, &host);
     if let Some(a) = accel::pick(choice, cached.as_ref()) {
-        reporter.emit(Output::AccelChosen { accel: a.to_string(), cached: cached.is_some() });
+        reporter.emit(Output::AccelChosen {
+            accel: a.to_string(),
+            cached: cached.is_some(),
+        });
         return Ok(a);
     }
     let _lock = cache.lock("accel-probe")?;
@@ -93,15 +113,25 @@ async fn choose_accel(
         return Ok(if v.kvm_works { Accel::Kvm } else { Accel::Tcg });
     }
     let (kvm_works, detail) = probe_kvm(kernel, initrd).await;
-    reporter.emit(Output::AccelProbe { kvm_works, detail: detail.clone() });
-    accel::store(&path, &Verdict { host, kvm_works, detail });
+    reporter.emit(Output::AccelProbe {
+        kvm_works,
+        detail: detail.clone(),
+    });
+    accel::store(
+        &path,
+        &Verdict {
+            host,
+            kvm_works,
+            detail,
+        },
+    );
     Ok(if kvm_works { Accel::Kvm } else { Accel::Tcg })
 }
 
 /// Boots the real guest under KVM with a short deadline. Working KVM reaches the hello in well under
 /// a second; the broken nested KVM seen on these machines hangs or aborts.
-async fn probe_kvm(kernel: &PathBuf, initrd: &PathBuf) -> (bool, String) {
-    let mut cfg = VmConfig::new("kvm-probe", kernel.clone(), initrd.clone(), Accel::Kvm);
+async fn probe_kvm(kernel: &std::path::Path, initrd: &std::path::Path) -> (bool, String) {
+    let mut cfg = VmConfig::new("kvm-probe", kernel.to_path_buf(), initrd.to_path_buf(), Accel::Kvm);
     cfg.boot_timeout = Duration::from_secs(8);
     cfg.virtiofs = false;
     cfg.discard_artifacts = true;
@@ -110,7 +140,13 @@ async fn probe_kvm(kernel: &PathBuf, initrd: &PathBuf) -> (bool, String) {
             let ms = guest.boots()[0].to_hello.as_millis();
             match guest.power_off().await {
                 Ok(()) => (true, format!("booted to the agent in {ms} ms")),
-                Err(e) => (false, format!("booted but did not power off: {}", first_line(&e.to_string()))),
+                Err(e) => (
+                    false,
+                    format!(
+                        "booted but did not power off: {}",
+                        first_line(&e.to_string())
+                    ),
+                ),
             }
         }
         Err(e) => (false, first_line(&e.to_string())),

@@ -22,11 +22,16 @@ impl UpstreamFlow {
     pub async fn prepare(p: &Prepared) -> Result<UpstreamFlow, String> {
         let req = luo_kernels::BuildRequest::default();
         let cache = luo_kernels::Cache::from_env();
-        let bins = tokio::task::spawn_blocking(move || luo_kernels::selftests::build(&req, &cache, "luo_kexec_simple"))
-            .await
-            .map_err(|e| e.to_string())?
+        let bins = tokio::task::spawn_blocking(move || {
+            luo_kernels::selftests::build(&req, &cache, "luo_kexec_simple")
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("luo-vmtest")
+            .tempdir()
             .map_err(|e| e.to_string())?;
-        let dir = tempfile::Builder::new().prefix("luo-vmtest").tempdir().map_err(|e| e.to_string())?;
         let base = |i: &mut Initramfs| -> Result<(), luo_initramfs::InitramfsError> {
             i.dir("dev")?.dir("proc")?.dir("debugfs")?;
             i.char_dev("dev/console", 5, 1)?;
@@ -38,8 +43,12 @@ impl UpstreamFlow {
         base(&mut inner).map_err(|e| e.to_string())?;
         let mut outer = Initramfs::new();
         base(&mut outer).map_err(|e| e.to_string())?;
-        outer.file_from_host("kernel", 0o644, &p.kernel).map_err(|e| e.to_string())?;
-        outer.file("initrd.img", 0o644, inner.to_bytes()).map_err(|e| e.to_string())?;
+        outer
+            .file_from_host("kernel", 0o644, &p.kernel)
+            .map_err(|e| e.to_string())?;
+        outer
+            .file("initrd.img", 0o644, inner.to_bytes())
+            .map_err(|e| e.to_string())?;
         let initrd = dir.path().join("initrd.cpio");
         std::fs::write(&initrd, outer.to_bytes()).map_err(|e| e.to_string())?;
         Ok(UpstreamFlow {
@@ -56,17 +65,27 @@ impl UpstreamFlow {
     pub async fn run(&self) -> Result<Duration, String> {
         let _ = std::fs::remove_file(&self.serial);
         let mut cmd = std::process::Command::new(&self.qemu);
-        cmd.args(["-m", "1G", "-smp", "2", "-no-reboot", "-nographic", "-nodefaults", "-accel", &self.accel])
-            .arg("-serial")
-            .arg(format!("file:{}", self.serial.display()))
-            .args(["-append", "console=ttyS0 liveupdate=on panic=-1"])
-            .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        cmd.args([
+            "-m",
+            "1G",
+            "-smp",
+            "2",
+            "-no-reboot",
+            "-nographic",
+            "-nodefaults",
+            "-accel",
+            &self.accel,
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", self.serial.display()))
+        .args(["-append", "console=ttyS0 liveupdate=on panic=-1"])
+        .arg("-kernel")
+        .arg(&self.kernel)
+        .arg("-initrd")
+        .arg(&self.initrd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
         let t0 = Instant::now();
         let mut child = Child::spawn(cmd, "qemu (vmtest.sh flow)").map_err(|e| e.to_string())?;
         match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
@@ -77,7 +96,10 @@ impl UpstreamFlow {
         let serial = std::fs::read_to_string(&self.serial).unwrap_or_default();
         if !serial.contains("TEST PASSED") {
             let tail: Vec<&str> = serial.lines().rev().take(15).collect();
-            return Err(format!("vmtest.sh flow did not pass:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+            return Err(format!(
+                "vmtest.sh flow did not pass:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
         }
         Ok(took)
     }

@@ -10,7 +10,11 @@ use std::process::Command;
 /// skipping security suites (they live on another path).
 pub fn mirror_from_sources(files: &[(PathBuf, String)]) -> Option<String> {
     for (path, text) in files {
-        let uri = if path.extension().is_some_and(|e| e == "sources") { deb822_uri(text) } else { one_line_uri(text) };
+        let uri = if path.extension().is_some_and(|e| e == "sources") {
+            deb822_uri(text)
+        } else {
+            one_line_uri(text)
+        };
         if let Some(u) = uri {
             return Some(u.trim_end_matches('/').to_string());
         }
@@ -33,10 +37,15 @@ fn deb822_uri(text: &str) -> Option<String> {
         let enabled = field("Enabled").is_none_or(|v| v != "no");
         let types = field("Types").unwrap_or_default();
         let suites = field("Suites").unwrap_or_default();
-        if !enabled || !types.split_whitespace().any(|t| t == "deb") || suites.contains("security") {
+        if !enabled || !types.split_whitespace().any(|t| t == "deb") || suites.contains("security")
+        {
             continue;
         }
-        if let Some(u) = field("URIs").and_then(|u| u.split_whitespace().find(|u| is_debian_archive(u)).map(String::from)) {
+        if let Some(u) = field("URIs").and_then(|u| {
+            u.split_whitespace()
+                .find(|u| is_debian_archive(u))
+                .map(String::from)
+        }) {
             return Some(u);
         }
     }
@@ -75,15 +84,20 @@ pub fn system_mirror() -> Result<String, KernelError> {
         let mut paths: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         paths.sort();
         for p in paths {
-            if p.extension().is_some_and(|e| e == "list" || e == "sources") {
-                if let Ok(t) = std::fs::read_to_string(&p) {
+            if p.extension().is_some_and(|e| e == "list" || e == "sources")
+                && let Ok(t) = std::fs::read_to_string(&p) {
                     files.push((p, t));
                 }
-            }
         }
     }
     mirror_from_sources(&files).ok_or_else(|| {
-        KernelError::NoMirror(files.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", "))
+        KernelError::NoMirror(
+            files
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     })
 }
 
@@ -97,9 +111,13 @@ impl PrivateApt {
         std::fs::create_dir_all(dir.join("lists/partial")).at(dir)?;
         std::fs::create_dir_all(dir.join("parts")).at(dir)?;
         std::fs::create_dir_all(dir.join("archives/partial")).at(dir)?;
-        let list = format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n");
+        let list = format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n"
+        );
         std::fs::write(dir.join("sources.list"), list).at(dir.join("sources.list"))?;
-        Ok(PrivateApt { dir: dir.to_path_buf() })
+        Ok(PrivateApt {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The `-o` options that redirect every piece of apt state apt-get would read or write.
@@ -123,14 +141,29 @@ impl PrivateApt {
     }
 
     /// Downloads `package=version` into `dest` and returns the .deb path.
-    pub fn download(&self, package: &str, version: &str, dest: &Path) -> Result<PathBuf, KernelError> {
+    pub fn download(
+        &self,
+        package: &str,
+        version: &str,
+        dest: &Path,
+    ) -> Result<PathBuf, KernelError> {
         std::fs::create_dir_all(dest).at(dest)?;
-        run(Command::new("apt-get").current_dir(dest).args(self.options()).arg("download").arg(format!("{package}={version}")))?;
+        run(Command::new("apt-get")
+            .current_dir(dest)
+            .args(self.options())
+            .arg("download")
+            .arg(format!("{package}={version}")))?;
         let found = std::fs::read_dir(dest)
             .at(dest)?
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb") && p.file_name().unwrap().to_string_lossy().starts_with(package));
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "deb")
+                    && p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(package)
+            });
         found.ok_or_else(|| KernelError::Command {
             command: format!("apt-get download {package}={version}"),
             status: "no .deb produced".into(),
@@ -152,7 +185,11 @@ pub(crate) fn run(cmd: &mut Command) -> Result<(), KernelError> {
     Err(KernelError::Command {
         command: format!("{cmd:?}"),
         status: out.status.to_string(),
-        output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     })
 }
 
@@ -161,7 +198,9 @@ mod tests {
     use super::*;
 
     fn files(list: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
-        list.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect()
+        list.iter()
+            .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+            .collect()
     }
 
     #[test]
@@ -170,7 +209,10 @@ mod tests {
                     Types: deb\nURIs: http://old.example/debian\nSuites: bookworm\nEnabled: no\n\n\
                     Types: deb deb-src\n# a comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n";
         let f = files(&[("/etc/apt/sources.list.d/debian.sources", text)]);
-        assert_eq!(mirror_from_sources(&f).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            mirror_from_sources(&f).as_deref(),
+            Some("http://mirror.example/debian")
+        );
     }
 
     #[test]
@@ -179,14 +221,23 @@ mod tests {
                     deb http://sec.example/debian bookworm-security main\n\
                     deb [arch=amd64 signed-by=/k.gpg] https://m.example/debian bookworm main contrib\n";
         let f = files(&[("/etc/apt/sources.list", text)]);
-        assert_eq!(mirror_from_sources(&f).as_deref(), Some("https://m.example/debian"));
+        assert_eq!(
+            mirror_from_sources(&f).as_deref(),
+            Some("https://m.example/debian")
+        );
     }
 
     #[test]
     fn non_debian_repositories_are_ignored() {
         let f = files(&[
-            ("/etc/apt/sources.list.d/node.sources", "Types: deb\nURIs: https://deb.nodes.example/node_20.x\nSuites: nodistro\n"),
-            ("/etc/apt/sources.list.d/x.list", "deb https://packages.example/apt cloud-sdk main\n"),
+            (
+                "/etc/apt/sources.list.d/node.sources",
+                "Types: deb\nURIs: https://deb.nodes.example/node_20.x\nSuites: nodistro\n",
+            ),
+            (
+                "/etc/apt/sources.list.d/x.list",
+                "deb https://packages.example/apt cloud-sdk main\n",
+            ),
         ]);
         assert_eq!(mirror_from_sources(&f), None);
     }
@@ -194,9 +245,18 @@ mod tests {
     #[test]
     fn first_matching_file_wins() {
         let f = files(&[
-            ("/etc/apt/sources.list", "deb http://a.example/debian bookworm main\n"),
-            ("/etc/apt/sources.list.d/b.sources", "Types: deb\nURIs: http://b.example/debian\nSuites: bookworm\n"),
+            (
+                "/etc/apt/sources.list",
+                "deb http://a.example/debian bookworm main\n",
+            ),
+            (
+                "/etc/apt/sources.list.d/b.sources",
+                "Types: deb\nURIs: http://b.example/debian\nSuites: bookworm\n",
+            ),
         ]);
-        assert_eq!(mirror_from_sources(&f).as_deref(), Some("http://a.example/debian"));
+        assert_eq!(
+            mirror_from_sources(&f).as_deref(),
+            Some("http://a.example/debian")
+        );
     }
 }

@@ -77,8 +77,12 @@ impl Cache {
     pub fn from_env() -> Cache {
         let root = std::env::var_os("LUO_HARNESS_CACHE")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("luo-harness")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/luo-harness")))
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("luo-harness"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/luo-harness"))
+            })
             .unwrap_or_else(|| PathBuf::from("/tmp/luo-harness-cache"));
         Cache { root }
     }
@@ -106,7 +110,12 @@ impl Cache {
         let dir = self.root.join("locks");
         std::fs::create_dir_all(&dir).at(&dir)?;
         let path = dir.join(format!("{name}.lock"));
-        let file = File::options().create(true).truncate(false).write(true).open(&path).at(&path)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
         if file.try_lock().is_err() {
             tracing::info!(lock = %path.display(), "waiting for another luo-harness process");
             file.lock().at(&path)?;
@@ -116,12 +125,19 @@ impl Cache {
 
     pub fn lookup(&self, key: &str) -> Option<BuiltKernel> {
         let dir = self.kernels_dir().join(key);
-        let meta: KernelMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
-        dir.join("bzImage").is_file().then_some(BuiltKernel { dir, meta })
+        let meta: KernelMeta =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
+        dir.join("bzImage")
+            .is_file()
+            .then_some(BuiltKernel { dir, meta })
     }
 
     /// Copies the named files into a temporary directory and renames it to `kernels/<key>`.
-    pub fn publish(&self, meta: KernelMeta, files: &[(&str, &Path)]) -> Result<BuiltKernel, KernelError> {
+    pub fn publish(
+        &self,
+        meta: KernelMeta,
+        files: &[(&str, &Path)],
+    ) -> Result<BuiltKernel, KernelError> {
         let kernels = self.kernels_dir();
         std::fs::create_dir_all(&kernels).at(&kernels)?;
         let tmp = kernels.join(format!(".tmp-{}-{}", meta.key, std::process::id()));
@@ -141,9 +157,18 @@ impl Cache {
     /// Published kernels, newest first.
     pub fn list(&self) -> Vec<BuiltKernel> {
         let mut v: Vec<BuiltKernel> = std::fs::read_dir(self.kernels_dir())
-            .map(|rd| rd.flatten().filter_map(|e| self.lookup(&e.file_name().to_string_lossy())).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| self.lookup(&e.file_name().to_string_lossy()))
+                    .collect()
+            })
             .unwrap_or_default();
-        v.sort_by(|a, b| b.meta.built_at.cmp(&a.meta.built_at).then(a.meta.key.cmp(&b.meta.key)));
+        v.sort_by(|a, b| {
+            b.meta
+                .built_at
+                .cmp(&a.meta.built_at)
+                .then(a.meta.key.cmp(&b.meta.key))
+        });
         v
     }
 
@@ -155,7 +180,10 @@ impl Cache {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 // A .tmp-<key>-<pid> whose process is gone is garbage.
-                if let Some(pid) = name.strip_prefix(".tmp-").and_then(|r| r.rsplit('-').next()?.parse::<i32>().ok()) {
+                if let Some(pid) = name
+                    .strip_prefix(".tmp-")
+                    .and_then(|r| r.rsplit('-').next()?.parse::<i32>().ok())
+                {
                     // SAFETY: kill with signal 0 only checks for existence.
                     if unsafe { libc::kill(pid, 0) } != 0 {
                         std::fs::remove_dir_all(e.path()).at(e.path())?;
@@ -166,7 +194,9 @@ impl Cache {
         }
         let mut seen: std::collections::BTreeMap<(String, String), usize> = Default::default();
         for k in self.list() {
-            let n = seen.entry((k.meta.source.clone(), k.meta.variant.clone())).or_default();
+            let n = seen
+                .entry((k.meta.source.clone(), k.meta.variant.clone()))
+                .or_default();
             *n += 1;
             if *n > keep {
                 std::fs::remove_dir_all(&k.dir).at(&k.dir)?;
@@ -181,8 +211,19 @@ impl Cache {
 mod tests {
     use super::*;
 
-    fn inputs<'a>(fragments: &'a str, patches: Vec<(&'a str, &'a str)>, toolchain: &'a str) -> KeyInputs<'a> {
-        KeyInputs { source: "debian:linux-source-7.3=7.3.4", variant: "stock", fragments, patches, toolchain, make_args: &[] }
+    fn inputs<'a>(
+        fragments: &'a str,
+        patches: Vec<(&'a str, &'a str)>,
+        toolchain: &'a str,
+    ) -> KeyInputs<'a> {
+        KeyInputs {
+            source: "debian:linux-source-7.3=7.3.4",
+            variant: "stock",
+            fragments,
+            patches,
+            toolchain,
+            make_args: &[],
+        }
     }
 
     #[test]
@@ -191,7 +232,10 @@ mod tests {
         assert_eq!(base, key(&inputs("CONFIG_A=y\n", vec![], "gcc 12")));
         assert_eq!(base.len(), 32);
         assert_ne!(base, key(&inputs("CONFIG_A=n\n", vec![], "gcc 12")));
-        assert_ne!(base, key(&inputs("CONFIG_A=y\n", vec![("p", "diff")], "gcc 12")));
+        assert_ne!(
+            base,
+            key(&inputs("CONFIG_A=y\n", vec![("p", "diff")], "gcc 12"))
+        );
         assert_ne!(base, key(&inputs("CONFIG_A=y\n", vec![], "gcc 13")));
         let mut other = inputs("CONFIG_A=y\n", vec![], "gcc 12");
         other.variant = "anon-unique";
@@ -223,8 +267,18 @@ mod tests {
         std::fs::write(stale.join("bzImage"), b"half").unwrap();
         cache.publish(meta("k1", 1), &[("bzImage", &img)]).unwrap();
         cache.publish(meta("k2", 2), &[("bzImage", &img)]).unwrap();
-        assert_eq!(std::fs::read(cache.lookup("k1").unwrap().bzimage()).unwrap(), b"kernel");
-        assert_eq!(cache.list().iter().map(|k| k.meta.key.as_str()).collect::<Vec<_>>(), ["k2", "k1"]);
+        assert_eq!(
+            std::fs::read(cache.lookup("k1").unwrap().bzimage()).unwrap(),
+            b"kernel"
+        );
+        assert_eq!(
+            cache
+                .list()
+                .iter()
+                .map(|k| k.meta.key.as_str())
+                .collect::<Vec<_>>(),
+            ["k2", "k1"]
+        );
         let removed = cache.gc(1).unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");
         assert!(cache.lookup("k1").is_none() && cache.lookup("k2").is_some() && !stale.exists());
@@ -237,7 +291,10 @@ mod tests {
         let held = cache.lock("x").unwrap();
         let path = dir.path().join("locks/x.lock");
         let other = File::options().write(true).open(&path).unwrap();
-        assert!(other.try_lock().is_err(), "a second open file description must not get the lock");
+        assert!(
+            other.try_lock().is_err(),
+            "a second open file description must not get the lock"
+        );
         drop(held);
         assert!(other.try_lock().is_ok());
     }

@@ -2,7 +2,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum KernelError {
-    #[diagnostic(code(luo::kernel::tools), help("run `bash ci/install-deps`, or install the packages named"))]
+    #[diagnostic(
+        code(luo::kernel::tools),
+        help("run `bash ci/install-deps`, or install the packages named")
+    )]
     #[error("missing host tools: {}", .0.iter().map(|t| format!("{} (apt-get install {})", t.tool, t.package)).collect::<Vec<_>>().join(", "))]
     MissingTools(Vec<crate::hosttools::MissingTool>),
 
@@ -10,12 +13,22 @@ pub enum KernelError {
     NoMirror(String),
 
     #[error("`{command}` failed ({status}):\n{output}")]
-    Command { command: String, status: String, output: String },
+    Command {
+        command: String,
+        status: String,
+        output: String,
+    },
 
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
-    #[diagnostic(code(luo::kernel::config), help("enable what each option depends on in your fragment, or drop the option"))]
+    #[diagnostic(
+        code(luo::kernel::config),
+        help("enable what each option depends on in your fragment, or drop the option")
+    )]
     #[error("the kernel configuration lacks options the fragments ask for:\n{}", .0.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
     MissingOptions(Vec<crate::config::MissingOption>),
 
@@ -27,7 +40,12 @@ pub enum KernelError {
     UnknownVariant(String, String),
 
     #[error("patch {patch} of variant {variant} does not apply to {tree}:\n{output}")]
-    PatchFailed { variant: String, patch: String, tree: PathBuf, output: String },
+    PatchFailed {
+        variant: String,
+        patch: String,
+        tree: PathBuf,
+        output: String,
+    },
 
     #[error("{0} is not a kernel source tree (no Makefile and Kconfig)")]
     NotATree(PathBuf),
@@ -42,6 +60,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T, KernelError> {
-        self.map_err(|source| KernelError::Io { path: path.into(), source })
+        self.map_err(|source| KernelError::Io {
+            path: path.into(),
+            source,
+        })
     }
 }

@@ -23,14 +23,24 @@ pub const KERNEL_BUILD: &[(&str, &str)] = &[
     ("/usr/include/openssl/ssl.h", "libssl-dev"),
 ];
 
-pub const DEBIAN_SOURCE: &[(&str, &str)] = &[("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("tar", "tar")];
+pub const DEBIAN_SOURCE: &[(&str, &str)] =
+    &[("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("tar", "tar")];
 
-pub const VM: &[(&str, &str)] = &[("qemu-system-x86_64", "qemu-system-x86 (bookworm-backports: see ci/install-deps)")];
+pub const VM: &[(&str, &str)] = &[(
+    "qemu-system-x86_64",
+    "qemu-system-x86 (bookworm-backports: see ci/install-deps)",
+)];
 
 pub fn check(tools: &[(&'static str, &'static str)]) -> Vec<MissingTool> {
     tools
         .iter()
-        .filter(|(tool, _)| if tool.starts_with('/') { !Path::new(tool).exists() } else { which(tool).is_none() })
+        .filter(|(tool, _)| {
+            if tool.starts_with('/') {
+                !Path::new(tool).exists()
+            } else {
+                which(tool).is_none()
+            }
+        })
         .map(|&(tool, package)| MissingTool { tool, package })
         .collect()
 }
@@ -39,11 +49,16 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| {
         use std::os::unix::fs::PermissionsExt;
-        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     })
 }
 
 pub fn require(tools: &[(&'static str, &'static str)]) -> Result<(), crate::KernelError> {
     let missing = check(tools);
-    if missing.is_empty() { Ok(()) } else { Err(crate::KernelError::MissingTools(missing)) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::KernelError::MissingTools(missing))
+    }
 }

@@ -23,21 +23,39 @@ pub struct BuildRequest {
 
 impl Default for BuildRequest {
     fn default() -> Self {
-        BuildRequest { source: KernelSource::default(), variant: variant::DEFAULT.into(), extra_fragments: vec![], jobs: None }
+        BuildRequest {
+            source: KernelSource::default(),
+            variant: variant::DEFAULT.into(),
+            extra_fragments: vec![],
+            jobs: None,
+        }
     }
 }
 
 /// What a build reports as it goes (the CLI turns these into a progress bar).
 #[derive(Debug, Clone)]
 pub enum BuildEvent {
-    CacheHit { key: String },
-    Waiting { lock: String },
+    CacheHit {
+        key: String,
+    },
+    Waiting {
+        lock: String,
+    },
     FetchingSource,
-    Configuring { build_dir: PathBuf },
+    Configuring {
+        build_dir: PathBuf,
+    },
     /// One line of make output that is a build step (CC, LD, AR...); `estimate` is the number of
     /// steps of the previous build in this directory (a guess for the first build).
-    Step { done: u64, estimate: u64, what: String },
-    Published { key: String, seconds: f64 },
+    Step {
+        done: u64,
+        estimate: u64,
+        what: String,
+    },
+    Published {
+        key: String,
+        seconds: f64,
+    },
 }
 
 const ARCH_ARGS: &[&str] = &["ARCH=x86_64"];
@@ -53,7 +71,9 @@ impl BuildRequest {
     /// The cache key, if the source has a cheap identity.
     pub fn key(&self) -> Result<Option<String>, KernelError> {
         let variant = variant::find(&self.variant)?;
-        let Some(identity) = self.source.identity()? else { return Ok(None) };
+        let Some(identity) = self.source.identity()? else {
+            return Ok(None);
+        };
         Ok(Some(self.key_for(&identity, &variant, &toolchain())))
     }
 
@@ -85,7 +105,12 @@ pub fn toolchain() -> String {
                 .arg("--version")
                 .output()
                 .ok()
-                .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| format!("{t}: none"))
         })
         .collect::<Vec<_>>()
@@ -93,7 +118,11 @@ pub fn toolchain() -> String {
 }
 
 /// Builds (or finds in the cache) the kernel `req` describes.
-pub fn build(req: &BuildRequest, cache: &Cache, on_event: &mut dyn FnMut(BuildEvent)) -> Result<BuiltKernel, KernelError> {
+pub fn build(
+    req: &BuildRequest,
+    cache: &Cache,
+    on_event: &mut dyn FnMut(BuildEvent),
+) -> Result<BuiltKernel, KernelError> {
     let started = Instant::now();
     let variant = variant::find(&req.variant)?;
     let toolchain = toolchain();
@@ -109,16 +138,27 @@ pub fn build(req: &BuildRequest, cache: &Cache, on_event: &mut dyn FnMut(BuildEv
     let location = req.source.location();
     let build_dir = cache.build_dir(&location, variant.name);
     // One lock per source location: variants of one source patch the same tree, one at a time.
-    let lock_name = format!("source-{}", cache.build_dir(&location, "").file_name().unwrap().to_string_lossy().trim_start_matches('-'));
-    on_event(BuildEvent::Waiting { lock: lock_name.clone() });
+    let lock_name = format!(
+        "source-{}",
+        cache
+            .build_dir(&location, "")
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('-')
+    );
+    on_event(BuildEvent::Waiting {
+        lock: lock_name.clone(),
+    });
     let _lock = cache.lock(&lock_name)?;
     // Another process may have published it while we waited.
-    if let Some(id) = &identity {
-        if let Some(hit) = cache.lookup(&req.key_for(id, &variant, &toolchain)) {
-            on_event(BuildEvent::CacheHit { key: hit.meta.key.clone() });
+    if let Some(id) = &identity
+        && let Some(hit) = cache.lookup(&req.key_for(id, &variant, &toolchain)) {
+            on_event(BuildEvent::CacheHit {
+                key: hit.meta.key.clone(),
+            });
             return Ok(hit);
         }
-    }
     on_event(BuildEvent::FetchingSource);
     let tree = req.source.prepare(cache)?;
     if !variant.patches.is_empty() {
@@ -128,51 +168,84 @@ pub fn build(req: &BuildRequest, cache: &Cache, on_event: &mut dyn FnMut(BuildEv
     let log_path = build_dir.join("build.log");
     let mut log = std::fs::File::create(&log_path).at(&log_path)?;
 
-    on_event(BuildEvent::Configuring { build_dir: build_dir.clone() });
+    on_event(BuildEvent::Configuring {
+        build_dir: build_dir.clone(),
+    });
     let fragments = req.fragments();
     let merged_path = build_dir.join("luo-harness-fragments.config");
     write_if_changed(&merged_path, &config::merge(&fragments))?;
-    let jobs = req.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 1);
+    let jobs = req
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 1);
     let make = |target: &[&str]| {
         let mut c = Command::new("make");
-        c.current_dir(&tree).args(ARCH_ARGS).arg(format!("O={}", build_dir.display())).args(target);
+        c.current_dir(&tree)
+            .args(ARCH_ARGS)
+            .arg(format!("O={}", build_dir.display()))
+            .args(target);
         c
     };
     run_logged(
-        make(&[&format!("KCONFIG_ALLCONFIG={}", merged_path.display()), "allnoconfig"]),
+        make(&[
+            &format!("KCONFIG_ALLCONFIG={}", merged_path.display()),
+            "allnoconfig",
+        ]),
         &mut log,
         &log_path,
         &mut |_| {},
     )?;
-    let final_config = std::fs::read_to_string(build_dir.join(".config")).at(build_dir.join(".config"))?;
+    let final_config =
+        std::fs::read_to_string(build_dir.join(".config")).at(build_dir.join(".config"))?;
     let mut missing = config::verify(&fragments, &config::parse_dot_config(&final_config));
     if !missing.is_empty() {
         config::explain(&mut missing, &tree);
         return Err(KernelError::MissingOptions(missing));
     }
 
-    let marker = cache.root().join("locks").join(format!("{lock_name}.patched"));
+    let marker = cache
+        .root()
+        .join("locks")
+        .join(format!("{lock_name}.patched"));
     let with_patches = crate::variant::Applied::apply(&variant, &tree, &marker)?;
     let steps_file = build_dir.join(".luo-harness-steps");
-    let estimate = std::fs::read_to_string(&steps_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(COLD_BUILD_STEPS);
+    let estimate = std::fs::read_to_string(&steps_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(COLD_BUILD_STEPS);
     let mut done = 0u64;
-    let result = run_logged(make(&[&format!("-j{jobs}"), "bzImage"]), &mut log, &log_path, &mut |line| {
-        if let Some(what) = build_step(line) {
-            done += 1;
-            on_event(BuildEvent::Step { done, estimate, what });
-        }
-    });
+    let result = run_logged(
+        make(&[&format!("-j{jobs}"), "bzImage"]),
+        &mut log,
+        &log_path,
+        &mut |line| {
+            if let Some(what) = build_step(line) {
+                done += 1;
+                on_event(BuildEvent::Step {
+                    done,
+                    estimate,
+                    what,
+                });
+            }
+        },
+    );
     drop(with_patches);
     result?;
     let _ = std::fs::write(&steps_file, format!("{}\n", done.max(1)));
 
-    let release = std::fs::read_to_string(build_dir.join("include/config/kernel.release")).unwrap_or_default().trim().to_string();
+    let release = std::fs::read_to_string(build_dir.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     // Without a key (tree outside git) the result is published under the bzImage's own hash.
     let key = match &identity {
         Some(id) => req.key_for(id, &variant, &toolchain),
         None => {
             let bytes = std::fs::read(build_dir.join("arch/x86/boot/bzImage")).at(&build_dir)?;
-            req.key_for(&format!("{location}#{}", hex::encode(sha2::Sha256::digest(&bytes))), &variant, &toolchain)
+            req.key_for(
+                &format!("{location}#{}", hex::encode(sha2::Sha256::digest(&bytes))),
+                &variant,
+                &toolchain,
+            )
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -182,7 +255,9 @@ pub fn build(req: &BuildRequest, cache: &Cache, on_event: &mut dyn FnMut(BuildEv
         variant: variant.name.to_string(),
         release,
         toolchain,
-        built_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        built_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         build_seconds: seconds,
     };
     log.flush().at(&log_path)?;
@@ -212,22 +287,36 @@ fn build_step(line: &str) -> Option<String> {
     let mut w = line.split_whitespace();
     let tag = w.next()?;
     let what = w.next()?;
-    let is_tag = line.starts_with("  ") && tag.len() <= 8 && tag.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '[' || c == ']');
+    let is_tag = line.starts_with("  ")
+        && tag.len() <= 8
+        && tag.chars().all(|c| {
+            c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '[' || c == ']'
+        });
     is_tag.then(|| format!("{tag} {what}"))
 }
 
 /// Runs a command with stdout and stderr merged into the log, calling `on_line` for each line. On
 /// failure the error carries the log's last 40 lines.
-fn run_logged(mut cmd: Command, log: &mut std::fs::File, log_path: &Path, on_line: &mut dyn FnMut(&str)) -> Result<(), KernelError> {
+fn run_logged(
+    mut cmd: Command,
+    log: &mut std::fs::File,
+    log_path: &Path,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(), KernelError> {
     let (reader, writer) = std::io::pipe().at(log_path)?;
     let writer2 = writer.try_clone().at(log_path)?;
     let _ = writeln!(log, "$ {cmd:?}");
     tracing::debug!(?cmd, "running");
-    let mut child = cmd.stdout(writer).stderr(writer2).stdin(Stdio::null()).spawn().map_err(|e| KernelError::Command {
-        command: format!("{cmd:?}"),
-        status: e.to_string(),
-        output: String::new(),
-    })?;
+    let mut child = cmd
+        .stdout(writer)
+        .stderr(writer2)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| KernelError::Command {
+            command: format!("{cmd:?}"),
+            status: e.to_string(),
+            output: String::new(),
+        })?;
     drop(cmd); // closes our copies of the pipe's write end, so EOF arrives when make exits
     for line in BufReader::new(reader).lines() {
         let Ok(line) = line else { break };
@@ -242,7 +331,10 @@ fn run_logged(mut cmd: Command, log: &mut std::fs::File, log_path: &Path, on_lin
     let text = std::fs::read_to_string(log_path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-    Err(KernelError::BuildFailed { log: log_path.to_path_buf(), tail })
+    Err(KernelError::BuildFailed {
+        log: log_path.to_path_buf(),
+        tail,
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +342,10 @@ mod tests {
     use super::build_step;
     #[test]
     fn recognises_build_steps_only() {
-        assert_eq!(build_step("  CC      kernel/liveupdate/luo_session.o").as_deref(), Some("CC kernel/liveupdate/luo_session.o"));
+        assert_eq!(
+            build_step("  CC      kernel/liveupdate/luo_session.o").as_deref(),
+            Some("CC kernel/liveupdate/luo_session.o")
+        );
         assert_eq!(build_step("  LD [M]  foo.ko").as_deref(), Some("LD [M]"));
         assert_eq!(build_step("make[1]: Entering directory '/x'"), None);
         assert_eq!(build_step("kernel/x.c:1:2: warning: unused"), None);

@@ -13,7 +13,11 @@ pub const DEFAULT_SUITE: &str = "trixie-backports";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelSource {
-    Debian { package: String, version: String, suite: String },
+    Debian {
+        package: String,
+        version: String,
+        suite: String,
+    },
     /// A user's tree, built out of tree (O=) so it stays clean.
     Tree(PathBuf),
 }
@@ -32,7 +36,9 @@ impl KernelSource {
     /// Names the place the source lives; one build directory per location and variant.
     pub fn location(&self) -> String {
         match self {
-            KernelSource::Debian { package, version, .. } => format!("debian:{package}={version}"),
+            KernelSource::Debian {
+                package, version, ..
+            } => format!("debian:{package}={version}"),
             KernelSource::Tree(p) => format!("tree:{}", canonical(p).display()),
         }
     }
@@ -56,7 +62,11 @@ impl KernelSource {
                 }
                 Ok(p)
             }
-            KernelSource::Debian { package, version, suite } => unpack_debian(cache, package, version, suite),
+            KernelSource::Debian {
+                package,
+                version,
+                suite,
+            } => unpack_debian(cache, package, version, suite),
         }
     }
 }
@@ -68,10 +78,17 @@ fn canonical(p: &Path) -> PathBuf {
 /// HEAD plus a hash of the uncommitted change (tracked diff and untracked files' names and sizes).
 fn tree_identity(tree: &Path) -> Result<Option<String>, KernelError> {
     let git = |args: &[&str]| -> Option<Vec<u8>> {
-        let out = Command::new("git").arg("-C").arg(tree).args(args).output().ok()?;
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(tree)
+            .args(args)
+            .output()
+            .ok()?;
         out.status.success().then_some(out.stdout)
     };
-    let Some(head) = git(&["rev-parse", "HEAD"]) else { return Ok(None) };
+    let Some(head) = git(&["rev-parse", "HEAD"]) else {
+        return Ok(None);
+    };
     let mut h = Sha256::new();
     h.update(&head);
     h.update(git(&["diff", "HEAD", "--binary"]).unwrap_or_default());
@@ -81,11 +98,20 @@ fn tree_identity(tree: &Path) -> Result<Option<String>, KernelError> {
         h.update(name);
         h.update(std::fs::read(&path).unwrap_or_default());
     }
-    Ok(Some(format!("tree:{}@{}", canonical(tree).display(), hex::encode(h.finalize()))))
+    Ok(Some(format!(
+        "tree:{}@{}",
+        canonical(tree).display(),
+        hex::encode(h.finalize())
+    )))
 }
 
 /// Downloads the package through a private apt state and unpacks its tarball once into the cache.
-fn unpack_debian(cache: &Cache, package: &str, version: &str, suite: &str) -> Result<PathBuf, KernelError> {
+fn unpack_debian(
+    cache: &Cache,
+    package: &str,
+    version: &str,
+    suite: &str,
+) -> Result<PathBuf, KernelError> {
     let dest = cache.sources_dir().join(format!("{package}_{version}"));
     let done = dest.join(".luo-harness-unpacked");
     if done.exists() {
@@ -97,10 +123,16 @@ fn unpack_debian(cache: &Cache, package: &str, version: &str, suite: &str) -> Re
     }
     crate::hosttools::require(crate::hosttools::DEBIAN_SOURCE)?;
     tracing::info!(package, version, suite, "fetching kernel source");
-    let tmp = cache.sources_dir().join(format!(".tmp-{package}-{}", std::process::id()));
+    let tmp = cache
+        .sources_dir()
+        .join(format!(".tmp-{package}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).at(&tmp)?;
-    let apt = PrivateApt::new(&cache.root().join("apt").join(suite), &apt::system_mirror()?, suite)?;
+    let apt = PrivateApt::new(
+        &cache.root().join("apt").join(suite),
+        &apt::system_mirror()?,
+        suite,
+    )?;
     apt.update()?;
     let deb = apt.download(package, version, &tmp.join("deb"))?;
     // The .deb carries usr/src/<package>.tar.xz; unpack that without installing anything.
@@ -118,7 +150,11 @@ fn unpack_debian(cache: &Cache, package: &str, version: &str, suite: &str) -> Re
         .map(|e| e.path())
         .find(|p| p.join("Makefile").is_file())
         .ok_or_else(|| KernelError::NotATree(tmp.clone()))?;
-    std::fs::write(unpacked.join(".luo-harness-unpacked"), format!("{package}={version}\n")).at(&unpacked)?;
+    std::fs::write(
+        unpacked.join(".luo-harness-unpacked"),
+        format!("{package}={version}\n"),
+    )
+    .at(&unpacked)?;
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::rename(&unpacked, &dest).at(&dest)?;
     let _ = std::fs::remove_dir_all(&tmp);

@@ -19,19 +19,31 @@ pub struct Variant {
 pub const DEFAULT: &str = "stock";
 
 pub fn all() -> impl Iterator<Item = Variant> {
-    crate::embedded::VARIANTS.iter().map(|(name, patches)| Variant { name, patches })
+    crate::embedded::VARIANTS
+        .iter()
+        .map(|(name, patches)| Variant { name, patches })
 }
 
 pub fn find(name: &str) -> Result<Variant, KernelError> {
     all().find(|v| v.name == name).ok_or_else(|| {
-        KernelError::UnknownVariant(name.to_string(), all().map(|v| v.name).collect::<Vec<_>>().join(", "))
+        KernelError::UnknownVariant(
+            name.to_string(),
+            all().map(|v| v.name).collect::<Vec<_>>().join(", "),
+        )
     })
 }
 
 fn patch(tree: &Path, text: &str, args: &[&str]) -> std::io::Result<(bool, String)> {
     let mut child = Command::new("patch")
         .current_dir(tree)
-        .args(["-p1", "--batch", "--silent", "--no-backup-if-mismatch", "-r", "-"])
+        .args([
+            "-p1",
+            "--batch",
+            "--silent",
+            "--no-backup-if-mismatch",
+            "-r",
+            "-",
+        ])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -39,7 +51,14 @@ fn patch(tree: &Path, text: &str, args: &[&str]) -> std::io::Result<(bool, Strin
         .spawn()?;
     child.stdin.take().unwrap().write_all(text.as_bytes())?;
     let out = child.wait_with_output()?;
-    Ok((out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
 }
 
 /// Fails with the patch's own words if any patch of `variant` does not apply cleanly to `tree`.
@@ -49,7 +68,12 @@ pub fn check_applies(variant: &Variant, tree: &Path) -> Result<(), KernelError> 
     if let Some((name, text)) = variant.patches.first() {
         let (ok, output) = patch(tree, text, &["--dry-run"]).at(tree)?;
         if !ok {
-            return Err(KernelError::PatchFailed { variant: variant.name.into(), patch: name.to_string(), tree: tree.into(), output });
+            return Err(KernelError::PatchFailed {
+                variant: variant.name.into(),
+                patch: name.to_string(),
+                tree: tree.into(),
+                output,
+            });
         }
     }
     Ok(())
@@ -65,13 +89,23 @@ pub struct Applied {
 impl Applied {
     /// Reverses whatever an interrupted build left applied (per `marker`), then applies `variant`.
     pub fn apply(variant: &Variant, tree: &Path, marker: &Path) -> Result<Applied, KernelError> {
-        if let Ok(left) = std::fs::read_to_string(marker) {
-            if let Some(v) = left.lines().next().and_then(|name| find(name).ok()) {
-                tracing::warn!(variant = v.name, "reversing patches left applied by an interrupted build");
-                drop(Applied { tree: tree.into(), marker: marker.into(), applied: v.patches.iter().map(|(_, t)| *t).collect() });
+        if let Ok(left) = std::fs::read_to_string(marker)
+            && let Some(v) = left.lines().next().and_then(|name| find(name).ok()) {
+                tracing::warn!(
+                    variant = v.name,
+                    "reversing patches left applied by an interrupted build"
+                );
+                drop(Applied {
+                    tree: tree.into(),
+                    marker: marker.into(),
+                    applied: v.patches.iter().map(|(_, t)| *t).collect(),
+                });
             }
-        }
-        let mut done = Applied { tree: tree.into(), marker: marker.into(), applied: vec![] };
+        let mut done = Applied {
+            tree: tree.into(),
+            marker: marker.into(),
+            applied: vec![],
+        };
         if variant.patches.is_empty() {
             return Ok(done);
         }
@@ -79,7 +113,12 @@ impl Applied {
         for (name, text) in variant.patches {
             let (ok, output) = patch(tree, text, &[]).at(tree)?;
             if !ok {
-                return Err(KernelError::PatchFailed { variant: variant.name.into(), patch: name.to_string(), tree: tree.into(), output });
+                return Err(KernelError::PatchFailed {
+                    variant: variant.name.into(),
+                    patch: name.to_string(),
+                    tree: tree.into(),
+                    output,
+                });
             }
             done.applied.push(text);
         }
@@ -92,7 +131,9 @@ impl Drop for Applied {
         for text in self.applied.iter().rev() {
             match patch(&self.tree, text, &["-R"]) {
                 Ok((true, _)) => {}
-                Ok((false, out)) => tracing::error!(tree = %self.tree.display(), "reversing a variant patch failed: {out}"),
+                Ok((false, out)) => {
+                    tracing::error!(tree = %self.tree.display(), "reversing a variant patch failed: {out}")
+                }
                 Err(e) => tracing::error!(tree = %self.tree.display(), "running patch -R: {e}"),
             }
         }
@@ -118,14 +159,23 @@ mod tests {
         std::fs::write(tree.join("f.c"), "a\nb\nc\n").unwrap();
         const P: &str = "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n";
         static PATCHES: &[(&str, &str)] = &[("0001.patch", P)];
-        let v = Variant { name: "t", patches: PATCHES };
+        let v = Variant {
+            name: "t",
+            patches: PATCHES,
+        };
         let marker = dir.path().join("marker");
         check_applies(&v, &tree).unwrap();
         let applied = Applied::apply(&v, &tree, &marker).unwrap();
-        assert_eq!(std::fs::read_to_string(tree.join("f.c")).unwrap(), "a\nB\nc\n");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("f.c")).unwrap(),
+            "a\nB\nc\n"
+        );
         assert!(marker.exists());
         drop(applied);
-        assert_eq!(std::fs::read_to_string(tree.join("f.c")).unwrap(), "a\nb\nc\n");
+        assert_eq!(
+            std::fs::read_to_string(tree.join("f.c")).unwrap(),
+            "a\nb\nc\n"
+        );
         assert!(!marker.exists());
     }
 }

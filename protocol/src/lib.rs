@@ -110,7 +110,12 @@ impl AgentError {
         }
     }
     pub fn new(kind: ErrorKind, call: impl Into<String>, message: impl Into<String>) -> Self {
-        AgentError { kind, call: call.into(), errno: None, message: message.into() }
+        AgentError {
+            kind,
+            call: call.into(),
+            errno: None,
+            message: message.into(),
+        }
     }
 }
 

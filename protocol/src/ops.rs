@@ -13,33 +13,74 @@ pub enum Request {
     /// open("/dev/liveupdate", O_RDWR).
     OpenDevice { handle: Handle },
     /// LIVEUPDATE_IOCTL_CREATE_SESSION on `device`.
-    CreateSession { device: Handle, handle: Handle, name: String },
+    CreateSession {
+        device: Handle,
+        handle: Handle,
+        name: String,
+    },
     /// LIVEUPDATE_IOCTL_RETRIEVE_SESSION on `device`.
-    RetrieveSession { device: Handle, handle: Handle, name: String },
+    RetrieveSession {
+        device: Handle,
+        handle: Handle,
+        name: String,
+    },
     /// LIVEUPDATE_SESSION_GET_NAME.
     GetSessionName { session: Handle },
     /// LIVEUPDATE_SESSION_FINISH.
     FinishSession { session: Handle },
     /// Preserve `fd` in `session` under `token` (LIVEUPDATE_SESSION_PRESERVE_FD).
-    PreserveFd { session: Handle, fd: Handle, token: u64 },
+    PreserveFd {
+        session: Handle,
+        fd: Handle,
+        token: u64,
+    },
     /// LIVEUPDATE_SESSION_RETRIEVE_FD; the new fd becomes `handle`.
-    RetrieveFd { session: Handle, handle: Handle, token: u64 },
+    RetrieveFd {
+        session: Handle,
+        handle: Handle,
+        token: u64,
+    },
     /// A raw LUO ioctl with a hand-made argument, for the errno contract (short size, non-zero
     /// reserved fields, unknown command numbers). `arg` is the struct's bytes; the reply carries
     /// them back as the kernel left them.
-    RawIoctl { handle: Handle, nr: u8, arg: Vec<u8> },
+    RawIoctl {
+        handle: Handle,
+        nr: u8,
+        arg: Vec<u8>,
+    },
     /// close(fd) and forget the handle.
     Close { handle: Handle },
     /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB]) + ftruncate(size).
-    CreateMemfd { handle: Handle, name: String, size: u64, #[serde(default)] hugetlb: bool },
+    CreateMemfd {
+        handle: Handle,
+        name: String,
+        size: u64,
+        #[serde(default)]
+        hugetlb: bool,
+    },
     /// Open any path (O_RDONLY unless `write`), e.g. /dev/null for an unsupported fd.
-    OpenPath { handle: Handle, path: String, #[serde(default)] write: bool },
+    OpenPath {
+        handle: Handle,
+        path: String,
+        #[serde(default)]
+        write: bool,
+    },
     /// Duplicate a handle (dup(2)).
     Dup { handle: Handle, new_handle: Handle },
     /// Write the deterministic pattern for `seed` at [offset, offset+len).
-    WritePattern { handle: Handle, seed: u64, offset: u64, len: u64 },
+    WritePattern {
+        handle: Handle,
+        seed: u64,
+        offset: u64,
+        len: u64,
+    },
     /// Compare [offset, offset+len) with the pattern for `seed`.
-    VerifyPattern { handle: Handle, seed: u64, offset: u64, len: u64 },
+    VerifyPattern {
+        handle: Handle,
+        seed: u64,
+        offset: u64,
+        len: u64,
+    },
     /// SHA-256 of the whole file contents (read with pread, position untouched).
     HashContents { handle: Handle },
     /// F_ADD_SEALS with the named seals ("seal", "shrink", "grow", "write", "future_write").
@@ -51,7 +92,11 @@ pub enum Request {
     /// fstat + fstatfs + readlink(/proc/self/fd/N) + seals + position in one go.
     Observe { handle: Handle },
     /// Read a file (proc, sys, debugfs) as text, at most `max_bytes`.
-    ReadFile { path: String, #[serde(default = "default_read_max")] max_bytes: u64 },
+    ReadFile {
+        path: String,
+        #[serde(default = "default_read_max")]
+        max_bytes: u64,
+    },
     /// /proc/meminfo and /proc/slabinfo, parsed.
     MemorySnapshot,
     /// The kernel log (klogctl READ_ALL), as lines.
@@ -70,13 +115,24 @@ pub enum Request {
         timeout_ms: Option<u64>,
     },
     /// Wait for a background child started by [`Request::Exec`].
-    Wait { handle: Handle, #[serde(default)] timeout_ms: Option<u64> },
+    Wait {
+        handle: Handle,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
     /// kexec_file_load(kernel, initrd, cmdline) with paths relative to the share.
-    KexecLoad { kernel: String, initrd: String, cmdline: String },
+    KexecLoad {
+        kernel: String,
+        initrd: String,
+        cmdline: String,
+    },
     /// reboot(LINUX_REBOOT_CMD_KEXEC). The agent answers first, then reboots while holding every fd.
     KexecReboot,
     /// Power the machine off (the host sees QEMU exit).
     PowerOff,
+    /// End the agent (PID 1) with `code` after replying: the kernel panics with "Attempted to kill
+    /// init". Exists to test that the host reports guest panics.
+    Exit { code: i32 },
 }
 
 fn default_read_max() -> u64 {
@@ -88,17 +144,36 @@ fn default_read_max() -> u64 {
 pub enum Reply {
     Done,
     /// A new handle; `fd` is informational only (never put it in a snapshot).
-    Opened { fd: i32 },
-    Name { name: String },
-    Raw { ret: i64, arg: Vec<u8> },
-    Verified { bytes: u64 },
-    Hash { sha256: String, size: u64 },
+    Opened {
+        fd: i32,
+    },
+    Name {
+        name: String,
+    },
+    Raw {
+        ret: i64,
+        arg: Vec<u8>,
+    },
+    Verified {
+        bytes: u64,
+    },
+    Hash {
+        sha256: String,
+        size: u64,
+    },
     Observation(Observation),
-    Text { text: String, truncated: bool },
+    Text {
+        text: String,
+        truncated: bool,
+    },
     Memory(MemorySnapshot),
-    Log { lines: Vec<String> },
+    Log {
+        lines: Vec<String>,
+    },
     Exited(ExitStatus),
-    Started { pid: i32 },
+    Started {
+        pid: i32,
+    },
 }
 
 /// What userspace can see of one file descriptor.

@@ -4,10 +4,18 @@ use super::*;
 fn request_round_trips_as_one_line() {
     let env = Envelope {
         id: 7,
-        request: Request::CreateSession { device: "dev".into(), handle: "s".into(), name: "a\nb".into() },
+        request: Request::CreateSession {
+            device: "dev".into(),
+            handle: "s".into(),
+            name: "a\nb".into(),
+        },
     };
     let line = to_line(&env);
-    assert_eq!(line.matches('\n').count(), 1, "exactly one terminating newline: {line}");
+    assert_eq!(
+        line.matches('\n').count(),
+        1,
+        "exactly one terminating newline: {line}"
+    );
     assert!(line.contains(r#""op":"create_session""#), "{line}");
     let back: Envelope = serde_json::from_str(&line).unwrap();
     assert_eq!(back, env);
@@ -15,7 +23,10 @@ fn request_round_trips_as_one_line() {
 
 #[test]
 fn error_outcome_carries_errno_name_and_call() {
-    let r = Response { id: 3, outcome: Outcome::Err(AgentError::syscall("ioctl(X)", 17)) };
+    let r = Response {
+        id: 3,
+        outcome: Outcome::Err(AgentError::syscall("ioctl(X)", 17)),
+    };
     let v: serde_json::Value = serde_json::from_str(&to_line(&r)).unwrap();
     assert_eq!(v["err"]["errno"], "EEXIST");
     assert_eq!(v["err"]["call"], "ioctl(X)");

@@ -7,12 +7,21 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
 pub fn setup_pid1() -> Result<(), String> {
-    let need = [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")];
+    let need = [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ];
     for (src, dst, fs) in need {
         // EBUSY: already mounted (devtmpfs automount); anything else is fatal.
         match sys::mount(src, dst, fs, None) {
             Ok(()) | Err(libc::EBUSY) => {}
-            Err(e) => return Err(format!("mount {fs} on {dst}: {}", luo_protocol::errno_name(e))),
+            Err(e) => {
+                return Err(format!(
+                    "mount {fs} on {dst}: {}",
+                    luo_protocol::errno_name(e)
+                ));
+            }
         }
     }
     // Optional: debugfs (KHO state) and the share. Their absence is reported by the requests that
@@ -30,13 +39,22 @@ pub fn open_agent_port() -> Result<File, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Some(dev) = find_port() {
-            match OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(&dev) {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&dev)
+            {
                 Ok(f) => return Ok(f),
-                Err(e) if std::time::Instant::now() > deadline => return Err(format!("open {dev}: {e}")),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(format!("open {dev}: {e}"));
+                }
                 Err(_) => {}
             }
         } else if std::time::Instant::now() > deadline {
-            return Err(format!("no virtio-serial port named {AGENT_PORT_NAME} under /sys/class/virtio-ports"));
+            return Err(format!(
+                "no virtio-serial port named {AGENT_PORT_NAME} under /sys/class/virtio-ports"
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
@@ -53,19 +71,27 @@ fn find_port() -> Option<String> {
 }
 
 pub fn facts() -> BootFacts {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default().trim().to_string();
-    let boot_index = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(BOOT_INDEX_PARAM)?.strip_prefix('=')?.parse().ok());
-    let log = kernel_log();
-    let liveupdate_number = log.iter().find_map(|l| {
-        l.split("liveupdate number: ").nth(1)?.trim().parse().ok()
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let boot_index = cmdline.split_whitespace().find_map(|w| {
+        w.strip_prefix(BOOT_INDEX_PARAM)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
     });
+    let log = kernel_log();
+    let liveupdate_number = log
+        .iter()
+        .find_map(|l| l.split("liveupdate number: ").nth(1)?.trim().parse().ok());
     let kho_exec_from = log.iter().find_map(|l| {
         let rest = l.split("KHO: exec from: ").nth(1)?;
         Some(rest.split(" (count").next()?.trim().to_string())
     });
-    let kho_disabled_on_cmdline = cmdline.split_whitespace().any(|w| w == "kho=off" || w == "kho=0");
+    let kho_disabled_on_cmdline = cmdline
+        .split_whitespace()
+        .any(|w| w == "kho=off" || w == "kho=0");
     let kho_failed = log.iter().any(|l| l.contains("disabling kexec handover"));
     BootFacts {
         release: uname_release(),
@@ -74,7 +100,9 @@ pub fn facts() -> BootFacts {
         liveupdate_number,
         kho_exec_from,
         liveupdate_device: std::path::Path::new("/dev/liveupdate").exists(),
-        kho_enabled: std::path::Path::new("/sys/kernel/debug/kho").exists() && !kho_disabled_on_cmdline && !kho_failed,
+        kho_enabled: std::path::Path::new("/sys/kernel/debug/kho").exists()
+            && !kho_disabled_on_cmdline
+            && !kho_failed,
         uptime_us: sys::boottime_us(),
     }
 }
@@ -83,14 +111,23 @@ fn uname_release() -> String {
     // SAFETY: utsname is plain data; uname fills it.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     unsafe { libc::uname(&mut u) };
-    let bytes: Vec<u8> = u.release.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The whole kernel log from /dev/kmsg, formatted like dmesg: `[    1.234567] message`.
 pub fn kernel_log() -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(mut f) = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/dev/kmsg") else {
+    let Ok(mut f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+    else {
         return out;
     };
     let mut buf = vec![0u8; 8192];
@@ -100,10 +137,21 @@ pub fn kernel_log() -> Vec<String> {
             Ok(n) => {
                 let rec = String::from_utf8_lossy(&buf[..n]);
                 // "prio,seq,usec,flags;text\n continuation lines"
-                let Some((head, text)) = rec.split_once(';') else { continue };
-                let usec: u64 = head.split(',').nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let Some((head, text)) = rec.split_once(';') else {
+                    continue;
+                };
+                let usec: u64 = head
+                    .split(',')
+                    .nth(2)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 let text = text.lines().next().unwrap_or("");
-                out.push(format!("[{:5}.{:06}] {}", usec / 1_000_000, usec % 1_000_000, text));
+                out.push(format!(
+                    "[{:5}.{:06}] {}",
+                    usec / 1_000_000,
+                    usec % 1_000_000,
+                    text
+                ));
             }
             // EPIPE: records were overwritten while we read; carry on from the next one.
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,

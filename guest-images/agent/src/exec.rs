@@ -41,12 +41,23 @@ pub fn spawn(path: &str, args: &[String], env: &[(String, String)]) -> Result<Ru
         });
         let mut o = Vec::new();
         let _ = so.read_to_end(&mut o);
-        (String::from_utf8_lossy(&o).into_owned(), err_thread.join().unwrap_or_default())
+        (
+            String::from_utf8_lossy(&o).into_owned(),
+            err_thread.join().unwrap_or_default(),
+        )
     });
-    Ok(Running { child, started: Instant::now(), out })
+    Ok(Running {
+        child,
+        started: Instant::now(),
+        out,
+    })
 }
 
-pub fn wait(mut r: Running, timeout: Option<Duration>, call: &str) -> Result<ExitStatus, AgentError> {
+pub fn wait(
+    mut r: Running,
+    timeout: Option<Duration>,
+    call: &str,
+) -> Result<ExitStatus, AgentError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let status = loop {
         match r.child.try_wait() {
@@ -63,25 +74,42 @@ pub fn wait(mut r: Running, timeout: Option<Duration>, call: &str) -> Result<Exi
     };
     let duration_us = r.started.elapsed().as_micros() as u64;
     let (stdout, stderr) = r.out.join().unwrap_or_default();
-    Ok(ExitStatus { code: status.code(), signal: status.signal(), stdout, stderr, duration_us })
+    Ok(ExitStatus {
+        code: status.code(),
+        signal: status.signal(),
+        stdout,
+        stderr,
+        duration_us,
+    })
 }
 
 impl Children {
     pub fn start(&mut self, name: &str, r: Running) -> Result<i32, AgentError> {
         if self.running.contains_key(name) {
-            return Err(AgentError::new(ErrorKind::Handle, "exec", format!("background name {name:?} is in use")));
+            return Err(AgentError::new(
+                ErrorKind::Handle,
+                "exec",
+                format!("background name {name:?} is in use"),
+            ));
         }
         let pid = r.child.id() as i32;
         self.running.insert(name.to_string(), r);
         Ok(pid)
     }
 
-    pub fn wait(&mut self, name: &str, timeout: Option<Duration>) -> Result<ExitStatus, AgentError> {
+    pub fn wait(
+        &mut self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ExitStatus, AgentError> {
         let call = format!("wait({name})");
-        let r = self
-            .running
-            .remove(name)
-            .ok_or_else(|| AgentError::new(ErrorKind::Handle, &call, format!("no background program {name:?}")))?;
+        let r = self.running.remove(name).ok_or_else(|| {
+            AgentError::new(
+                ErrorKind::Handle,
+                &call,
+                format!("no background program {name:?}"),
+            )
+        })?;
         wait(r, timeout, &call)
     }
 }

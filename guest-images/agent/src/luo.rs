@@ -73,29 +73,56 @@ fn name_field(name: &str) -> [u8; NAME_LEN] {
 
 /// CREATE_SESSION (`retrieve` = false) or RETRIEVE_SESSION: returns the session fd.
 pub fn open_session(dev: i32, name: &str, retrieve: bool) -> Result<i32, i32> {
-    let mut a = SessionArg { size: size_of::<SessionArg>() as u32, fd: -1, name: name_field(name) };
-    ioctl(dev, if retrieve { CMD_RETRIEVE_SESSION } else { CMD_CREATE_SESSION }, &mut a)?;
+    let mut a = SessionArg {
+        size: size_of::<SessionArg>() as u32,
+        fd: -1,
+        name: name_field(name),
+    };
+    ioctl(
+        dev,
+        if retrieve {
+            CMD_RETRIEVE_SESSION
+        } else {
+            CMD_CREATE_SESSION
+        },
+        &mut a,
+    )?;
     Ok(a.fd)
 }
 
 pub fn preserve_fd(session: i32, fd: i32, token: u64) -> Result<(), i32> {
-    let mut a = FdArg { size: size_of::<FdArg>() as u32, fd, token };
+    let mut a = FdArg {
+        size: size_of::<FdArg>() as u32,
+        fd,
+        token,
+    };
     ioctl(session, CMD_PRESERVE_FD, &mut a).map(|_| ())
 }
 
 pub fn retrieve_fd(session: i32, token: u64) -> Result<i32, i32> {
-    let mut a = FdArg { size: size_of::<FdArg>() as u32, fd: -1, token };
+    let mut a = FdArg {
+        size: size_of::<FdArg>() as u32,
+        fd: -1,
+        token,
+    };
     ioctl(session, CMD_RETRIEVE_FD, &mut a)?;
     Ok(a.fd)
 }
 
 pub fn finish(session: i32) -> Result<(), i32> {
-    let mut a = FinishArg { size: size_of::<FinishArg>() as u32, reserved: 0 };
+    let mut a = FinishArg {
+        size: size_of::<FinishArg>() as u32,
+        reserved: 0,
+    };
     ioctl(session, CMD_FINISH, &mut a).map(|_| ())
 }
 
 pub fn get_name(session: i32) -> Result<String, i32> {
-    let mut a = NameArg { size: size_of::<NameArg>() as u32, reserved: 0, name: [0; NAME_LEN] };
+    let mut a = NameArg {
+        size: size_of::<NameArg>() as u32,
+        reserved: 0,
+        name: [0; NAME_LEN],
+    };
     ioctl(session, CMD_GET_NAME, &mut a)?;
     let end = a.name.iter().position(|c| *c == 0).unwrap_or(NAME_LEN);
     Ok(String::from_utf8_lossy(&a.name[..end]).into_owned())
@@ -111,7 +138,6 @@ pub fn raw(fd: i32, nr: u8, arg: &[u8]) -> (Result<i64, i32>, Vec<u8>) {
     buf.truncate(arg.len());
     (r, buf)
 }
-
 
 #[cfg(test)]
 mod tests {

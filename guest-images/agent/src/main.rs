@@ -13,7 +13,9 @@ mod ops;
 mod pattern;
 mod sys;
 
-use luo_protocol::{AgentError, Envelope, ErrorKind, Hello, Outcome, Response, PROTOCOL_VERSION, to_line};
+use luo_protocol::{
+    AgentError, Envelope, ErrorKind, Hello, Outcome, PROTOCOL_VERSION, Response, to_line,
+};
 use std::io::{BufRead, BufReader, Write};
 
 fn main() {
@@ -30,7 +32,10 @@ fn main() {
         }
     };
     let mut writer = port.try_clone().expect("dup of the agent port");
-    let hello = Hello { protocol: PROTOCOL_VERSION, boot: boot::facts() };
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        boot: boot::facts(),
+    };
     send(&mut writer, &hello);
 
     let mut state = ops::State::default();
@@ -57,17 +62,32 @@ fn main() {
                     .ok()
                     .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
                     .unwrap_or(0);
-                (id, Outcome::Err(AgentError::new(ErrorKind::BadRequest, "parse", e.to_string())), ops::After::Nothing)
+                (
+                    id,
+                    Outcome::Err(AgentError::new(
+                        ErrorKind::BadRequest,
+                        "parse",
+                        e.to_string(),
+                    )),
+                    ops::After::Nothing,
+                )
             }
         };
         send(&mut writer, &Response { id, outcome });
         match after {
             ops::After::Nothing => {}
             ops::After::PowerOff => sys::power_off(),
+            ops::After::Exit(code) => std::process::exit(code),
             ops::After::KexecReboot => {
                 // Every session fd is still open in `state`: that is what carries them over.
                 let err = sys::kexec_reboot();
-                let r = Response { id, outcome: Outcome::Err(AgentError::syscall("reboot(LINUX_REBOOT_CMD_KEXEC)", err)) };
+                let r = Response {
+                    id,
+                    outcome: Outcome::Err(AgentError::syscall(
+                        "reboot(LINUX_REBOOT_CMD_KEXEC)",
+                        err,
+                    )),
+                };
                 send(&mut writer, &r);
             }
         }

@@ -3,7 +3,10 @@
 use luo_protocol::{MemorySnapshot, SlabCache};
 
 pub fn snapshot() -> MemorySnapshot {
-    MemorySnapshot { meminfo: meminfo(), slabs: slabinfo() }
+    MemorySnapshot {
+        meminfo: meminfo(),
+        slabs: slabinfo(),
+    }
 }
 
 fn meminfo() -> Vec<(String, u64)> {
@@ -11,7 +14,10 @@ fn meminfo() -> Vec<(String, u64)> {
     text.lines()
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_string(), v.split_whitespace().next()?.parse().ok()?))
+            Some((
+                k.trim().to_string(),
+                v.split_whitespace().next()?.parse().ok()?,
+            ))
         })
         .collect()
 }

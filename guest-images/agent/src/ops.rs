@@ -12,6 +12,7 @@ pub enum After {
     Nothing,
     PowerOff,
     KexecReboot,
+    Exit(i32),
 }
 
 #[derive(Default)]
@@ -32,6 +33,7 @@ impl State {
         let after = match req {
             Request::PowerOff => After::PowerOff,
             Request::KexecReboot => After::KexecReboot,
+            Request::Exit { code } => After::Exit(code),
             _ => After::Nothing,
         };
         let outcome = match self.dispatch(req) {
@@ -43,16 +45,30 @@ impl State {
 
     fn dispatch(&mut self, req: Request) -> R {
         match req {
-            Request::Ping | Request::PowerOff | Request::KexecReboot => Ok(Reply::Done),
-            Request::OpenDevice { handle } => {
-                self.open_new(&handle, "open(/dev/liveupdate)", || open("/dev/liveupdate", libc::O_RDWR))
+            Request::Ping | Request::PowerOff | Request::KexecReboot | Request::Exit { .. } => {
+                Ok(Reply::Done)
             }
-            Request::CreateSession { device, handle, name } => self.session(&device, &handle, &name, false),
-            Request::RetrieveSession { device, handle, name } => self.session(&device, &handle, &name, true),
+            Request::OpenDevice { handle } => {
+                self.open_new(&handle, "open(/dev/liveupdate)", || {
+                    open("/dev/liveupdate", libc::O_RDWR)
+                })
+            }
+            Request::CreateSession {
+                device,
+                handle,
+                name,
+            } => self.session(&device, &handle, &name, false),
+            Request::RetrieveSession {
+                device,
+                handle,
+                name,
+            } => self.session(&device, &handle, &name, true),
             Request::GetSessionName { session } => {
                 let call = ioctl_call(luo::CMD_GET_NAME);
                 let fd = self.fds.get(&session, &call)?;
-                luo::get_name(fd).map(|name| Reply::Name { name }).map_err(sc(call))
+                luo::get_name(fd)
+                    .map(|name| Reply::Name { name })
+                    .map_err(sc(call))
             }
             Request::FinishSession { session } => {
                 let call = ioctl_call(luo::CMD_FINISH);
@@ -62,9 +78,15 @@ impl State {
             Request::PreserveFd { session, fd, token } => {
                 let call = ioctl_call(luo::CMD_PRESERVE_FD);
                 let (s, f) = (self.fds.get(&session, &call)?, self.fds.get(&fd, &call)?);
-                luo::preserve_fd(s, f, token).map(|_| Reply::Done).map_err(sc(call))
+                luo::preserve_fd(s, f, token)
+                    .map(|_| Reply::Done)
+                    .map_err(sc(call))
             }
-            Request::RetrieveFd { session, handle, token } => {
+            Request::RetrieveFd {
+                session,
+                handle,
+                token,
+            } => {
                 let call = ioctl_call(luo::CMD_RETRIEVE_FD);
                 let s = self.fds.get(&session, &call)?;
                 self.open_new(&handle, &call, || luo::retrieve_fd(s, token))
@@ -78,9 +100,16 @@ impl State {
             Request::Close { handle } => {
                 let fd = self.fds.remove(&handle, "close")?;
                 // SAFETY: fd was ours and is forgotten now.
-                sys::check(unsafe { libc::close(fd) } as i64).map(|_| Reply::Done).map_err(sc("close"))
+                sys::check(unsafe { libc::close(fd) } as i64)
+                    .map(|_| Reply::Done)
+                    .map_err(sc("close"))
             }
-            Request::CreateMemfd { handle, name, size, hugetlb } => {
+            Request::CreateMemfd {
+                handle,
+                name,
+                size,
+                hugetlb,
+            } => {
                 let call = format!("memfd_create({name})");
                 self.open_new(&handle, &call.clone(), || {
                     let cname = sys::cstring(&name)?;
@@ -98,7 +127,11 @@ impl State {
                     Ok(fd)
                 })
             }
-            Request::OpenPath { handle, path, write } => {
+            Request::OpenPath {
+                handle,
+                path,
+                write,
+            } => {
                 let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
                 self.open_new(&handle, &format!("open({path})"), || open(&path, flags))
             }
@@ -106,14 +139,25 @@ impl State {
                 let fd = self.fds.get(&handle, "dup")?;
                 // SAFETY: fd is ours.
                 self.open_new(&new_handle, "dup", || {
-                    sys::check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } as i64).map(|f| f as i32)
+                    sys::check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } as i64)
+                        .map(|f| f as i32)
                 })
             }
-            Request::WritePattern { handle, seed, offset, len } => {
+            Request::WritePattern {
+                handle,
+                seed,
+                offset,
+                len,
+            } => {
                 let fd = self.fds.get(&handle, "pwrite")?;
                 write_pattern(fd, seed, offset, len).map(|_| Reply::Done)
             }
-            Request::VerifyPattern { handle, seed, offset, len } => {
+            Request::VerifyPattern {
+                handle,
+                seed,
+                offset,
+                len,
+            } => {
                 let fd = self.fds.get(&handle, "pread")?;
                 verify_pattern(fd, seed, offset, len)
             }
@@ -126,7 +170,11 @@ impl State {
                 let mut bits = 0;
                 for s in &seals {
                     bits |= seal_bit(s).ok_or_else(|| {
-                        AgentError::new(ErrorKind::BadRequest, "fcntl(F_ADD_SEALS)", format!("unknown seal {s:?}"))
+                        AgentError::new(
+                            ErrorKind::BadRequest,
+                            "fcntl(F_ADD_SEALS)",
+                            format!("unknown seal {s:?}"),
+                        )
                     })?;
                 }
                 // SAFETY: fd is ours.
@@ -137,7 +185,9 @@ impl State {
             Request::Truncate { handle, size } => {
                 let fd = self.fds.get(&handle, "ftruncate")?;
                 // SAFETY: fd is ours.
-                sys::check(unsafe { libc::ftruncate(fd, size as i64) } as i64).map(|_| Reply::Done).map_err(sc("ftruncate"))
+                sys::check(unsafe { libc::ftruncate(fd, size as i64) } as i64)
+                    .map(|_| Reply::Done)
+                    .map_err(sc("ftruncate"))
             }
             Request::Seek { handle, offset } => {
                 let fd = self.fds.get(&handle, "lseek")?;
@@ -152,20 +202,40 @@ impl State {
             }
             Request::ReadFile { path, max_bytes } => read_file(&path, max_bytes),
             Request::MemorySnapshot => Ok(Reply::Memory(memory::snapshot())),
-            Request::KernelLog => Ok(Reply::Log { lines: boot::kernel_log() }),
-            Request::Exec { path, args, env, background, timeout_ms } => {
+            Request::KernelLog => Ok(Reply::Log {
+                lines: boot::kernel_log(),
+            }),
+            Request::Exec {
+                path,
+                args,
+                env,
+                background,
+                timeout_ms,
+            } => {
                 let path = share_path(&path);
                 let running = exec::spawn(&path, &args, &env)?;
                 match background {
-                    Some(name) => self.children.start(&name, running).map(|pid| Reply::Started { pid }),
-                    None => exec::wait(running, timeout_ms.map(Duration::from_millis), &format!("exec({path})"))
-                        .map(Reply::Exited),
+                    Some(name) => self
+                        .children
+                        .start(&name, running)
+                        .map(|pid| Reply::Started { pid }),
+                    None => exec::wait(
+                        running,
+                        timeout_ms.map(Duration::from_millis),
+                        &format!("exec({path})"),
+                    )
+                    .map(Reply::Exited),
                 }
             }
-            Request::Wait { handle, timeout_ms } => {
-                self.children.wait(&handle, timeout_ms.map(Duration::from_millis)).map(Reply::Exited)
-            }
-            Request::KexecLoad { kernel, initrd, cmdline } => kexec_load(&kernel, &initrd, &cmdline),
+            Request::Wait { handle, timeout_ms } => self
+                .children
+                .wait(&handle, timeout_ms.map(Duration::from_millis))
+                .map(Reply::Exited),
+            Request::KexecLoad {
+                kernel,
+                initrd,
+                cmdline,
+            } => kexec_load(&kernel, &initrd, &cmdline),
         }
     }
 
@@ -177,7 +247,11 @@ impl State {
     }
 
     fn session(&mut self, device: &str, handle: &str, name: &str, retrieve: bool) -> R {
-        let call = ioctl_call(if retrieve { luo::CMD_RETRIEVE_SESSION } else { luo::CMD_CREATE_SESSION });
+        let call = ioctl_call(if retrieve {
+            luo::CMD_RETRIEVE_SESSION
+        } else {
+            luo::CMD_CREATE_SESSION
+        });
         let dev = self.fds.get(device, &call)?;
         self.open_new(handle, &call, || luo::open_session(dev, name, retrieve))
     }
@@ -195,7 +269,11 @@ fn open(path: &str, flags: i32) -> Result<i32, i32> {
 
 /// Paths in requests are relative to the share unless absolute.
 fn share_path(p: &str) -> String {
-    if p.starts_with('/') { p.to_string() } else { format!("{SHARE_MOUNT}/{p}") }
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("{SHARE_MOUNT}/{p}")
+    }
 }
 
 const CHUNK: u64 = 1 << 20;
@@ -207,7 +285,10 @@ fn write_pattern(fd: i32, seed: u64, offset: u64, len: u64) -> Result<(), AgentE
         let n = CHUNK.min(len - done) as usize;
         pattern::fill(seed, offset + done, &mut buf[..n]);
         // SAFETY: buf holds n bytes.
-        let w = sys::check(unsafe { libc::pwrite(fd, buf.as_ptr().cast(), n, (offset + done) as i64) } as i64)
+        let w =
+            sys::check(
+                unsafe { libc::pwrite(fd, buf.as_ptr().cast(), n, (offset + done) as i64) } as i64,
+            )
             .map_err(sc("pwrite"))?;
         done += w as u64;
     }
@@ -219,7 +300,12 @@ fn pread_full(fd: i32, buf: &mut [u8], offset: u64) -> Result<usize, AgentError>
     while got < buf.len() {
         // SAFETY: the slice is valid for its length.
         let r = sys::check(unsafe {
-            libc::pread(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got, (offset + got as u64) as i64)
+            libc::pread(
+                fd,
+                buf[got..].as_mut_ptr().cast(),
+                buf.len() - got,
+                (offset + got as u64) as i64,
+            )
         } as i64)
         .map_err(sc("pread"))?;
         if r == 0 {
@@ -240,11 +326,19 @@ fn verify_pattern(fd: i32, seed: u64, offset: u64, len: u64) -> R {
             return Err(AgentError::new(
                 ErrorKind::Mismatch,
                 "verify_pattern",
-                format!("file ends at {} but the pattern runs to {}", offset + done + got as u64, offset + len),
+                format!(
+                    "file ends at {} but the pattern runs to {}",
+                    offset + done + got as u64,
+                    offset + len
+                ),
             ));
         }
         if let Some(at) = pattern::first_mismatch(seed, offset + done, &buf[..n]) {
-            return Err(AgentError::new(ErrorKind::Mismatch, "verify_pattern", format!("first differing byte at offset {at}")));
+            return Err(AgentError::new(
+                ErrorKind::Mismatch,
+                "verify_pattern",
+                format!("first differing byte at offset {at}"),
+            ));
         }
         done += n as u64;
     }
@@ -263,7 +357,10 @@ fn hash_contents(fd: i32) -> R {
             break;
         }
     }
-    Ok(Reply::Hash { sha256: hex::encode(h.finalize()), size: off })
+    Ok(Reply::Hash {
+        sha256: hex::encode(h.finalize()),
+        size: off,
+    })
 }
 
 const SEALS: &[(&str, i32)] = &[
@@ -288,7 +385,13 @@ fn observe(fd: i32) -> Result<Observation, AgentError> {
         .map(|p| p.to_string_lossy().into_owned())
         .map_err(|e| AgentError::syscall("readlink", e.raw_os_error().unwrap_or(libc::EIO)))?;
     let seals = match unsafe { libc::fcntl(fd, libc::F_GET_SEALS) } {
-        s if s >= 0 => Some(SEALS.iter().filter(|(_, b)| s & b != 0).map(|(n, _)| n.to_string()).collect()),
+        s if s >= 0 => Some(
+            SEALS
+                .iter()
+                .filter(|(_, b)| s & b != 0)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        ),
         _ => None,
     };
     let position = match unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) } {
@@ -314,14 +417,18 @@ fn observe(fd: i32) -> Result<Observation, AgentError> {
 fn read_file(path: &str, max: u64) -> R {
     use std::io::Read;
     let call = format!("read({path})");
-    let f = std::fs::File::open(path).map_err(|e| AgentError::syscall(&call, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| AgentError::syscall(&call, e.raw_os_error().unwrap_or(libc::EIO)))?;
     let mut buf = Vec::new();
     f.take(max + 1)
         .read_to_end(&mut buf)
         .map_err(|e| AgentError::syscall(&call, e.raw_os_error().unwrap_or(libc::EIO)))?;
     let truncated = buf.len() as u64 > max;
     buf.truncate(max as usize);
-    Ok(Reply::Text { text: String::from_utf8_lossy(&buf).into_owned(), truncated })
+    Ok(Reply::Text {
+        text: String::from_utf8_lossy(&buf).into_owned(),
+        truncated,
+    })
 }
 
 fn kexec_load(kernel: &str, initrd: &str, cmdline: &str) -> R {
@@ -338,7 +445,14 @@ fn kexec_load(kernel: &str, initrd: &str, cmdline: &str) -> R {
     let r = c.and_then(|c| {
         // SAFETY: fds are open, the command line is NUL-terminated and its length includes the NUL.
         sys::check(unsafe {
-            libc::syscall(libc::SYS_kexec_file_load, k, i, c.as_bytes_with_nul().len(), c.as_ptr(), 0u64)
+            libc::syscall(
+                libc::SYS_kexec_file_load,
+                k,
+                i,
+                c.as_bytes_with_nul().len(),
+                c.as_ptr(),
+                0u64,
+            )
         })
         .map_err(sc("kexec_file_load"))
     });

@@ -21,7 +21,10 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
 pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<u64> {
     let mut expect = vec![0u8; buf.len()];
     fill(seed, offset, &mut expect);
-    buf.iter().zip(&expect).position(|(a, b)| a != b).map(|i| offset + i as u64)
+    buf.iter()
+        .zip(&expect)
+        .position(|(a, b)| a != b)
+        .map(|i| offset + i as u64)
 }
 
 #[cfg(test)]

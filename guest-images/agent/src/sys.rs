@@ -4,7 +4,9 @@ use std::ffi::CString;
 use std::io;
 
 pub fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 pub fn cstring(s: &str) -> Result<CString, i32> {
@@ -20,19 +22,27 @@ pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> Re
     let _ = std::fs::create_dir_all(target);
     let (s, t, f) = (cstring(source)?, cstring(target)?, cstring(fstype)?);
     let d = data.map(cstring).transpose()?;
-    let dp = d.as_ref().map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void);
+    let dp = d
+        .as_ref()
+        .map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void);
     // SAFETY: all pointers are valid NUL-terminated strings or null.
     check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, dp) } as i64).map(|_| ())
 }
 
 pub fn power_off() -> ! {
+    // Without ACPI the kernel turns POWER_OFF into HALT and QEMU would never exit; a restart is
+    // what QEMU's -no-reboot turns into a clean exit.
+    let cmd = if std::path::Path::new("/sys/firmware/acpi").exists() {
+        libc::LINUX_REBOOT_CMD_POWER_OFF
+    } else {
+        libc::LINUX_REBOOT_CMD_RESTART
+    };
     // SAFETY: plain syscalls; PID 1 may reboot.
     unsafe {
         libc::sync();
-        libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF);
+        libc::reboot(cmd);
+        libc::reboot(libc::LINUX_REBOOT_CMD_RESTART);
     }
-    // Without ACPI power-off the kernel halts; QEMU's -no-reboot turns a restart into an exit.
-    unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_RESTART) };
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
@@ -46,7 +56,10 @@ pub fn kexec_reboot() -> i32 {
 }
 
 pub fn boottime_us() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000

@@ -41,22 +41,50 @@ impl Initramfs {
         self.insert(path, Entry::Dir)
     }
 
-    pub fn file(&mut self, path: &str, mode: u32, data: Vec<u8>) -> Result<&mut Self, InitramfsError> {
-        self.insert(path, Entry::File { mode: mode & 0o7777, data })
+    pub fn file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        data: Vec<u8>,
+    ) -> Result<&mut Self, InitramfsError> {
+        self.insert(
+            path,
+            Entry::File {
+                mode: mode & 0o7777,
+                data,
+            },
+        )
     }
 
-    pub fn file_from_host(&mut self, path: &str, mode: u32, host: &Path) -> Result<&mut Self, InitramfsError> {
-        let data = std::fs::read(host)
-            .map_err(|source| InitramfsError::Read { path: host.display().to_string(), source })?;
+    pub fn file_from_host(
+        &mut self,
+        path: &str,
+        mode: u32,
+        host: &Path,
+    ) -> Result<&mut Self, InitramfsError> {
+        let data = std::fs::read(host).map_err(|source| InitramfsError::Read {
+            path: host.display().to_string(),
+            source,
+        })?;
         self.file(path, mode, data)
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<&mut Self, InitramfsError> {
-        self.insert(path, Entry::Symlink { target: target.to_string() })
+        self.insert(
+            path,
+            Entry::Symlink {
+                target: target.to_string(),
+            },
+        )
     }
 
     /// A device node, e.g. /dev/console (5:1), so the kernel can open it before devtmpfs is mounted.
-    pub fn char_dev(&mut self, path: &str, major: u32, minor: u32) -> Result<&mut Self, InitramfsError> {
+    pub fn char_dev(
+        &mut self,
+        path: &str,
+        major: u32,
+        minor: u32,
+    ) -> Result<&mut Self, InitramfsError> {
         self.insert(path, Entry::CharDev { major, minor })
     }
 
@@ -64,7 +92,9 @@ impl Initramfs {
         let clean = path.trim_start_matches("./");
         if clean.is_empty()
             || clean.starts_with('/')
-            || clean.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || clean
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
         {
             return Err(InitramfsError::BadPath(path.to_string()));
         }
@@ -84,7 +114,10 @@ impl Initramfs {
     /// Writes the archive (uncompressed: the guest kernel need not decompress it, which is faster
     /// under TCG than any compressor saves in loading).
     pub fn write_to(&self, out: &mut impl Write) -> Result<u64, InitramfsError> {
-        let mut w = CountingWriter { inner: out, written: 0 };
+        let mut w = CountingWriter {
+            inner: out,
+            written: 0,
+        };
         for (ino, (path, entry)) in self.entries.iter().enumerate() {
             let ino = ino as u32 + 1;
             let (mode, data, rdev): (u32, &[u8], (u32, u32)) = match entry {
@@ -171,10 +204,18 @@ mod tests {
     fn sample(order_reversed: bool) -> Vec<u8> {
         let mut i = Initramfs::new();
         let mut ops: Vec<Box<dyn Fn(&mut Initramfs)>> = vec![
-            Box::new(|i| { i.file("init", 0o755, b"#!/bin/agent\n".to_vec()).unwrap(); }),
-            Box::new(|i| { i.file("usr/bin/x", 0o644, vec![1, 2, 3]).unwrap(); }),
-            Box::new(|i| { i.char_dev("dev/console", 5, 1).unwrap(); }),
-            Box::new(|i| { i.symlink("bin", "usr/bin").unwrap(); }),
+            Box::new(|i| {
+                i.file("init", 0o755, b"#!/bin/agent\n".to_vec()).unwrap();
+            }),
+            Box::new(|i| {
+                i.file("usr/bin/x", 0o644, vec![1, 2, 3]).unwrap();
+            }),
+            Box::new(|i| {
+                i.char_dev("dev/console", 5, 1).unwrap();
+            }),
+            Box::new(|i| {
+                i.symlink("bin", "usr/bin").unwrap();
+            }),
         ];
         if order_reversed {
             ops.reverse();
@@ -200,10 +241,13 @@ mod tests {
         loop {
             let h = std::str::from_utf8(&bytes[off..off + 110]).unwrap();
             assert_eq!(&h[..6], "070701");
-            let field = |i: usize| u32::from_str_radix(&h[6 + i * 8..14 + i * 8], 16).unwrap() as usize;
+            let field =
+                |i: usize| u32::from_str_radix(&h[6 + i * 8..14 + i * 8], 16).unwrap() as usize;
             let (filesize, namesize) = (field(6), field(11));
             assert_eq!(field(5), 0, "mtime must be fixed");
-            let name = std::str::from_utf8(&bytes[off + 110..off + 110 + namesize - 1]).unwrap().to_string();
+            let name = std::str::from_utf8(&bytes[off + 110..off + 110 + namesize - 1])
+                .unwrap()
+                .to_string();
             off = (off + 110 + namesize).next_multiple_of(4);
             off = (off + filesize).next_multiple_of(4);
             if name == "TRAILER!!!" {
@@ -211,14 +255,34 @@ mod tests {
             }
             names.push(name);
         }
-        assert_eq!(names, ["bin", "dev", "dev/console", "init", "usr", "usr/bin", "usr/bin/x"]);
+        assert_eq!(
+            names,
+            [
+                "bin",
+                "dev",
+                "dev/console",
+                "init",
+                "usr",
+                "usr/bin",
+                "usr/bin/x"
+            ]
+        );
     }
 
     #[test]
     fn rejects_escaping_paths() {
         let mut i = Initramfs::new();
-        assert!(matches!(i.file("../etc/passwd", 0o644, vec![]), Err(InitramfsError::BadPath(_))));
-        assert!(matches!(i.file("/abs", 0o644, vec![]), Err(InitramfsError::BadPath(_))));
-        assert!(matches!(i.file("a//b", 0o644, vec![]), Err(InitramfsError::BadPath(_))));
+        assert!(matches!(
+            i.file("../etc/passwd", 0o644, vec![]),
+            Err(InitramfsError::BadPath(_))
+        ));
+        assert!(matches!(
+            i.file("/abs", 0o644, vec![]),
+            Err(InitramfsError::BadPath(_))
+        ));
+        assert!(matches!(
+            i.file("a//b", 0o644, vec![]),
+            Err(InitramfsError::BadPath(_))
+        ));
     }
 }

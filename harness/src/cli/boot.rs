@@ -26,15 +26,23 @@ pub enum BenchCommand {
 pub async fn boot(args: BootArgs) -> miette::Result<ExitCode> {
     let prepared = prepare(&args.kernel.choice()?, args.vm.accel, &Terminal::default()).await?;
     let mut cfg = prepared.vm_config("boot");
-    cfg.keep = args.vm.keep;
+    cfg.keep |= args.vm.keep;
     cfg.extra_cmdline = args.vm.cmdline.clone();
     cfg.memory_mib = args.vm.memory;
     let mut guest = Vm::boot(cfg).await?;
     let b = &guest.boots()[0];
-    println!("booted in {} ms ({}):", b.to_hello.as_millis(), prepared.accel);
+    println!(
+        "booted in {} ms ({}):",
+        b.to_hello.as_millis(),
+        prepared.accel
+    );
     println!("{}", serde_json::to_string_pretty(&b.hello.boot).unwrap());
     if let Reply::Log { lines } = guest.request(Request::KernelLog).await? {
-        println!("--- kernel log, last {} of {} lines ---", args.log_lines.min(lines.len()), lines.len());
+        println!(
+            "--- kernel log, last {} of {} lines ---",
+            args.log_lines.min(lines.len()),
+            lines.len()
+        );
         for l in &lines[lines.len().saturating_sub(args.log_lines)..] {
             println!("{l}");
         }

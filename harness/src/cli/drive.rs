@@ -20,7 +20,7 @@ pub struct DriveArgs {
 pub async fn drive(args: DriveArgs) -> miette::Result<ExitCode> {
     let prepared = prepare(&args.kernel.choice()?, args.vm.accel, &Terminal::default()).await?;
     let mut cfg = prepared.vm_config("drive");
-    cfg.keep = args.vm.keep;
+    cfg.keep |= args.vm.keep;
     cfg.extra_cmdline = args.vm.cmdline.clone();
     cfg.memory_mib = args.vm.memory;
     let mut guest = Vm::boot(cfg).await?;
@@ -33,7 +33,11 @@ pub async fn drive(args: DriveArgs) -> miette::Result<ExitCode> {
             "quit" => break,
             "kexec" => {
                 let t = guest.kexec_same().await?;
-                println!("{{\"kexec_ms\":{},\"hello\":{}}}", t.as_millis(), serde_json::to_string(guest.hello()).unwrap());
+                println!(
+                    "{{\"kexec_ms\":{},\"hello\":{}}}",
+                    t.as_millis(),
+                    serde_json::to_string(guest.hello()).unwrap()
+                );
             }
             _ => match serde_json::from_str::<Request>(line) {
                 Ok(req) => match guest.try_request(req).await? {

@@ -29,7 +29,9 @@ pub async fn run(cmd: KernelCommand) -> miette::Result<ExitCode> {
             let req = args.build_request()?;
             let reporter = Terminal::default();
             let built = tokio::task::spawn_blocking(move || {
-                luo_kernels::build(&req, &Cache::from_env(), &mut |e| reporter.emit(Output::Kernel(e)))
+                luo_kernels::build(&req, &Cache::from_env(), &mut |e| {
+                    reporter.emit(Output::Kernel(e))
+                })
             })
             .await
             .into_diagnostic()??;
@@ -40,13 +42,25 @@ pub async fn run(cmd: KernelCommand) -> miette::Result<ExitCode> {
             let location = req.source.location();
             match req.cached(&cache)? {
                 Some(k) => println!("{}", k.bzimage().display()),
-                None => return Err(luo_kernels::KernelError::NotBuilt(format!("{location} variant {}", req.variant)).into()),
+                None => {
+                    return Err(luo_kernels::KernelError::NotBuilt(format!(
+                        "{location} variant {}",
+                        req.variant
+                    ))
+                    .into());
+                }
             }
         }
         KernelCommand::List => {
-            println!("{:<32}  {:<10}  {:<12}  {:>7}  source", "key", "variant", "release", "build s");
+            println!(
+                "{:<32}  {:<10}  {:<12}  {:>7}  source",
+                "key", "variant", "release", "build s"
+            );
             for k in cache.list() {
-                println!("{:<32}  {:<10}  {:<12}  {:>7.1}  {}", k.meta.key, k.meta.variant, k.meta.release, k.meta.build_seconds, k.meta.source);
+                println!(
+                    "{:<32}  {:<10}  {:<12}  {:>7.1}  {}",
+                    k.meta.key, k.meta.variant, k.meta.release, k.meta.build_seconds, k.meta.source
+                );
             }
         }
         KernelCommand::Gc { keep } => {

@@ -3,6 +3,7 @@
 mod boot;
 mod drive;
 mod kernel;
+mod setup;
 
 use clap::{Args, Parser, Subcommand};
 use luo_harness::prepare::KernelChoice;
@@ -13,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "luo-harness", version, about = "Integration test harness for Linux live update (LUO / KHO) under QEMU")]
+#[command(
+    name = "luo-harness",
+    version,
+    about = "Integration test harness for Linux live update (LUO / KHO) under QEMU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Set up after the system packages: default kernel, guest agent and image, accelerator verdict.
+    Setup,
     /// Obtain, configure, build and cache guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
@@ -63,8 +70,12 @@ impl KernelArgs {
             req.variant = v.clone();
         }
         for f in &self.fragment {
-            let text = std::fs::read_to_string(f).map_err(|e| miette::miette!("{}: {e}", f.display()))?;
-            req.extra_fragments.push(Fragment { name: f.display().to_string(), text });
+            let text =
+                std::fs::read_to_string(f).map_err(|e| miette::miette!("{}: {e}", f.display()))?;
+            req.extra_fragments.push(Fragment {
+                name: f.display().to_string(),
+                text,
+            });
         }
         req.jobs = self.jobs;
         Ok(req)
@@ -97,16 +108,24 @@ pub struct VmArgs {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 pub fn main() -> ExitCode {
     init_tracing();
     miette::set_panic_hook();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result: miette::Result<ExitCode> = rt.block_on(async {
         match cli.command {
+            Command::Setup => setup::setup().await,
             Command::Kernel(k) => kernel::run(k).await,
             Command::Boot(b) => boot::boot(b).await,
             Command::Drive(d) => drive::drive(d).await,
@@ -124,7 +143,12 @@ pub fn main() -> ExitCode {
 
 /// 2: bad input; 3: the VM or kernel could not be brought up; 1: anything else.
 fn report_exit_code(report: &miette::Report) -> u8 {
-    if report.downcast_ref::<luo_kernels::KernelError>().is_some() || report.downcast_ref::<luo_harness::prepare::PrepareError>().is_some() || report.downcast_ref::<luo_harness::GuestError>().is_some() {
+    if report.downcast_ref::<luo_kernels::KernelError>().is_some()
+        || report
+            .downcast_ref::<luo_harness::prepare::PrepareError>()
+            .is_some()
+        || report.downcast_ref::<luo_harness::GuestError>().is_some()
+    {
         3
     } else {
         1

@@ -30,11 +30,20 @@ pub fn host_identity(qemu_version: &str) -> String {
         .find(|l| l.starts_with("model name"))
         .unwrap_or("")
         .to_string();
-    format!("{} | {} | {}", qemu_version.trim(), osrelease.trim(), cpu.trim())
+    format!(
+        "{} | {} | {}",
+        qemu_version.trim(),
+        osrelease.trim(),
+        cpu.trim()
+    )
 }
 
 pub fn kvm_device_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 pub fn load(path: &Path, host: &str) -> Option<Verdict> {
@@ -71,7 +80,11 @@ mod tests {
         assert_eq!(pick(AccelChoice::Tcg, None), Some(Accel::Tcg));
         assert_eq!(pick(AccelChoice::Kvm, None), Some(Accel::Kvm));
         if kvm_device_usable() {
-            let no = Verdict { host: "h".into(), kvm_works: false, detail: String::new() };
+            let no = Verdict {
+                host: "h".into(),
+                kvm_works: false,
+                detail: String::new(),
+            };
             assert_eq!(pick(AccelChoice::Auto, Some(&no)), Some(Accel::Tcg));
             assert_eq!(pick(AccelChoice::Auto, None), None, "unknown: must probe");
         }
@@ -81,8 +94,18 @@ mod tests {
     fn verdict_is_per_host() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("accel.json");
-        store(&p, &Verdict { host: "a".into(), kvm_works: false, detail: "hung".into() });
+        store(
+            &p,
+            &Verdict {
+                host: "a".into(),
+                kvm_works: false,
+                detail: "hung".into(),
+            },
+        );
         assert!(load(&p, "a").is_some());
-        assert!(load(&p, "b").is_none(), "another QEMU or host kernel must be probed again");
+        assert!(
+            load(&p, "b").is_none(),
+            "another QEMU or host kernel must be probed again"
+        );
     }
 }

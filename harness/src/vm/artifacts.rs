@@ -19,12 +19,31 @@ impl Artifacts {
         let base = std::env::var_os("LUO_HARNESS_ARTIFACTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("luo-harness"));
-        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(40).collect();
-        let dir = base.join(format!("{safe}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let dir = base.join(format!(
+            "{safe}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("share"))?;
         super::process::register_artifacts(dir.clone());
-        Ok(Artifacts { dir, keep, failed: false, discard: false })
+        Ok(Artifacts {
+            dir,
+            keep,
+            failed: false,
+            discard: false,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -61,7 +80,10 @@ impl Drop for Artifacts {
         if self.kept() {
             if self.failed || std::thread::panicking() {
                 // stderr, not the reporter: this must reach the user even from a panicking test.
-                eprintln!("luo-harness: artifacts of the failed run kept in {}", self.dir.display());
+                eprintln!(
+                    "luo-harness: artifacts of the failed run kept in {}",
+                    self.dir.display()
+                );
             }
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -71,7 +93,9 @@ impl Drop for Artifacts {
 
 /// The last `n` lines of a text file (the console log on failures).
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

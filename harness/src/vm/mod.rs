@@ -59,6 +59,11 @@ impl VmConfig {
 
     pub fn cmdline(&self, boot_index: u32) -> String {
         let mut c = format!("{} {BOOT_INDEX_PARAM}={boot_index}", qemu::BASE_CMDLINE);
+        if let Some(khz) = qemu::host_tsc_khz() {
+            // The guest has no HPET or ACPI PM timer to calibrate its TSC against (no ACPI) and
+            // would fall back to a jiffies clock; under TCG its TSC is the host's.
+            c.push_str(&format!(" tsc_early_khz={khz}"));
+        }
         if !self.extra_cmdline.trim().is_empty() {
             c.push(' ');
             c.push_str(self.extra_cmdline.trim());
@@ -80,13 +85,18 @@ pub struct Vm {
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error("starting {what}: {source}")]
-    Spawn { what: &'static str, source: std::io::Error },
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("qemu-system-x86_64 not found (install it with ci/install-deps)")]
     NoQemu,
 }
 
 pub fn qemu_binary() -> Option<PathBuf> {
-    std::env::var_os("LUO_HARNESS_QEMU").map(PathBuf::from).or_else(|| luo_kernels::hosttools::which("qemu-system-x86_64"))
+    std::env::var_os("LUO_HARNESS_QEMU")
+        .map(PathBuf::from)
+        .or_else(|| luo_kernels::hosttools::which("qemu-system-x86_64"))
 }
 
 impl Vm {
@@ -94,19 +104,23 @@ impl Vm {
     #[tracing::instrument(name = "vm", skip_all, fields(name = %cfg.name, accel = %cfg.accel))]
     pub async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
         process::install_signal_handlers();
-        let mut artifacts = Artifacts::create(&cfg.name, cfg.keep).map_err(|e| GuestError::setup("creating the artifacts directory", e))?;
+        let mut artifacts = Artifacts::create(&cfg.name, cfg.keep)
+            .map_err(|e| GuestError::setup("creating the artifacts directory", e))?;
         if cfg.discard_artifacts {
             artifacts.discard();
         }
         let started = Instant::now();
         let agent_sock = artifacts.path("agent.sock");
         let qmp_sock = artifacts.path("qmp.sock");
-        let agent_listener = UnixListener::bind(&agent_sock).map_err(|e| GuestError::setup("binding the agent socket", e))?;
-        let qmp_listener = UnixListener::bind(&qmp_sock).map_err(|e| GuestError::setup("binding the QMP socket", e))?;
+        let agent_listener = UnixListener::bind(&agent_sock)
+            .map_err(|e| GuestError::setup("binding the agent socket", e))?;
+        let qmp_listener = UnixListener::bind(&qmp_sock)
+            .map_err(|e| GuestError::setup("binding the QMP socket", e))?;
 
         let virtiofsd = if cfg.virtiofs {
             let vfs_sock = artifacts.path("vfs.sock");
-            let l = std::os::unix::net::UnixListener::bind(&vfs_sock).map_err(|e| GuestError::setup("binding the virtiofs socket", e))?;
+            let l = std::os::unix::net::UnixListener::bind(&vfs_sock)
+                .map_err(|e| GuestError::setup("binding the virtiofs socket", e))?;
             let child = virtiofsd::spawn(&l, &artifacts.share(), &artifacts.path("virtiofsd.log"))
                 .map_err(|e| GuestError::setup("starting virtiofsd", e))?;
             Some((child, vfs_sock))
@@ -114,7 +128,10 @@ impl Vm {
             None
         };
         let spec = QemuSpec {
-            binary: qemu_binary().ok_or(GuestError::Setup { what: "finding QEMU".into(), message: VmError::NoQemu.to_string() })?,
+            binary: qemu_binary().ok_or(GuestError::Setup {
+                what: "finding QEMU".into(),
+                message: VmError::NoQemu.to_string(),
+            })?,
             accel: cfg.accel,
             memory_mib: cfg.memory_mib,
             cpus: cfg.cpus,
@@ -124,17 +141,38 @@ impl Vm {
             console_log: artifacts.console(),
             agent_socket: agent_sock,
             qmp_socket: qmp_sock,
-            virtiofs: virtiofsd.as_ref().map(|(_, s)| (s.clone(), SHARE_TAG.to_string())),
+            virtiofs: virtiofsd
+                .as_ref()
+                .map(|(_, s)| (s.clone(), SHARE_TAG.to_string())),
             agent_port_name: AGENT_PORT_NAME.to_string(),
+            bios: std::env::var_os("LUO_HARNESS_BIOS")
+                .filter(|b| !b.is_empty())
+                .map(PathBuf::from),
         };
         let args = spec.args();
-        std::fs::write(artifacts.path("qemu.cmdline"), format!("{} {}\n", spec.binary.display(), shell_words(&args))).ok();
+        std::fs::write(
+            artifacts.path("qemu.cmdline"),
+            format!("{} {}\n", spec.binary.display(), shell_words(&args)),
+        )
+        .ok();
         let mut cmd = std::process::Command::new(&spec.binary);
-        cmd.args(&args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-        cmd.stderr(std::fs::File::create(artifacts.path("qemu.stderr")).map_err(|e| GuestError::setup("creating qemu.stderr", e))?);
+        cmd.args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        cmd.stderr(
+            std::fs::File::create(artifacts.path("qemu.stderr"))
+                .map_err(|e| GuestError::setup("creating qemu.stderr", e))?,
+        );
         let qemu = Child::spawn(cmd, "qemu").map_err(|e| GuestError::setup("starting QEMU", e))?;
         tracing::debug!(pid = qemu.pid(), "qemu started");
-        let vm = Vm { config: cfg, artifacts, qemu, virtiofsd: virtiofsd.map(|(c, _)| c), qmp: None, started };
+        let vm = Vm {
+            config: cfg,
+            artifacts,
+            qemu,
+            virtiofsd: virtiofsd.map(|(c, _)| c),
+            qmp: None,
+            started,
+        };
         Guest::connect(vm, agent_listener, qmp_listener).await
     }
 
@@ -145,7 +183,15 @@ impl Vm {
 
 fn shell_words(args: &[String]) -> String {
     args.iter()
-        .map(|a| if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c)) { a.clone() } else { format!("'{a}'") })
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{a}'")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

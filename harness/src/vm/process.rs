@@ -67,7 +67,9 @@ impl Child {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setpgid(0, 0) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::setpgid(0, 0) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The parent may have died between fork and prctl: then nobody would kill us.
@@ -78,7 +80,11 @@ impl Child {
             });
         }
         let (tx, rx) = mpsc::channel();
-        spawner().lock().unwrap().send((cmd, tx)).expect("spawner thread is alive");
+        spawner()
+            .lock()
+            .unwrap()
+            .send((cmd, tx))
+            .expect("spawner thread is alive");
         let child = rx.recv().expect("spawner thread replies")?;
         let pid = child.id() as i32;
         // std's Child would not reap on drop anyway; from here the pidfd and waitpid do the work.
@@ -92,9 +98,19 @@ impl Child {
             return Err(e);
         }
         // SAFETY: fd is a fresh pidfd that we own and that lives exactly as long as the AsyncFd.
-        let pidfd = unsafe { AsyncFd::register_with_interest(OwnedFd::from_raw_fd(fd as i32), tokio::io::Interest::READABLE) }?;
+        let pidfd = unsafe {
+            AsyncFd::register_with_interest(
+                OwnedFd::from_raw_fd(fd as i32),
+                tokio::io::Interest::READABLE,
+            )
+        }?;
         tracing::debug!(pid, name, "spawned");
-        Ok(Child { pid, name: name.to_string(), pidfd, status: None })
+        Ok(Child {
+            pid,
+            name: name.to_string(),
+            pidfd,
+            status: None,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -176,7 +192,10 @@ fn kill_pid(pid: i32) {
 
 /// Kills every registered child. Used by the signal handler and the panic hook.
 pub fn kill_all_children() {
-    let pids: Vec<i32> = registry().lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
+    let pids: Vec<i32> = registry()
+        .lock()
+        .map(|r| r.keys().copied().collect())
+        .unwrap_or_default();
     for pid in pids {
         kill_pid(pid);
     }
@@ -189,14 +208,24 @@ pub fn install_signal_handlers() {
     if ONCE.set(()).is_err() {
         return;
     }
-    for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()] {
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ] {
         let Ok(mut s) = signal(kind) else { continue };
         tokio::spawn(async move {
             s.recv().await;
             kill_all_children();
-            let dirs: Vec<PathBuf> = live_artifacts().lock().map(|a| a.keys().cloned().collect()).unwrap_or_default();
+            let dirs: Vec<PathBuf> = live_artifacts()
+                .lock()
+                .map(|a| a.keys().cloned().collect())
+                .unwrap_or_default();
             for d in dirs {
-                eprintln!("luo-harness: interrupted; artifacts kept in {}", d.display());
+                eprintln!(
+                    "luo-harness: interrupted; artifacts kept in {}",
+                    d.display()
+                );
             }
             std::process::exit(130);
         });

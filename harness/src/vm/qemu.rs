@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
@@ -35,6 +37,8 @@ pub struct QemuSpec {
     /// vhost-user-fs socket of virtiofsd, and the tag the guest mounts.
     pub virtiofs: Option<(PathBuf, String)>,
     pub agent_port_name: String,
+    /// Firmware; None = QEMU's default (SeaBIOS).
+    pub bios: Option<PathBuf>,
 }
 
 impl QemuSpec {
@@ -43,31 +47,72 @@ impl QemuSpec {
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let mem = format!("{}M", self.memory_mib);
         // `pc` boots measurably faster than q35 under TCG (no PCIe root ports to enumerate).
-        let machine = if self.virtiofs.is_some() { "pc,memory-backend=mem" } else { "pc" };
+        let machine = if self.virtiofs.is_some() {
+            "pc,memory-backend=mem"
+        } else {
+            "pc"
+        };
         push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
         push(&["-machine", machine, "-accel", &self.accel.to_string()]);
-        push(&["-cpu", if self.accel == Accel::Kvm { "host" } else { "qemu64" }]);
+        push(&[
+            "-cpu",
+            if self.accel == Accel::Kvm {
+                "host"
+            } else {
+                "qemu64"
+            },
+        ]);
         push(&["-m", &mem, "-smp", &self.cpus.to_string()]);
+        if let Some(bios) = &self.bios {
+            push(&["-bios", &bios.display().to_string()]);
+        }
         if self.virtiofs.is_some() {
             // vhost-user needs guest RAM that virtiofsd can map.
-            push(&["-object", &format!("memory-backend-memfd,id=mem,size={mem},share=on")]);
+            push(&[
+                "-object",
+                &format!("memory-backend-memfd,id=mem,size={mem},share=on"),
+            ]);
         }
         push(&["-kernel", &self.kernel.display().to_string()]);
         push(&["-initrd", &self.initrd.display().to_string()]);
         push(&["-append", &self.cmdline]);
-        push(&["-chardev", &format!("file,id=console,path={}", self.console_log.display())]);
+        push(&[
+            "-chardev",
+            &format!("file,id=console,path={}", self.console_log.display()),
+        ]);
         push(&["-serial", "chardev:console"]);
-        push(&["-chardev", &format!("socket,id=qmp,path={},server=off", self.qmp_socket.display())]);
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=qmp,path={},server=off",
+                self.qmp_socket.display()
+            ),
+        ]);
         push(&["-mon", "chardev=qmp,mode=control"]);
         push(&["-device", "virtio-serial-pci,id=vser"]);
-        push(&["-chardev", &format!("socket,id=agent,path={},server=off", self.agent_socket.display())]);
-        push(&["-device", &format!("virtserialport,chardev=agent,name={}", self.agent_port_name)]);
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=agent,path={},server=off",
+                self.agent_socket.display()
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!("virtserialport,chardev=agent,name={}", self.agent_port_name),
+        ]);
         push(&["-device", "pvpanic-pci"]);
         // A guest panic ends QEMU with a failure status (GUEST_PANICKED is sent on QMP first).
         push(&["-action", "panic=exit-failure"]);
         if let Some((sock, tag)) = &self.virtiofs {
-            push(&["-chardev", &format!("socket,id=vfs,path={}", sock.display())]);
-            push(&["-device", &format!("vhost-user-fs-pci,queue-size=1024,chardev=vfs,tag={tag}")]);
+            push(&[
+                "-chardev",
+                &format!("socket,id=vfs,path={}", sock.display()),
+            ]);
+            push(&[
+                "-device",
+                &format!("vhost-user-fs-pci,queue-size=1024,chardev=vfs,tag={tag}"),
+            ]);
         }
         a
     }
@@ -78,6 +123,25 @@ impl QemuSpec {
 /// TSC, one UART, no PS/2 probing.
 pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic liveupdate=on \
     mitigations=off no_timer_check tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp";
+
+/// The host's TSC rate in kHz, measured once against the monotonic clock (20 ms).
+pub fn host_tsc_khz() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Some(*KHZ.get_or_init(|| {
+            // SAFETY: rdtsc has no preconditions on x86_64.
+            let (t0, c0) = (std::time::Instant::now(), unsafe {
+                core::arch::x86_64::_rdtsc()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let (c1, dt) = (unsafe { core::arch::x86_64::_rdtsc() }, t0.elapsed());
+            ((c1 - c0) as f64 / dt.as_secs_f64() / 1000.0) as u64
+        }))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
 
 #[cfg(test)]
 mod tests {
@@ -97,19 +161,28 @@ mod tests {
             qmp_socket: "/r/qmp.sock".into(),
             virtiofs: Some(("/r/vfs.sock".into(), "luoshare".into())),
             agent_port_name: "org.luo-harness.agent".into(),
+            bios: None,
         }
     }
 
     fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
-        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
     }
 
     #[test]
     fn virtiofs_gets_a_shared_memory_backend_of_the_vm_size() {
         let a = spec().args();
         assert_eq!(value_after(&a, "-machine"), ["pc,memory-backend=mem"]);
-        assert!(value_after(&a, "-object").contains(&"memory-backend-memfd,id=mem,size=256M,share=on"));
-        assert!(value_after(&a, "-device").contains(&"vhost-user-fs-pci,queue-size=1024,chardev=vfs,tag=luoshare"));
+        assert!(
+            value_after(&a, "-object").contains(&"memory-backend-memfd,id=mem,size=256M,share=on")
+        );
+        assert!(
+            value_after(&a, "-device")
+                .contains(&"vhost-user-fs-pci,queue-size=1024,chardev=vfs,tag=luoshare")
+        );
     }
 
     #[test]
@@ -128,7 +201,10 @@ mod tests {
         assert!(chardevs.contains(&"socket,id=agent,path=/r/agent.sock,server=off"));
         assert!(chardevs.contains(&"socket,id=qmp,path=/r/qmp.sock,server=off"));
         assert_eq!(value_after(&a, "-action"), ["panic=exit-failure"]);
-        assert!(a.contains(&"-no-reboot".to_string()), "a guest reboot must end QEMU, not loop");
+        assert!(
+            a.contains(&"-no-reboot".to_string()),
+            "a guest reboot must end QEMU, not loop"
+        );
     }
 
     #[test]

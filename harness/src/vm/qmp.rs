@@ -14,22 +14,46 @@ use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QmpEvent {
-    Shutdown { guest: bool, reason: String },
-    Reset { guest: bool, reason: String },
-    GuestPanicked { action: String },
-    Other { name: String, data: serde_json::Value },
+    Shutdown {
+        guest: bool,
+        reason: String,
+    },
+    Reset {
+        guest: bool,
+        reason: String,
+    },
+    GuestPanicked {
+        action: String,
+    },
+    Other {
+        name: String,
+        data: serde_json::Value,
+    },
 }
 
 impl QmpEvent {
     fn from_json(v: &serde_json::Value) -> Option<QmpEvent> {
         let name = v.get("event")?.as_str()?.to_string();
         let data = v.get("data").cloned().unwrap_or(serde_json::Value::Null);
-        let s = |k: &str| data.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+        let s = |k: &str| {
+            data.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let b = |k: &str| data.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
         Some(match name.as_str() {
-            "SHUTDOWN" => QmpEvent::Shutdown { guest: b("guest"), reason: s("reason") },
-            "RESET" => QmpEvent::Reset { guest: b("guest"), reason: s("reason") },
-            "GUEST_PANICKED" => QmpEvent::GuestPanicked { action: s("action") },
+            "SHUTDOWN" => QmpEvent::Shutdown {
+                guest: b("guest"),
+                reason: s("reason"),
+            },
+            "RESET" => QmpEvent::Reset {
+                guest: b("guest"),
+                reason: s("reason"),
+            },
+            "GUEST_PANICKED" => QmpEvent::GuestPanicked {
+                action: s("action"),
+            },
             _ => QmpEvent::Other { name, data },
         })
     }
@@ -47,7 +71,10 @@ pub enum QmpError {
     #[error("QMP connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("QMP command {command} failed: {message}")]
-    Command { command: &'static str, message: String },
+    Command {
+        command: &'static str,
+        message: String,
+    },
 }
 
 impl Qmp {
@@ -65,7 +92,10 @@ impl Qmp {
         tokio::spawn(async move {
             let _ = events.into_future().await;
         });
-        Ok(Qmp { service, events: ev_rx })
+        Ok(Qmp {
+            service,
+            events: ev_rx,
+        })
     }
 
     /// `query-status`: the run state ("running", "paused", "guest-panicked", ...).
@@ -74,8 +104,14 @@ impl Qmp {
             .service
             .execute(qapi::qmp::query_status {})
             .await
-            .map_err(|e| QmpError::Command { command: "query-status", message: e.to_string() })?;
-        Ok(serde_json::to_value(s.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+            .map_err(|e| QmpError::Command {
+                command: "query-status",
+                message: e.to_string(),
+            })?;
+        Ok(serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default())
     }
 
     /// `quit`: QEMU exits at once (the guest is not asked).
@@ -84,7 +120,10 @@ impl Qmp {
             .execute(qapi::qmp::quit {})
             .await
             .map(|_| ())
-            .map_err(|e| QmpError::Command { command: "quit", message: e.to_string() })
+            .map_err(|e| QmpError::Command {
+                command: "quit",
+                message: e.to_string(),
+            })
     }
 }
 
@@ -102,7 +141,9 @@ async fn filter(
             Ok(_) => {}
         }
         let _ = log.write_all(line.as_bytes());
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if let Some(ev) = QmpEvent::from_json(&v) {
             tracing::debug!(?ev, "QMP event");
             let _ = events.send(ev);
@@ -120,12 +161,21 @@ mod tests {
     fn events_known_and_unknown_are_decoded() {
         let j = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
         assert_eq!(
-            QmpEvent::from_json(&j(r#"{"event":"SHUTDOWN","data":{"guest":true,"reason":"guest-shutdown"},"timestamp":{}}"#)),
-            Some(QmpEvent::Shutdown { guest: true, reason: "guest-shutdown".into() })
+            QmpEvent::from_json(&j(
+                r#"{"event":"SHUTDOWN","data":{"guest":true,"reason":"guest-shutdown"},"timestamp":{}}"#
+            )),
+            Some(QmpEvent::Shutdown {
+                guest: true,
+                reason: "guest-shutdown".into()
+            })
         );
         assert_eq!(
-            QmpEvent::from_json(&j(r#"{"event":"GUEST_PANICKED","data":{"action":"exit-failure"}}"#)),
-            Some(QmpEvent::GuestPanicked { action: "exit-failure".into() })
+            QmpEvent::from_json(&j(
+                r#"{"event":"GUEST_PANICKED","data":{"action":"exit-failure"}}"#
+            )),
+            Some(QmpEvent::GuestPanicked {
+                action: "exit-failure".into()
+            })
         );
         assert!(matches!(
             QmpEvent::from_json(&j(r#"{"event":"FROM_A_FUTURE_QEMU","data":{"x":1}}"#)),
@@ -142,7 +192,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = tokio::spawn(async move {
             let greeting = r#"{"QMP":{"version":{"qemu":{"micro":2,"minor":0,"major":10},"package":""},"capabilities":[]}}"#;
-            theirs.write_all(format!("{greeting}\n").as_bytes()).await.unwrap();
+            theirs
+                .write_all(format!("{greeting}\n").as_bytes())
+                .await
+                .unwrap();
             let mut r = BufReader::new(&mut theirs);
             let mut l = String::new();
             r.read_line(&mut l).await.unwrap(); // qmp_capabilities
@@ -154,9 +207,13 @@ mod tests {
             theirs.write_all(b"{\"return\":{\"status\":\"running\",\"running\":true,\"singlestep\":false}}\n").await.unwrap();
             theirs
         });
-        let mut qmp = Qmp::negotiate(ours, &dir.path().join("qmp.jsonl")).await.unwrap();
+        let mut qmp = Qmp::negotiate(ours, &dir.path().join("qmp.jsonl"))
+            .await
+            .unwrap();
         assert_eq!(qmp.status().await.unwrap(), "running");
-        assert!(matches!(qmp.events.recv().await, Some(QmpEvent::Other { name, .. }) if name == "BRAND_NEW_EVENT"));
+        assert!(
+            matches!(qmp.events.recv().await, Some(QmpEvent::Other { name, .. }) if name == "BRAND_NEW_EVENT")
+        );
         drop(fake.await.unwrap());
         let transcript = std::fs::read_to_string(dir.path().join("qmp.jsonl")).unwrap();
         assert!(transcript.contains("BRAND_NEW_EVENT"));

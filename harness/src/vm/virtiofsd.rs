@@ -14,14 +14,30 @@ pub fn binary() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     luo_kernels::hosttools::which("virtiofsd")
-        .or_else(|| ["/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"].iter().map(PathBuf::from).find(|p| p.is_file()))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/virtiofsd")).filter(|p| p.is_file()))
+        .or_else(|| {
+            ["/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        })
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cargo/bin/virtiofsd"))
+                .filter(|p| p.is_file())
+        })
 }
 
 /// Starts virtiofsd on an already-listening socket, so QEMU can connect the moment it starts.
-pub fn spawn(listener: &std::os::unix::net::UnixListener, shared_dir: &Path, log: &Path) -> std::io::Result<Child> {
+pub fn spawn(
+    listener: &std::os::unix::net::UnixListener,
+    shared_dir: &Path,
+    log: &Path,
+) -> std::io::Result<Child> {
     let bin = binary().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "virtiofsd not found (cargo install --locked virtiofsd)")
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "virtiofsd not found (cargo install --locked virtiofsd)",
+        )
     })?;
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(bin);
