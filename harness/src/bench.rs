@@ -190,27 +190,39 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The kernel vmtest.sh itself would build: the selftest fragments + olddefconfig (minutes, once).
+async fn upstream_recipe_kernel() -> Result<std::path::PathBuf, BenchError> {
+    use crate::output::Reporter;
+    let req = luo_kernels::BuildRequest { recipe: luo_kernels::Recipe::UpstreamSelftest, ..Default::default() };
+    let reporter = Terminal::default();
+    let built = tokio::task::spawn_blocking(move || {
+        luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |e| reporter.emit(crate::output::Output::Kernel(e)))
+    })
+    .await
+    .map_err(|e| BenchError::Other(e.to_string()))?
+    .map_err(|e| BenchError::Other(e.to_string()))?;
+    Ok(built.bzimage())
+}
+
 pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     let choice = match &a.kernel {
         Some(k) => KernelChoice::Prebuilt(k.clone()),
         None => KernelChoice::Build(Default::default()),
     };
     let p = prepare(&choice, a.accel, &Terminal::default()).await?;
-    let upstream = if a.no_upstream {
-        None
-    } else {
-        Some(
-            crate::upstream::UpstreamFlow::prepare(&p)
-                .await
-                .map_err(BenchError::Other)?,
-        )
-    };
+    let mut flows = Vec::new();
+    if !a.no_upstream {
+        let same = crate::upstream::UpstreamFlow::prepare(&p, &p.kernel).await.map_err(BenchError::Other)?;
+        flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
+        let theirs = upstream_recipe_kernel().await?;
+        let own = crate::upstream::UpstreamFlow::prepare(&p, &theirs).await.map_err(BenchError::Other)?;
+        flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
+    }
     let mut ours = Vec::new();
-    let mut theirs = Vec::new();
     for i in 0..a.runs {
         ours.push(one_roundtrip(&p, &a.cmdline).await?);
-        if let Some(u) = &upstream {
-            theirs.push(u.run().await.map_err(BenchError::Other)?);
+        for (_, flow, times) in flows.iter_mut() {
+            times.push(flow.run().await.map_err(BenchError::Other)?);
         }
         eprint!("\rrun {}/{}", i + 1, a.runs);
     }
@@ -218,50 +230,24 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     let mut totals: Vec<_> = ours.iter().map(|t| t.total).collect();
     let mut hellos: Vec<_> = ours.iter().map(|t| t.first_hello).collect();
     let mut blackouts: Vec<_> = ours.iter().map(|t| t.blackout).collect();
-    let mut reqs: Vec<_> = ours
-        .iter()
-        .flat_map(|t| t.requests.iter().copied())
-        .collect();
+    let mut reqs: Vec<_> = ours.iter().flat_map(|t| t.requests.iter().copied()).collect();
     let mut offs: Vec<_> = ours.iter().map(|t| t.power_off).collect();
     let med = median(&mut totals);
-    println!(
-        "memfd round trip, {} runs, accel {}, kernel {}",
-        a.runs,
-        p.accel,
-        p.kernel.display()
-    );
-    println!(
-        "  luo-harness total            median {}  (min {}, max {})",
-        ms(med),
-        ms(totals[0]),
-        ms(*totals.last().unwrap())
-    );
-    println!(
-        "    QEMU start -> first hello  median {}",
-        ms(median(&mut hellos))
-    );
-    println!(
-        "    reboot call -> new hello   median {}  (blackout seen from the host)",
-        ms(median(&mut blackouts))
-    );
-    println!(
-        "    request round trip         median {}  (p90 {})",
-        ms(median(&mut reqs)),
-        ms(reqs[reqs.len() * 9 / 10])
-    );
-    println!(
-        "    power off -> QEMU exit     median {}",
-        ms(median(&mut offs))
-    );
-    if !theirs.is_empty() {
-        let tm = median(&mut theirs);
+    println!("memfd round trip, {} runs each, alternating, accel {}, kernel {}", a.runs, p.accel, p.kernel.display());
+    println!("  luo-harness                  median {}  (min {}, max {})", ms(med), ms(totals[0]), ms(*totals.last().unwrap()));
+    println!("    QEMU start -> first hello  median {}", ms(median(&mut hellos)));
+    println!("    reboot call -> new hello   median {}  (blackout seen from the host)", ms(median(&mut blackouts)));
+    println!("    request round trip         median {}  (p90 {})", ms(median(&mut reqs)), ms(reqs[reqs.len() * 9 / 10]));
+    println!("    power off -> QEMU exit     median {}", ms(median(&mut offs)));
+    for (name, _, times) in flows.iter_mut() {
+        let tm = median(times);
         println!(
-            "  vmtest.sh flow (luo_kexec_simple, same kernel)  median {}  (min {}, max {})",
+            "  {name:<29} median {}  (min {}, max {})  -> luo-harness is {:.2}x faster",
             ms(tm),
-            ms(theirs[0]),
-            ms(*theirs.last().unwrap())
+            ms(times[0]),
+            ms(*times.last().unwrap()),
+            tm.as_secs_f64() / med.as_secs_f64()
         );
-        println!("  speed-up: {:.2}x", tm.as_secs_f64() / med.as_secs_f64());
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ pub struct UpstreamFlow {
 }
 
 impl UpstreamFlow {
-    pub async fn prepare(p: &Prepared) -> Result<UpstreamFlow, String> {
+    /// The flow booting `kernel` (vmtest.sh's binaries are built from the default source tree).
+    pub async fn prepare(p: &Prepared, kernel: &std::path::Path) -> Result<UpstreamFlow, String> {
         let req = luo_kernels::BuildRequest::default();
         let cache = luo_kernels::Cache::from_env();
         let bins = tokio::task::spawn_blocking(move || {
@@ -44,7 +45,7 @@ impl UpstreamFlow {
         let mut outer = Initramfs::new();
         base(&mut outer).map_err(|e| e.to_string())?;
         outer
-            .file_from_host("kernel", 0o644, &p.kernel)
+            .file_from_host("kernel", 0o644, kernel)
             .map_err(|e| e.to_string())?;
         outer
             .file("initrd.img", 0o644, inner.to_bytes())
@@ -53,7 +54,7 @@ impl UpstreamFlow {
         std::fs::write(&initrd, outer.to_bytes()).map_err(|e| e.to_string())?;
         Ok(UpstreamFlow {
             qemu: crate::vm::qemu_binary().ok_or("qemu-system-x86_64 not found")?,
-            kernel: p.kernel.clone(),
+            kernel: kernel.to_path_buf(),
             initrd,
             serial: dir.path().join("qemu.serial"),
             accel: p.accel.to_string(),

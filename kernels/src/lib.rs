@@ -18,5 +18,5 @@ mod embedded {
 
 pub use cache::{BuiltKernel, Cache};
 pub use error::KernelError;
-pub use make::{BuildEvent, BuildRequest, build};
+pub use make::{BuildEvent, BuildRequest, Recipe, build};
 pub use source::{DEFAULT_PACKAGE, DEFAULT_VERSION, KernelSource};

@@ -11,9 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+/// How the .config is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipe {
+    /// `allnoconfig` + the embedded fragments: small, fast to build and to boot.
+    #[default]
+    Minimal,
+    /// What tools/testing/selftests/liveupdate/vmtest.sh builds: its config.x86_64 + config
+    /// fragments + `olddefconfig`. Used as the benchmark baseline.
+    UpstreamSelftest,
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
     pub source: KernelSource,
+    pub recipe: Recipe,
     pub variant: String,
     /// Extra fragments after the built-in ones (a developer's own options).
     pub extra_fragments: Vec<Fragment>,
@@ -25,6 +38,7 @@ impl Default for BuildRequest {
     fn default() -> Self {
         BuildRequest {
             source: KernelSource::default(),
+            recipe: Recipe::Minimal,
             variant: variant::DEFAULT.into(),
             extra_fragments: vec![],
             jobs: None,
@@ -78,7 +92,11 @@ impl BuildRequest {
     }
 
     fn key_for(&self, identity: &str, variant: &Variant, toolchain: &str) -> String {
-        let merged = config::merge(&self.fragments());
+        let merged = match self.recipe {
+            Recipe::Minimal => config::merge(&self.fragments()),
+            // The fragments live in the tree, so the source identity already covers them.
+            Recipe::UpstreamSelftest => "recipe:upstream-selftest".to_string(),
+        };
         let make_args: Vec<String> = ARCH_ARGS.iter().map(|s| s.to_string()).collect();
         key(&KeyInputs {
             source: identity,
@@ -136,7 +154,10 @@ pub fn build(
     }
     hosttools::require(hosttools::KERNEL_BUILD)?;
     let location = req.source.location();
-    let build_dir = cache.build_dir(&location, variant.name);
+    let build_dir = match req.recipe {
+        Recipe::Minimal => cache.build_dir(&location, variant.name),
+        Recipe::UpstreamSelftest => cache.build_dir(&format!("{location}#upstream-selftest"), variant.name),
+    };
     // One lock per source location: variants of one source patch the same tree, one at a time.
     let lock_name = format!(
         "source-{}",
@@ -171,7 +192,16 @@ pub fn build(
     on_event(BuildEvent::Configuring {
         build_dir: build_dir.clone(),
     });
-    let fragments = req.fragments();
+    let fragments = match req.recipe {
+        Recipe::Minimal => req.fragments(),
+        Recipe::UpstreamSelftest => {
+            let dir = tree.join("tools/testing/selftests/liveupdate");
+            ["config.x86_64", "config"]
+                .iter()
+                .map(|f| Ok(Fragment { name: format!("selftests/liveupdate/{f}"), text: std::fs::read_to_string(dir.join(f)).at(dir.join(f))? }))
+                .collect::<Result<Vec<_>, KernelError>>()?
+        }
+    };
     let merged_path = build_dir.join("luo-harness-fragments.config");
     write_if_changed(&merged_path, &config::merge(&fragments))?;
     let jobs = req
@@ -185,15 +215,19 @@ pub fn build(
             .args(target);
         c
     };
-    run_logged(
-        make(&[
-            &format!("KCONFIG_ALLCONFIG={}", merged_path.display()),
-            "allnoconfig",
-        ]),
-        &mut log,
-        &log_path,
-        &mut |_| {},
-    )?;
+    match req.recipe {
+        Recipe::Minimal => run_logged(
+            make(&[&format!("KCONFIG_ALLCONFIG={}", merged_path.display()), "allnoconfig"]),
+            &mut log,
+            &log_path,
+            &mut |_| {},
+        )?,
+        Recipe::UpstreamSelftest => {
+            // vmtest.sh: `cat config.x86_64 config > .config; make olddefconfig`.
+            std::fs::copy(&merged_path, build_dir.join(".config")).at(build_dir.join(".config"))?;
+            run_logged(make(&["olddefconfig"]), &mut log, &log_path, &mut |_| {})?
+        }
+    }
     let final_config =
         std::fs::read_to_string(build_dir.join(".config")).at(build_dir.join(".config"))?;
     let mut missing = config::verify(&fragments, &config::parse_dot_config(&final_config));

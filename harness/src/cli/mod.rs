@@ -58,6 +58,10 @@ pub struct KernelArgs {
     /// make -j (default: cores + 1).
     #[arg(long)]
     jobs: Option<usize>,
+    /// How the configuration is made: `minimal` (allnoconfig + kernels/fragments) or
+    /// `upstream-selftest` (what tools/testing/selftests/liveupdate/vmtest.sh builds).
+    #[arg(long, default_value = "minimal", value_parser = ["minimal", "upstream-selftest"])]
+    recipe: String,
 }
 
 impl KernelArgs {
@@ -78,6 +82,9 @@ impl KernelArgs {
             });
         }
         req.jobs = self.jobs;
+        if self.recipe == "upstream-selftest" {
+            req.recipe = luo_kernels::Recipe::UpstreamSelftest;
+        }
         Ok(req)
     }
 
