@@ -9,6 +9,7 @@ pub mod guest;
 pub mod image;
 pub mod output;
 pub mod prepare;
+pub mod scenario;
 pub mod upstream;
 pub mod vm;
 

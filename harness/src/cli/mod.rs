@@ -3,6 +3,7 @@
 mod boot;
 mod drive;
 mod kernel;
+mod run;
 mod setup;
 
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +32,12 @@ enum Command {
     /// Obtain, configure, build and cache guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
+    /// Run scenario files on the real kernel (exit 0 pass, 1 a scenario failed, 2 bad input, 3 VM/kernel).
+    Run(run::RunArgs),
+    /// Validate scenario files without starting any VM (exit 2 on any problem).
+    Check(run::CheckArgs),
+    /// Print the JSON Schema of scenario files (for yaml-language-server).
+    Schema,
     /// Boot a kernel with the agent, print the boot facts and the kernel log tail, power off.
     Boot(boot::BootArgs),
     /// Boot a guest and drive it with requests read from stdin (JSON, `kexec`, `quit`).
@@ -51,7 +58,7 @@ pub struct KernelArgs {
     tree: Option<PathBuf>,
     /// Kernel variant (a patch set under kernels/variants/).
     #[arg(long, value_name = "NAME")]
-    variant: Option<String>,
+    pub variant: Option<String>,
     /// Extra config fragment(s), applied after the built-in ones.
     #[arg(long, value_name = "FILE")]
     fragment: Vec<PathBuf>,
@@ -134,6 +141,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Setup => setup::setup().await,
             Command::Kernel(k) => kernel::run(k).await,
+            Command::Run(r) => run::run(r).await,
+            Command::Check(c) => run::check(c),
+            Command::Schema => run::schema(),
             Command::Boot(b) => boot::boot(b).await,
             Command::Drive(d) => drive::drive(d).await,
             Command::Bench(b) => boot::bench(b).await,
@@ -159,5 +169,14 @@ fn report_exit_code(report: &miette::Report) -> u8 {
         3
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

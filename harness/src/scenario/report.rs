@@ -1,0 +1,146 @@
+//! What a scenario run produced, in a form free of addresses, times, pids and fd numbers, so it can
+//! be an insta snapshot. Raw figures (timings, byte counts) go to [`Metrics`] instead.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub kernel: KernelFacts,
+    pub boots: Vec<BootFacts>,
+    /// One line per step: `L12 create_session a: ok`.
+    pub steps: Vec<String>,
+    /// Labelled observations of handles.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub observations: BTreeMap<String, Observed>,
+    /// Per boot: how many session fds were observed and how many distinct inodes they have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub session_identity: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<MemoryDelta>,
+    /// Suspicious kernel log lines (WARNING, BUG, Oops, ...), quoted; empty when clean.
+    pub kernel_log: Vec<String>,
+    pub failures: Vec<String>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KernelFacts {
+    pub release: String,
+    pub variant: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BootFacts {
+    pub boot: u32,
+    pub liveupdate_number: Option<u64>,
+    pub kho_exec_from: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Observed {
+    pub boot: u32,
+    /// Stable label of (st_dev, st_ino) within the run: inode-1, inode-2, ... in order of appearance.
+    pub inode: String,
+    pub fs: String,
+    pub mode: String,
+    pub link: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seals: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+    pub cloexec: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemoryDelta {
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<u64>,
+    /// Slab growth per object, rounded to 64 bytes (only for 100 objects or more: below that the
+    /// rest of the system's allocations dominate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slab_bytes_per_object: Option<u64>,
+    /// Caches that grew by at least half an object per object, with their growth per object
+    /// rounded to a tenth.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grown_caches: Vec<String>,
+}
+
+/// Raw figures, written next to the report: these vary from run to run and never go in snapshots.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Metrics {
+    pub scenario: String,
+    pub boots_ms: Vec<f64>,
+    pub blackouts_ms: Vec<f64>,
+    pub steps_ms: Vec<(String, f64)>,
+    pub memory: Vec<RawMemory>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RawMemory {
+    pub label: String,
+    pub meminfo_kb: BTreeMap<String, u64>,
+    pub slab_bytes: BTreeMap<String, u64>,
+}
+
+/// Magic numbers by name (include/uapi/linux/magic.h; LUO_SESSION_MAGIC is the proposed one).
+pub fn magic_name(m: u64) -> String {
+    match m {
+        0x0904_1934 => "ANON_INODE_FS_MAGIC".into(),
+        0x4c55_4f53 => "LUO_SESSION_MAGIC".into(),
+        0x0102_1994 => "TMPFS_MAGIC".into(),
+        0x6265_6572 => "SYSFS_MAGIC".into(),
+        0x9fa0 => "PROC_SUPER_MAGIC".into(),
+        0x6573_5546 => "FUSE_SUPER_MAGIC".into(),
+        0x6462_6720 => "DEBUGFS_MAGIC".into(),
+        0x858458f6 => "RAMFS_MAGIC".into(),
+        other => format!("0x{other:08x}"),
+    }
+}
+
+/// `0600 regular file`, `0600 (no file type)`, ...
+pub fn mode_text(mode: u32) -> String {
+    let kind = match mode & 0o170000 {
+        0o100000 => "regular file",
+        0o020000 => "character device",
+        0o040000 => "directory",
+        0o010000 => "fifo",
+        0o140000 => "socket",
+        0o120000 => "symlink",
+        0o060000 => "block device",
+        _ => "(no file type)",
+    };
+    format!("{:04o} {kind}", mode & 0o7777)
+}
+
+impl Report {
+    pub fn render_human(&self) -> String {
+        let mut s = format!("{} — {}\n", self.scenario, if self.passed { "PASS" } else { "FAIL" });
+        for f in &self.failures {
+            s.push_str(&format!("  failure: {f}\n"));
+        }
+        for l in &self.kernel_log {
+            s.push_str(&format!("  kernel log: {l}\n"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn names_magics_and_modes() {
+        assert_eq!(magic_name(0x09041934), "ANON_INODE_FS_MAGIC");
+        assert_eq!(magic_name(0x4c554f53), "LUO_SESSION_MAGIC");
+        assert_eq!(magic_name(0x1234), "0x00001234");
+        assert_eq!(mode_text(0o600), "0600 (no file type)");
+        assert_eq!(mode_text(0o100777), "0777 regular file");
+    }
+}

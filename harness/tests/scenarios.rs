@@ -1,0 +1,41 @@
+//! One test per scenario file in scenarios/, run on the real kernel and compared with its reviewed
+//! snapshot in snapshots/<variant>/. The variant comes from LUO_HARNESS_VARIANT (default: stock).
+
+mod common;
+
+use luo_harness::prepare::KernelChoice;
+use luo_harness::scenario;
+use std::path::{Path, PathBuf};
+
+fn variant() -> String {
+    std::env::var("LUO_HARNESS_VARIANT").unwrap_or_else(|_| "stock".into())
+}
+
+fn run_scenario(path: &Path) -> datatest_stable::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let (s, _) = scenario::load(path).map_err(|e| format!("{e:?}"))?;
+        let variant = variant();
+        let req = luo_kernels::BuildRequest { variant: variant.clone(), ..Default::default() };
+        let prepared = luo_harness::prepare(&KernelChoice::Build(req), luo_harness::vm::accel::AccelChoice::Auto, &luo_harness::output::Silent)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let (report, _metrics) = scenario::run(&s, &prepared, &variant).await.map_err(|e| e.to_string())?;
+        let snapshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../snapshots").join(&variant);
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(snapshots);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.set_input_file(path);
+        let name = report.scenario.clone();
+        settings.bind(|| insta::assert_yaml_snapshot!(name, report));
+        if !report.passed {
+            return Err(format!("scenario failed:\n{}", report.render_human()).into());
+        }
+        Ok(())
+    })
+}
+
+datatest_stable::harness! {
+    { test = run_scenario, root = "../scenarios", pattern = r"^[^/]+\.ya?ml$" },
+}
