@@ -131,6 +131,10 @@ fn init_tracing() {
 
 pub fn main() -> ExitCode {
     init_tracing();
+    // Reports wrap at the terminal's width; COLUMNS overrides it (CI logs, tests).
+    if let Some(width) = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok()) {
+        let _ = miette::set_hook(Box::new(move |_| Box::new(miette::MietteHandlerOpts::new().width(width).build())));
+    }
     miette::set_panic_hook();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
