@@ -120,9 +120,11 @@ impl QemuSpec {
 
 /// The kernel command line every boot gets, before the per-boot parameters. Chosen for boot speed
 /// under TCG (each option measured): quiet console, no speculative-execution mitigations, trusted
-/// TSC, one UART, no PS/2 probing.
+/// TSC, one UART, no PS/2 probing, no PC speaker, and expedited RCU grace periods (boot waits on
+/// several; about 100 ms less per boot).
 pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic liveupdate=on \
-    mitigations=off no_timer_check tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp";
+    mitigations=off no_timer_check tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp \
+    rcupdate.rcu_expedited=1 initcall_blacklist=add_pcspkr";
 
 /// The host's TSC rate in kHz, measured once against the monotonic clock (20 ms).
 pub fn host_tsc_khz() -> Option<u64> {
