@@ -100,9 +100,10 @@ impl Cache {
     pub fn kernels_dir(&self) -> PathBuf {
         self.root.join("kernels")
     }
-    pub fn build_dir(&self, location: &str, variant: &str) -> PathBuf {
-        let id = hex::encode(&Sha256::digest(format!("{location}\0{variant}").as_bytes())[..8]);
-        self.root.join("builds").join(format!("{variant}-{id}"))
+    /// The persistent make O= directory for a source location and configuration recipe.
+    pub fn build_dir(&self, location: &str, recipe: &str) -> PathBuf {
+        let id = hex::encode(&Sha256::digest(format!("{location}\0{recipe}").as_bytes())[..8]);
+        self.root.join("builds").join(format!("{recipe}-{id}"))
     }
 
     /// Blocks until this process holds the lock called `name`.

@@ -75,6 +75,15 @@ pub enum BuildEvent {
 const ARCH_ARGS: &[&str] = &["ARCH=x86_64"];
 const COLD_BUILD_STEPS: u64 = 1800;
 
+impl Recipe {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Minimal => "minimal",
+            Recipe::UpstreamSelftest => "upstream-selftest",
+        }
+    }
+}
+
 impl BuildRequest {
     fn fragments(&self) -> Vec<Fragment> {
         let mut f = config::builtin_fragments();
@@ -154,10 +163,11 @@ pub fn build(
     }
     hosttools::require(hosttools::KERNEL_BUILD)?;
     let location = req.source.location();
-    let build_dir = match req.recipe {
-        Recipe::Minimal => cache.build_dir(&location, variant.name),
-        Recipe::UpstreamSelftest => cache.build_dir(&format!("{location}#upstream-selftest"), variant.name),
-    };
+    // One build directory per source and recipe, shared by the variants: a variant's patches are
+    // applied for its build and reversed after, and make rebuilds exactly what they touch (a copy
+    // of the directory would not do: objtool records absolute output paths and would relink,
+    // dragging every object with it).
+    let build_dir = cache.build_dir(&location, req.recipe.name());
     // One lock per source location: variants of one source patch the same tree, one at a time.
     let lock_name = format!(
         "source-{}",
@@ -207,12 +217,15 @@ pub fn build(
     let jobs = req
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 1);
+    // ccache turns the recompiles that only an mtime asked for (a variant's patch applied and
+    // reversed) into cache hits. It does not change the output, so it is not part of the key.
+    let ccache = hosttools::which("ccache").map(|_| cache.root().join("ccache"));
     let make = |target: &[&str]| {
         let mut c = Command::new("make");
-        c.current_dir(&tree)
-            .args(ARCH_ARGS)
-            .arg(format!("O={}", build_dir.display()))
-            .args(target);
+        c.current_dir(&tree).args(ARCH_ARGS).arg(format!("O={}", build_dir.display())).args(target);
+        if let Some(dir) = &ccache {
+            c.arg("CC=ccache gcc").env("CCACHE_DIR", dir).env("CCACHE_MAXSIZE", "4G");
+        }
         c
     };
     match req.recipe {
@@ -308,6 +321,7 @@ pub fn build(
 }
 
 use sha2::Digest;
+
 
 fn write_if_changed(path: &Path, text: &str) -> Result<(), KernelError> {
     if std::fs::read_to_string(path).ok().as_deref() != Some(text) {

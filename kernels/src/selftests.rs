@@ -23,7 +23,7 @@ pub fn build(
     test: &str,
 ) -> Result<SelftestBinaries, KernelError> {
     let tree = req.source.prepare(cache)?;
-    let build_dir = cache.build_dir(&req.source.location(), &req.variant);
+    let build_dir = cache.build_dir(&req.source.location(), req.recipe.name());
     let _lock = cache.lock(&format!(
         "selftests-{}",
         build_dir.file_name().unwrap().to_string_lossy()
