@@ -5,6 +5,8 @@
 //! [`bench`] and the CLI. Everything the runner wants to tell the user goes through [`output`].
 
 pub mod bench;
+pub mod compare;
+pub mod plot;
 pub mod guest;
 pub mod image;
 pub mod output;

@@ -1,5 +1,7 @@
 //! One test per scenario file in scenarios/, run on the real kernel and compared with its reviewed
-//! snapshot in snapshots/<variant>/. The variant comes from LUO_HARNESS_VARIANT (default: stock).
+//! snapshot in snapshots/<variant>/: the whole set on `stock`, and the session identity scenarios on
+//! each of the other session-inode designs (kernels/variants/), whose snapshots differ exactly
+//! where the designs do.
 
 mod common;
 
@@ -7,15 +9,24 @@ use luo_harness::prepare::KernelChoice;
 use luo_harness::scenario;
 use std::path::{Path, PathBuf};
 
-fn variant() -> String {
-    std::env::var("LUO_HARNESS_VARIANT").unwrap_or_else(|_| "stock".into())
+fn stock(path: &Path) -> datatest_stable::Result<()> {
+    run_scenario(path, "stock")
+}
+fn anon_unique(path: &Path) -> datatest_stable::Result<()> {
+    run_scenario(path, "anon-unique")
+}
+fn magic_shared(path: &Path) -> datatest_stable::Result<()> {
+    run_scenario(path, "magic-shared")
+}
+fn magic_unique(path: &Path) -> datatest_stable::Result<()> {
+    run_scenario(path, "magic-unique")
 }
 
-fn run_scenario(path: &Path) -> datatest_stable::Result<()> {
+fn run_scenario(path: &Path, variant: &str) -> datatest_stable::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         let (s, _) = scenario::load(path).map_err(|e| format!("{e:?}"))?;
-        let variant = variant();
+        let variant = variant.to_string();
         let req = luo_kernels::BuildRequest { variant: variant.clone(), ..Default::default() };
         let prepared = luo_harness::prepare(&KernelChoice::Build(req), luo_harness::vm::accel::AccelChoice::Auto, &luo_harness::output::Silent)
             .await
@@ -37,5 +48,8 @@ fn run_scenario(path: &Path) -> datatest_stable::Result<()> {
 }
 
 datatest_stable::harness! {
-    { test = run_scenario, root = "../scenarios", pattern = r"^[^/]+\.ya?ml$" },
+    { test = stock, root = "../scenarios", pattern = r"^[^/]+\.ya?ml$" },
+    { test = anon_unique, root = "../scenarios", pattern = r"^session-identity-[^/]+\.yaml$" },
+    { test = magic_shared, root = "../scenarios", pattern = r"^session-identity-[^/]+\.yaml$" },
+    { test = magic_unique, root = "../scenarios", pattern = r"^session-identity-[^/]+\.yaml$" },
 }

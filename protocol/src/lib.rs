@@ -23,6 +23,9 @@ pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";
 pub const SHARE_TAG: &str = "luoshare";
 pub const SHARE_MOUNT: &str = "/share";
 
+/// Written to the kernel log by the agent just before reboot(KEXEC).
+pub const KEXEC_MARK: &str = "luo-agent: reboot(KEXEC)";
+
 /// Kernel command-line parameter through which the host numbers boots (0 = cold boot).
 pub const BOOT_INDEX_PARAM: &str = "luo_harness.boot";
 

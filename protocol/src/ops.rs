@@ -48,6 +48,10 @@ pub enum Request {
         nr: u8,
         arg: Vec<u8>,
     },
+    /// `count` sessions named `{prefix}{i}` (handles the same), timed inside the guest.
+    CreateSessions { device: Handle, prefix: String, count: u32 },
+    /// Retrieve `count` sessions `{prefix}{i}`, and FINISH each if `finish`; timed inside the guest.
+    RetrieveSessions { device: Handle, prefix: String, count: u32, finish: bool },
     /// close(fd) and forget the handle.
     Close { handle: Handle },
     /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB]) + ftruncate(size).
@@ -126,7 +130,9 @@ pub enum Request {
         initrd: String,
         cmdline: String,
     },
-    /// reboot(LINUX_REBOOT_CMD_KEXEC). The agent answers first, then reboots while holding every fd.
+    /// reboot(LINUX_REBOOT_CMD_KEXEC). The agent answers first, writes [`KEXEC_MARK`] to the kernel
+    /// log, raises the console loglevel (so the old kernel's last lines reach the console with their
+    /// timestamps), then reboots while holding every fd.
     KexecReboot,
     /// Power the machine off (the host sees QEMU exit).
     PowerOff,
@@ -174,6 +180,8 @@ pub enum Reply {
     Started {
         pid: i32,
     },
+    /// A batch of `count` operations took `ns` nanoseconds (CLOCK_MONOTONIC in the guest).
+    Timed { count: u32, ns: u64 },
 }
 
 /// What userspace can see of one file descriptor.

@@ -80,7 +80,7 @@ fn main() {
             ops::After::Exit(code) => std::process::exit(code),
             ops::After::KexecReboot => {
                 // Every session fd is still open in `state`: that is what carries them over.
-                let err = sys::kexec_reboot();
+                let err = sys::mark_and_kexec();
                 let r = Response {
                     id,
                     outcome: Outcome::Err(AgentError::syscall(

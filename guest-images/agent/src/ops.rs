@@ -97,6 +97,22 @@ impl State {
                 let (r, arg) = luo::raw(fd, nr, &arg);
                 r.map(|ret| Reply::Raw { ret, arg }).map_err(sc(call))
             }
+            Request::CreateSessions { device, prefix, count } => {
+                let call = ioctl_call(luo::CMD_CREATE_SESSION);
+                let dev = self.fds.get(&device, &call)?;
+                self.timed(count, &call, |i| luo::open_session(dev, &format!("{prefix}{i}"), false).map(|fd| (format!("{prefix}{i}"), Some(fd))))
+            }
+            Request::RetrieveSessions { device, prefix, count, finish } => {
+                let call = ioctl_call(luo::CMD_RETRIEVE_SESSION);
+                let dev = self.fds.get(&device, &call)?;
+                self.timed(count, &call, |i| {
+                    let fd = luo::open_session(dev, &format!("{prefix}{i}"), true)?;
+                    if finish {
+                        luo::finish(fd)?;
+                    }
+                    Ok((format!("{prefix}{i}"), Some(fd)))
+                })
+            }
             Request::Close { handle } => {
                 let fd = self.fds.remove(&handle, "close")?;
                 // SAFETY: fd was ours and is forgotten now.
@@ -244,6 +260,33 @@ impl State {
         let fd = f().map_err(sc(call))?;
         self.fds.insert(handle, fd);
         Ok(Reply::Opened { fd })
+    }
+
+    /// Runs `op` `count` times against the monotonic clock; each result's fd gets its handle name.
+    fn timed(&mut self, count: u32, call: &str, mut op: impl FnMut(u32) -> Result<(String, Option<i32>), i32>) -> R {
+        let mut made = Vec::with_capacity(count as usize);
+        let t0 = sys::monotonic_ns();
+        for i in 0..count {
+            match op(i) {
+                Ok(m) => made.push(m),
+                Err(e) => {
+                    for (_, fd) in made {
+                        if let Some(fd) = fd {
+                            // SAFETY: fds we just created.
+                            unsafe { libc::close(fd) };
+                        }
+                    }
+                    return Err(AgentError::syscall(format!("{call} #{i}"), e));
+                }
+            }
+        }
+        let ns = sys::monotonic_ns() - t0;
+        for (name, fd) in made {
+            if let Some(fd) = fd {
+                self.fds.insert(&name, fd);
+            }
+        }
+        Ok(Reply::Timed { count, ns })
     }
 
     fn session(&mut self, device: &str, handle: &str, name: &str, retrieve: bool) -> R {

@@ -55,6 +55,20 @@ pub fn kexec_reboot() -> i32 {
     errno()
 }
 
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Marks the kernel log and lets the old kernel's last messages reach the console, then kexecs.
+pub fn mark_and_kexec() -> i32 {
+    let _ = std::fs::write("/proc/sys/kernel/printk", "7");
+    let _ = std::fs::write("/dev/kmsg", format!("{}\n", luo_protocol::KEXEC_MARK));
+    kexec_reboot()
+}
+
 pub fn boottime_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -42,6 +42,8 @@ enum Command {
     Boot(boot::BootArgs),
     /// Boot a guest and drive it with requests read from stdin (JSON, `kexec`, `quit`).
     Drive(drive::DriveArgs),
+    /// Measure what each session-inode design costs: memory, creation, blackout, retrieval.
+    Compare(luo_harness::compare::CompareArgs),
     /// Benchmarks (figures printed, never asserted in tests).
     #[command(subcommand)]
     Bench(boot::BenchCommand),
@@ -150,6 +152,7 @@ pub fn main() -> ExitCode {
             Command::Schema => run::schema(),
             Command::Boot(b) => boot::boot(b).await,
             Command::Drive(d) => drive::drive(d).await,
+            Command::Compare(c) => luo_harness::compare::compare(c).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
             Command::Bench(b) => boot::bench(b).await,
         }
     });

@@ -300,7 +300,11 @@ impl<'a> Engine<'a> {
             }
             Step::Kexec(k) => {
                 self.scan_kernel_log().await?;
-                let target = KexecTarget { kernel: self.prepared.kernel.clone(), initrd: self.prepared.initrd.clone(), extra_cmdline: k.cmdline.clone() };
+                let kernel = match &k.kernel {
+                    None => self.prepared.kernel.clone(),
+                    Some(v) => variant_kernel(v).await.map_err(StepFailure::Check)?,
+                };
+                let target = KexecTarget { kernel, initrd: self.prepared.initrd.clone(), extra_cmdline: k.cmdline.clone() };
                 let blackout = self.guest.kexec(&target).await?;
                 let hello = self.guest.hello().clone();
                 self.metrics.blackouts_ms.push(blackout.as_secs_f64() * 1000.0);
@@ -309,7 +313,10 @@ impl<'a> Engine<'a> {
                 self.report.boots.push(BootFacts { boot, liveupdate_number: hello.boot.liveupdate_number, kho_exec_from: hello.boot.kho_exec_from });
                 self.session_handles.clear();
                 self.sizes.clear();
-                format!("{kw} into boot {boot}: ok")
+                match &k.kernel {
+                    Some(v) => format!("{kw} into boot {boot} ({v}): ok"),
+                    None => format!("{kw} into boot {boot}: ok"),
+                }
             }
             Step::Exec(e) => {
                 let req = Request::Exec { path: e.path.clone(), args: e.args.clone(), env: vec![], background: e.background.clone(), timeout_ms: Some(60_000) };
@@ -433,6 +440,16 @@ impl<'a> Engine<'a> {
         }
         Ok(())
     }
+}
+
+/// The default source's kernel for `variant`, from the cache or built (incrementally).
+async fn variant_kernel(variant: &str) -> Result<std::path::PathBuf, String> {
+    let req = luo_kernels::BuildRequest { variant: variant.to_string(), ..Default::default() };
+    tokio::task::spawn_blocking(move || luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |_| {}))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|k| k.bzimage())
+        .map_err(|e| format!("kernel variant: {e}"))
 }
 
 fn describe(err: &AgentError, expect: Option<&str>) -> String {

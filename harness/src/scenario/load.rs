@@ -263,7 +263,12 @@ impl Validator {
             Step::Observe(s) => self.need(at, &s.handle, None),
             Step::RawIoctl(s) => self.need(at, &s.handle, None),
             Step::MeasureMemory(_) | Step::Exec(_) => {}
-            Step::Kexec(_) => {
+            Step::Kexec(k) => {
+                if let Some(v) = &k.kernel {
+                    if let Err(e) = luo_kernels::variant::find(v) {
+                        self.problem(at, e.to_string(), None);
+                    }
+                }
                 let line = at.referenced.line();
                 for (name, _) in std::mem::take(&mut self.handles) {
                     self.gone.insert(name, (self.boot, line));

@@ -237,6 +237,9 @@ pub struct Kexec {
     /// Extra kernel command line for the next kernel.
     #[serde(default)]
     pub cmdline: Option<String>,
+    /// Kexec into this kernel variant (kernels/variants/) of the same source instead of the running one.
+    #[serde(default)]
+    pub kernel: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
