@@ -30,6 +30,9 @@ pub struct CompareArgs {
     /// Where compare.json and compare.svg are written.
     #[arg(long, default_value = "luo-reports")]
     pub out: PathBuf,
+    /// Do not measure: print the table and write the plot from a saved compare.json.
+    #[arg(long, value_name = "FILE")]
+    pub from_json: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -45,7 +48,7 @@ pub enum CompareError {
 }
 
 /// One VM run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Sample {
     pub variant: String,
     pub sessions: u32,
@@ -215,6 +218,20 @@ pub fn table(points: &[Point]) -> String {
 }
 
 pub async fn compare(a: CompareArgs) -> Result<(), CompareError> {
+    if let Some(path) = &a.from_json {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            samples: Vec<Sample>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| CompareError::Other(format!("{}: {e}", path.display())))?;
+        let saved: Saved = serde_json::from_str(&text).map_err(|e| CompareError::Other(format!("{}: {e}", path.display())))?;
+        let points = summarise(&saved.samples);
+        print!("{}", table(&points));
+        let sp = path.with_file_name("compare.svg");
+        std::fs::write(&sp, crate::plot::svg(&points)).map_err(|e| CompareError::Other(e.to_string()))?;
+        println!("wrote {}", sp.display());
+        return Ok(());
+    }
     let mut prepared = Vec::new();
     for v in &a.variants {
         let req = luo_kernels::BuildRequest { variant: v.clone(), ..Default::default() };
