@@ -319,7 +319,8 @@ impl<'a> Engine<'a> {
                 }
             }
             Step::Exec(e) => {
-                let req = Request::Exec { path: e.path.clone(), args: e.args.clone(), env: vec![], background: e.background.clone(), timeout_ms: Some(60_000) };
+                let path = self.stage_program(&e.path).await.map_err(StepFailure::Check)?;
+                let req = Request::Exec { path, args: e.args.clone(), env: vec![], background: e.background.clone(), timeout_ms: Some(60_000) };
                 let r = self.call(req, expect).await?;
                 match &r {
                     Some(Reply::Exited(x)) => {
@@ -329,6 +330,12 @@ impl<'a> Engine<'a> {
                                 "{} exited with {:?} (signal {:?}), expected {want}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                                 e.path, x.code, x.signal, tail(&x.stdout), tail(&x.stderr)
                             )));
+                        }
+                        if let Some(text) = &e.output_contains {
+                            if !x.stdout.contains(text.as_str()) {
+                                return Err(StepFailure::Check(format!("{} did not print {text:?}\n--- stdout ---\n{}", e.path, tail(&x.stdout))));
+                            }
+                            return Ok(format!("{kw} {}: exit {want}, printed {text:?}", e.path));
                         }
                         format!("{kw} {}: exit {want}", e.path)
                     }
@@ -351,6 +358,26 @@ impl<'a> Engine<'a> {
             }
             Step::Repeat(_) => unreachable!("repeat is unrolled by run_step"),
         })
+    }
+
+    /// `selftests/<name>`: the kernel's LUO selftest, built from the default source tree and staged
+    /// into the share. Anything else is passed through (relative paths are in the share).
+    async fn stage_program(&mut self, path: &str) -> Result<String, String> {
+        let Some(name) = path.strip_prefix("selftests/") else { return Ok(path.to_string()) };
+        let name_owned = name.to_string();
+        let bins = tokio::task::spawn_blocking(move || {
+            luo_kernels::selftests::build(&luo_kernels::BuildRequest::default(), &luo_kernels::Cache::from_env(), &name_owned)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("building selftest {name}: {e}"))?;
+        let dir = self.guest.vm.artifacts.share().join("selftests");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let dst = dir.join(name);
+        if !dst.exists() {
+            std::fs::copy(&bins.test, &dst).map_err(|e| format!("staging {}: {e}", dst.display()))?;
+        }
+        Ok(path.to_string())
     }
 
     async fn file_size(&mut self, fd: &str) -> Result<u64, StepFailure> {

@@ -252,6 +252,9 @@ pub struct Exec {
     /// Expected exit code (default 0).
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// Text its standard output must contain.
+    #[serde(default)]
+    pub output_contains: Option<String>,
     /// Leave it running under this name (it keeps its fds across a following kexec).
     #[serde(default)]
     pub background: Option<String>,
