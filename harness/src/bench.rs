@@ -74,102 +74,62 @@ pub async fn one_roundtrip(
         Ok(reply)
     };
     let (dev, s, m) = ("dev".to_string(), "s".to_string(), "m".to_string());
-    timed(
-        &mut g,
+    let before_kexec = [
         Request::OpenDevice {
             handle: dev.clone(),
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::CreateSession {
             device: dev.clone(),
             handle: s.clone(),
             name: "bench".into(),
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::CreateMemfd {
             handle: m.clone(),
             name: "bench".into(),
             size: ROUNDTRIP_BYTES,
             hugetlb: false,
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::WritePattern {
             handle: m.clone(),
             seed: 7,
             offset: 0,
             len: ROUNDTRIP_BYTES,
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::PreserveFd {
             session: s.clone(),
             fd: m.clone(),
             token: 1,
         },
-        &mut t,
-    )
-    .await?;
-    t.blackout = g.kexec_same().await?;
-    timed(
-        &mut g,
+    ];
+    let after_kexec = [
         Request::OpenDevice {
             handle: dev.clone(),
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::RetrieveSession {
-            device: dev.clone(),
+            device: dev,
             handle: s.clone(),
             name: "bench".into(),
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::RetrieveFd {
             session: s.clone(),
             handle: m.clone(),
             token: 1,
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
         Request::VerifyPattern {
-            handle: m.clone(),
+            handle: m,
             seed: 7,
             offset: 0,
             len: ROUNDTRIP_BYTES,
         },
-        &mut t,
-    )
-    .await?;
-    timed(
-        &mut g,
-        Request::FinishSession { session: s.clone() },
-        &mut t,
-    )
-    .await?;
+        Request::FinishSession { session: s },
+    ];
+    for r in before_kexec {
+        timed(&mut g, r, &mut t).await?;
+    }
+    t.blackout = g.kexec_same().await?;
+    for r in after_kexec {
+        timed(&mut g, r, &mut t).await?;
+    }
     let s0 = Instant::now();
     g.power_off().await?;
     t.power_off = s0.elapsed();
@@ -193,10 +153,15 @@ fn ms(d: Duration) -> String {
 /// The kernel vmtest.sh itself would build: the selftest fragments + olddefconfig (minutes, once).
 async fn upstream_recipe_kernel() -> Result<std::path::PathBuf, BenchError> {
     use crate::output::Reporter;
-    let req = luo_kernels::BuildRequest { recipe: luo_kernels::Recipe::UpstreamSelftest, ..Default::default() };
+    let req = luo_kernels::BuildRequest {
+        recipe: luo_kernels::Recipe::UpstreamSelftest,
+        ..Default::default()
+    };
     let reporter = Terminal::default();
     let built = tokio::task::spawn_blocking(move || {
-        luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |e| reporter.emit(crate::output::Output::Kernel(e)))
+        luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |e| {
+            reporter.emit(crate::output::Output::Kernel(e))
+        })
     })
     .await
     .map_err(|e| BenchError::Other(e.to_string()))?
@@ -212,10 +177,14 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     let p = prepare(&choice, a.accel, &Terminal::default()).await?;
     let mut flows = Vec::new();
     if !a.no_upstream {
-        let same = crate::upstream::UpstreamFlow::prepare(&p, &p.kernel).await.map_err(BenchError::Other)?;
+        let same = crate::upstream::UpstreamFlow::prepare(&p, &p.kernel)
+            .await
+            .map_err(BenchError::Other)?;
         flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
         let theirs = upstream_recipe_kernel().await?;
-        let own = crate::upstream::UpstreamFlow::prepare(&p, &theirs).await.map_err(BenchError::Other)?;
+        let own = crate::upstream::UpstreamFlow::prepare(&p, &theirs)
+            .await
+            .map_err(BenchError::Other)?;
         flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
     }
     let mut ours = Vec::new();
@@ -230,15 +199,41 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     let mut totals: Vec<_> = ours.iter().map(|t| t.total).collect();
     let mut hellos: Vec<_> = ours.iter().map(|t| t.first_hello).collect();
     let mut blackouts: Vec<_> = ours.iter().map(|t| t.blackout).collect();
-    let mut reqs: Vec<_> = ours.iter().flat_map(|t| t.requests.iter().copied()).collect();
+    let mut reqs: Vec<_> = ours
+        .iter()
+        .flat_map(|t| t.requests.iter().copied())
+        .collect();
     let mut offs: Vec<_> = ours.iter().map(|t| t.power_off).collect();
     let med = median(&mut totals);
-    println!("memfd round trip, {} runs each, alternating, accel {}, kernel {}", a.runs, p.accel, p.kernel.display());
-    println!("  luo-harness                  median {}  (min {}, max {})", ms(med), ms(totals[0]), ms(*totals.last().unwrap()));
-    println!("    QEMU start -> first hello  median {}", ms(median(&mut hellos)));
-    println!("    reboot call -> new hello   median {}  (blackout seen from the host)", ms(median(&mut blackouts)));
-    println!("    request round trip         median {}  (p90 {})", ms(median(&mut reqs)), ms(reqs[reqs.len() * 9 / 10]));
-    println!("    power off -> QEMU exit     median {}", ms(median(&mut offs)));
+    println!(
+        "memfd round trip, {} runs each, alternating, accel {}, kernel {}",
+        a.runs,
+        p.accel,
+        p.kernel.display()
+    );
+    println!(
+        "  luo-harness                  median {}  (min {}, max {})",
+        ms(med),
+        ms(totals[0]),
+        ms(*totals.last().unwrap())
+    );
+    println!(
+        "    QEMU start -> first hello  median {}",
+        ms(median(&mut hellos))
+    );
+    println!(
+        "    reboot call -> new hello   median {}  (blackout seen from the host)",
+        ms(median(&mut blackouts))
+    );
+    println!(
+        "    request round trip         median {}  (p90 {})",
+        ms(median(&mut reqs)),
+        ms(reqs[reqs.len() * 9 / 10])
+    );
+    println!(
+        "    power off -> QEMU exit     median {}",
+        ms(median(&mut offs))
+    );
     for (name, _, times) in flows.iter_mut() {
         let tm = median(times);
         println!(

@@ -17,7 +17,11 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug, Clone)]
 pub struct CompareArgs {
     /// Kernel variants to compare.
-    #[arg(long, value_delimiter = ',', default_value = "stock,anon-unique,magic-shared,magic-unique")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "stock,anon-unique,magic-shared,magic-unique"
+    )]
     pub variants: Vec<String>,
     /// Session counts.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
@@ -71,33 +75,72 @@ pub struct Sample {
 }
 
 fn meminfo(s: &MemorySnapshot, k: &str) -> i64 {
-    s.meminfo.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v as i64 * 1024)
+    s.meminfo
+        .iter()
+        .find(|(n, _)| n == k)
+        .map_or(0, |(_, v)| *v as i64 * 1024)
 }
 
 async fn one(guest: &mut Guest, variant: &str, n: u32, rep: u32) -> Result<Sample, CompareError> {
     let dev = "dev".to_string();
-    guest.request(Request::OpenDevice { handle: dev.clone() }).await?;
-    let Reply::Memory(before) = guest.request(Request::MemorySnapshot).await? else { return Err(CompareError::Other("memory".into())) };
-    let Reply::Timed { ns: create_ns, .. } = guest.request(Request::CreateSessions { device: dev.clone(), prefix: "s".into(), count: n }).await? else {
+    guest
+        .request(Request::OpenDevice {
+            handle: dev.clone(),
+        })
+        .await?;
+    let Reply::Memory(before) = guest.request(Request::MemorySnapshot).await? else {
+        return Err(CompareError::Other("memory".into()));
+    };
+    let Reply::Timed { ns: create_ns, .. } = guest
+        .request(Request::CreateSessions {
+            device: dev.clone(),
+            prefix: "s".into(),
+            count: n,
+        })
+        .await?
+    else {
         return Err(CompareError::Other("create".into()));
     };
-    let Reply::Memory(after) = guest.request(Request::MemorySnapshot).await? else { return Err(CompareError::Other("memory".into())) };
+    let Reply::Memory(after) = guest.request(Request::MemorySnapshot).await? else {
+        return Err(CompareError::Other("memory".into()));
+    };
     let mut grown = BTreeMap::new();
     for c in &after.slabs {
-        let b = before.slabs.iter().find(|p| p.name == c.name).map_or(0, |p| p.active_objs as i64);
+        let b = before
+            .slabs
+            .iter()
+            .find(|p| p.name == c.name)
+            .map_or(0, |p| p.active_objs as i64);
         let d = c.active_objs as i64 - b;
         if d >= (n as i64 / 2).max(1) {
             grown.insert(c.name.clone(), d);
         }
     }
-    let console_before = std::fs::read_to_string(guest.vm.artifacts.console()).unwrap_or_default().len();
+    let console_before = std::fs::read_to_string(guest.vm.artifacts.console())
+        .unwrap_or_default()
+        .len();
     let blackout = guest.kexec_same().await?;
-    let console = std::fs::read(guest.vm.artifacts.console()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let console = std::fs::read(guest.vm.artifacts.console())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let old_kernel_ms = old_kernel_split(&console[console_before.min(console.len())..]);
     let new_kernel_ms = guest.hello().boot.uptime_us as f64 / 1000.0;
-    guest.request(Request::OpenDevice { handle: dev.clone() }).await?;
-    let Reply::Timed { ns: retrieve_finish_ns, .. } =
-        guest.request(Request::RetrieveSessions { device: dev, prefix: "s".into(), count: n, finish: true }).await?
+    guest
+        .request(Request::OpenDevice {
+            handle: dev.clone(),
+        })
+        .await?;
+    let Reply::Timed {
+        ns: retrieve_finish_ns,
+        ..
+    } = guest
+        .request(Request::RetrieveSessions {
+            device: dev,
+            prefix: "s".into(),
+            count: n,
+            finish: true,
+        })
+        .await?
     else {
         return Err(CompareError::Other("retrieve".into()));
     };
@@ -120,21 +163,32 @@ async fn one(guest: &mut Guest, variant: &str, n: u32, rep: u32) -> Result<Sampl
 /// From the old kernel's console: the agent's mark to "Starting new kernel", in ms.
 pub fn old_kernel_split(console: &str) -> Option<f64> {
     let ts = |needle: &str| {
-        console.lines().filter(|l| l.contains(needle)).last().and_then(|l| {
-            let inner = l.split_once('[')?.1.split_once(']')?.0.trim();
-            inner.parse::<f64>().ok()
-        })
+        console
+            .lines()
+            .filter(|l| l.contains(needle))
+            .last()
+            .and_then(|l| {
+                let inner = l.split_once('[')?.1.split_once(']')?.0.trim();
+                inner.parse::<f64>().ok()
+            })
     };
     Some((ts("Starting new kernel")? - ts(KEXEC_MARK)?) * 1000.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 fn spread(v: &[f64]) -> (f64, f64) {
-    (v.iter().cloned().fold(f64::INFINITY, f64::min), v.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+    (
+        v.iter().cloned().fold(f64::INFINITY, f64::min),
+        v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,12 +210,16 @@ pub struct Point {
 pub fn summarise(samples: &[Sample]) -> Vec<Point> {
     let mut groups: BTreeMap<(String, u32), Vec<&Sample>> = BTreeMap::new();
     for s in samples {
-        groups.entry((s.variant.clone(), s.sessions)).or_default().push(s);
+        groups
+            .entry((s.variant.clone(), s.sessions))
+            .or_default()
+            .push(s);
     }
     let mut points: Vec<Point> = groups
         .into_iter()
         .map(|((variant, n), g)| {
-            let per = |f: &dyn Fn(&Sample) -> f64| g.iter().map(|s| f(s) / n as f64).collect::<Vec<_>>();
+            let per =
+                |f: &dyn Fn(&Sample) -> f64| g.iter().map(|s| f(s) / n as f64).collect::<Vec<_>>();
             let slab = per(&|s| s.slab_bytes as f64);
             let blackout: Vec<f64> = g.iter().map(|s| s.blackout_host_ms).collect();
             let caches = g[0]
@@ -181,7 +239,9 @@ pub fn summarise(samples: &[Sample]) -> Vec<Point> {
                 blackout_host_ms_range: spread(&blackout),
                 old_kernel_ms: median(g.iter().filter_map(|s| s.old_kernel_ms).collect()),
                 new_kernel_ms: median(g.iter().map(|s| s.new_kernel_ms).collect()),
-                retrieve_finish_us_per_session: median(per(&|s| s.retrieve_finish_ns as f64 / 1000.0)),
+                retrieve_finish_us_per_session: median(per(&|s| {
+                    s.retrieve_finish_ns as f64 / 1000.0
+                })),
                 grown_caches: caches,
             }
         })
@@ -193,7 +253,15 @@ pub fn summarise(samples: &[Sample]) -> Vec<Point> {
 pub fn table(points: &[Point]) -> String {
     let mut s = format!(
         "{:<13} {:>6} {:>16} {:>13} {:>11} {:>18} {:>10} {:>10} {:>12}  slab caches grown per session\n",
-        "variant", "N", "slab B/session", "memfree B/s", "create us/s", "blackout ms (host)", "old k. ms", "new k. ms", "retr+fin us/s"
+        "variant",
+        "N",
+        "slab B/session",
+        "memfree B/s",
+        "create us/s",
+        "blackout ms (host)",
+        "old k. ms",
+        "new k. ms",
+        "retr+fin us/s"
     );
     for p in points {
         s.push_str(&format!(
@@ -223,23 +291,37 @@ pub async fn compare(a: CompareArgs) -> Result<(), CompareError> {
         struct Saved {
             samples: Vec<Sample>,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| CompareError::Other(format!("{}: {e}", path.display())))?;
-        let saved: Saved = serde_json::from_str(&text).map_err(|e| CompareError::Other(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CompareError::Other(format!("{}: {e}", path.display())))?;
+        let saved: Saved = serde_json::from_str(&text)
+            .map_err(|e| CompareError::Other(format!("{}: {e}", path.display())))?;
         let points = summarise(&saved.samples);
         print!("{}", table(&points));
         let sp = path.with_file_name("compare.svg");
-        std::fs::write(&sp, crate::plot::svg(&points)).map_err(|e| CompareError::Other(e.to_string()))?;
+        std::fs::write(&sp, crate::plot::svg(&points))
+            .map_err(|e| CompareError::Other(e.to_string()))?;
         println!("wrote {}", sp.display());
         return Ok(());
     }
     let mut prepared = Vec::new();
     for v in &a.variants {
-        let req = luo_kernels::BuildRequest { variant: v.clone(), ..Default::default() };
-        prepared.push((v.clone(), prepare(&KernelChoice::Build(req), a.accel, &Terminal::default()).await?));
+        let req = luo_kernels::BuildRequest {
+            variant: v.clone(),
+            ..Default::default()
+        };
+        prepared.push((
+            v.clone(),
+            prepare(&KernelChoice::Build(req), a.accel, &Terminal::default()).await?,
+        ));
     }
     let total = a.variants.len() * a.sessions.len() * a.reps as usize;
     let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} compare [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}").unwrap());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} compare [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+        )
+        .unwrap(),
+    );
     let mut samples = Vec::new();
     // Repetitions outermost and variants innermost: drift of the host affects every design alike.
     for rep in 0..a.reps {
@@ -262,9 +344,11 @@ pub async fn compare(a: CompareArgs) -> Result<(), CompareError> {
     std::fs::create_dir_all(&a.out).map_err(|e| CompareError::Other(e.to_string()))?;
     let json = serde_json::json!({ "samples": samples, "points": points });
     let jp = a.out.join("compare.json");
-    std::fs::write(&jp, serde_json::to_string_pretty(&json).unwrap()).map_err(|e| CompareError::Other(e.to_string()))?;
+    std::fs::write(&jp, serde_json::to_string_pretty(&json).unwrap())
+        .map_err(|e| CompareError::Other(e.to_string()))?;
     let sp = a.out.join("compare.svg");
-    std::fs::write(&sp, crate::plot::svg(&points)).map_err(|e| CompareError::Other(e.to_string()))?;
+    std::fs::write(&sp, crate::plot::svg(&points))
+        .map_err(|e| CompareError::Other(e.to_string()))?;
     println!("wrote {} and {}", jp.display(), sp.display());
     Ok(())
 }

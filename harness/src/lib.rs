@@ -6,10 +6,10 @@
 
 pub mod bench;
 pub mod compare;
-pub mod plot;
 pub mod guest;
 pub mod image;
 pub mod output;
+pub mod plot;
 pub mod prepare;
 pub mod scenario;
 pub mod upstream;

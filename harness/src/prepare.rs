@@ -25,11 +25,27 @@ pub struct Prepared {
     pub accel: Accel,
     /// The kernel's cache entry, when it came from the cache.
     pub kernel_key: Option<String>,
+    /// Options every VM of this run gets (from the command line).
+    pub vm: VmOptions,
+}
+
+/// Per-run VM options: keep artifacts, extra kernel command line, memory.
+#[derive(Debug, Clone, Default)]
+pub struct VmOptions {
+    pub keep: bool,
+    pub extra_cmdline: String,
+    pub memory_mib: Option<u32>,
 }
 
 impl Prepared {
     pub fn vm_config(&self, name: &str) -> VmConfig {
-        VmConfig::new(name, self.kernel.clone(), self.initrd.clone(), self.accel)
+        let mut cfg = VmConfig::new(name, self.kernel.clone(), self.initrd.clone(), self.accel);
+        cfg.keep |= self.vm.keep;
+        cfg.extra_cmdline = self.vm.extra_cmdline.clone();
+        if let Some(m) = self.vm.memory_mib {
+            cfg.memory_mib = m;
+        }
+        cfg
     }
 }
 
@@ -78,6 +94,7 @@ pub async fn prepare(
         initrd,
         accel,
         kernel_key,
+        vm: VmOptions::default(),
     })
 }
 
@@ -131,7 +148,12 @@ async fn choose_accel(
 /// Boots the real guest under KVM with a short deadline. Working KVM reaches the hello in well under
 /// a second; the broken nested KVM seen on these machines hangs or aborts.
 async fn probe_kvm(kernel: &std::path::Path, initrd: &std::path::Path) -> (bool, String) {
-    let mut cfg = VmConfig::new("kvm-probe", kernel.to_path_buf(), initrd.to_path_buf(), Accel::Kvm);
+    let mut cfg = VmConfig::new(
+        "kvm-probe",
+        kernel.to_path_buf(),
+        initrd.to_path_buf(),
+        Accel::Kvm,
+    );
     cfg.boot_timeout = Duration::from_secs(8);
     cfg.virtiofs = false;
     cfg.discard_artifacts = true;

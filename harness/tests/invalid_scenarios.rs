@@ -6,7 +6,11 @@ use std::process::Command;
 
 fn cases() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/invalid");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     v.sort();
     v
 }
@@ -14,18 +18,49 @@ fn cases() -> Vec<PathBuf> {
 #[test]
 fn each_invalid_scenario_points_at_its_error() {
     let cases = cases();
-    assert!(cases.len() >= 10, "expected at least ten malformed scenarios, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected at least ten malformed scenarios, found {}",
+        cases.len()
+    );
     for path in cases {
         let text = std::fs::read_to_string(&path).unwrap();
-        let header = text.lines().next().unwrap().strip_prefix("# error-at: ").expect("first line: # error-at: L:C text");
+        let header = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# error-at: ")
+            .expect("first line: # error-at: L:C text");
         let (pos, words) = header.split_once(' ').unwrap_or((header, ""));
-        let out = Command::new(env!("CARGO_BIN_EXE_luo-harness")).env("COLUMNS", "500").arg("check").arg(&path).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+            .env("COLUMNS", "500")
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let flat = stderr.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
-        assert_eq!(out.status.code(), Some(2), "{}: exit code\n{stderr}", path.display());
+        let flat = stderr
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: exit code\n{stderr}",
+            path.display()
+        );
         let located = format!("{}:{pos}:", path.display());
-        assert!(flat.contains(&located), "{}: expected a diagnostic at {pos}\n{stderr}", path.display());
-        assert!(flat.contains(words.trim()), "{}: expected {words:?} in\n{stderr}", path.display());
+        assert!(
+            flat.contains(&located),
+            "{}: expected a diagnostic at {pos}\n{stderr}",
+            path.display()
+        );
+        assert!(
+            flat.contains(words.trim()),
+            "{}: expected {words:?} in\n{stderr}",
+            path.display()
+        );
         assert!(stderr.contains("no VM was started"), "{stderr}");
     }
 }
@@ -33,6 +68,14 @@ fn each_invalid_scenario_points_at_its_error() {
 #[test]
 fn the_scenario_set_is_valid() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness")).arg("check").arg(&dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+        .arg("check")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -23,16 +23,30 @@ fn magic_unique(path: &Path) -> datatest_stable::Result<()> {
 }
 
 fn run_scenario(path: &Path, variant: &str) -> datatest_stable::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let (s, _) = scenario::load(path).map_err(|e| format!("{e:?}"))?;
         let variant = variant.to_string();
-        let req = luo_kernels::BuildRequest { variant: variant.clone(), ..Default::default() };
-        let prepared = luo_harness::prepare(&KernelChoice::Build(req), luo_harness::vm::accel::AccelChoice::Auto, &luo_harness::output::Silent)
+        let req = luo_kernels::BuildRequest {
+            variant: variant.clone(),
+            ..Default::default()
+        };
+        let prepared = luo_harness::prepare(
+            &KernelChoice::Build(req),
+            luo_harness::vm::accel::AccelChoice::Auto,
+            &luo_harness::output::Silent,
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+        let (report, _metrics) = scenario::run(&s, &prepared, &variant)
             .await
-            .map_err(|e| format!("{e:?}"))?;
-        let (report, _metrics) = scenario::run(&s, &prepared, &variant).await.map_err(|e| e.to_string())?;
-        let snapshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../snapshots").join(&variant);
+            .map_err(|e| e.to_string())?;
+        let snapshots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../snapshots")
+            .join(&variant);
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(snapshots);
         settings.set_prepend_module_to_snapshot(false);

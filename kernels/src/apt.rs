@@ -85,9 +85,10 @@ pub fn system_mirror() -> Result<String, KernelError> {
         paths.sort();
         for p in paths {
             if p.extension().is_some_and(|e| e == "list" || e == "sources")
-                && let Ok(t) = std::fs::read_to_string(&p) {
-                    files.push((p, t));
-                }
+                && let Ok(t) = std::fs::read_to_string(&p)
+            {
+                files.push((p, t));
+            }
         }
     }
     mirror_from_sources(&files).ok_or_else(|| {

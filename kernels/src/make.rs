@@ -184,12 +184,13 @@ pub fn build(
     let _lock = cache.lock(&lock_name)?;
     // Another process may have published it while we waited.
     if let Some(id) = &identity
-        && let Some(hit) = cache.lookup(&req.key_for(id, &variant, &toolchain)) {
-            on_event(BuildEvent::CacheHit {
-                key: hit.meta.key.clone(),
-            });
-            return Ok(hit);
-        }
+        && let Some(hit) = cache.lookup(&req.key_for(id, &variant, &toolchain))
+    {
+        on_event(BuildEvent::CacheHit {
+            key: hit.meta.key.clone(),
+        });
+        return Ok(hit);
+    }
     on_event(BuildEvent::FetchingSource);
     let tree = req.source.prepare(cache)?;
     if !variant.patches.is_empty() {
@@ -208,7 +209,12 @@ pub fn build(
             let dir = tree.join("tools/testing/selftests/liveupdate");
             ["config.x86_64", "config"]
                 .iter()
-                .map(|f| Ok(Fragment { name: format!("selftests/liveupdate/{f}"), text: std::fs::read_to_string(dir.join(f)).at(dir.join(f))? }))
+                .map(|f| {
+                    Ok(Fragment {
+                        name: format!("selftests/liveupdate/{f}"),
+                        text: std::fs::read_to_string(dir.join(f)).at(dir.join(f))?,
+                    })
+                })
                 .collect::<Result<Vec<_>, KernelError>>()?
         }
     };
@@ -222,15 +228,23 @@ pub fn build(
     let ccache = hosttools::which("ccache").map(|_| cache.root().join("ccache"));
     let make = |target: &[&str]| {
         let mut c = Command::new("make");
-        c.current_dir(&tree).args(ARCH_ARGS).arg(format!("O={}", build_dir.display())).args(target);
+        c.current_dir(&tree)
+            .args(ARCH_ARGS)
+            .arg(format!("O={}", build_dir.display()))
+            .args(target);
         if let Some(dir) = &ccache {
-            c.arg("CC=ccache gcc").env("CCACHE_DIR", dir).env("CCACHE_MAXSIZE", "4G");
+            c.arg("CC=ccache gcc")
+                .env("CCACHE_DIR", dir)
+                .env("CCACHE_MAXSIZE", "4G");
         }
         c
     };
     match req.recipe {
         Recipe::Minimal => run_logged(
-            make(&[&format!("KCONFIG_ALLCONFIG={}", merged_path.display()), "allnoconfig"]),
+            make(&[
+                &format!("KCONFIG_ALLCONFIG={}", merged_path.display()),
+                "allnoconfig",
+            ]),
             &mut log,
             &log_path,
             &mut |_| {},
@@ -321,7 +335,6 @@ pub fn build(
 }
 
 use sha2::Digest;
-
 
 fn write_if_changed(path: &Path, text: &str) -> Result<(), KernelError> {
     if std::fs::read_to_string(path).ok().as_deref() != Some(text) {

@@ -90,17 +90,18 @@ impl Applied {
     /// Reverses whatever an interrupted build left applied (per `marker`), then applies `variant`.
     pub fn apply(variant: &Variant, tree: &Path, marker: &Path) -> Result<Applied, KernelError> {
         if let Ok(left) = std::fs::read_to_string(marker)
-            && let Some(v) = left.lines().next().and_then(|name| find(name).ok()) {
-                tracing::warn!(
-                    variant = v.name,
-                    "reversing patches left applied by an interrupted build"
-                );
-                drop(Applied {
-                    tree: tree.into(),
-                    marker: marker.into(),
-                    applied: v.patches.iter().map(|(_, t)| *t).collect(),
-                });
-            }
+            && let Some(v) = left.lines().next().and_then(|name| find(name).ok())
+        {
+            tracing::warn!(
+                variant = v.name,
+                "reversing patches left applied by an interrupted build"
+            );
+            drop(Applied {
+                tree: tree.into(),
+                marker: marker.into(),
+                applied: v.patches.iter().map(|(_, t)| *t).collect(),
+            });
+        }
         let mut done = Applied {
             tree: tree.into(),
             marker: marker.into(),

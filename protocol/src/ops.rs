@@ -49,9 +49,18 @@ pub enum Request {
         arg: Vec<u8>,
     },
     /// `count` sessions named `{prefix}{i}` (handles the same), timed inside the guest.
-    CreateSessions { device: Handle, prefix: String, count: u32 },
+    CreateSessions {
+        device: Handle,
+        prefix: String,
+        count: u32,
+    },
     /// Retrieve `count` sessions `{prefix}{i}`, and FINISH each if `finish`; timed inside the guest.
-    RetrieveSessions { device: Handle, prefix: String, count: u32, finish: bool },
+    RetrieveSessions {
+        device: Handle,
+        prefix: String,
+        count: u32,
+        finish: bool,
+    },
     /// close(fd) and forget the handle.
     Close { handle: Handle },
     /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB]) + ftruncate(size).
@@ -181,7 +190,10 @@ pub enum Reply {
         pid: i32,
     },
     /// A batch of `count` operations took `ns` nanoseconds (CLOCK_MONOTONIC in the guest).
-    Timed { count: u32, ns: u64 },
+    Timed {
+        count: u32,
+        ns: u64,
+    },
 }
 
 /// What userspace can see of one file descriptor.

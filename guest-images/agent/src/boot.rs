@@ -36,8 +36,14 @@ pub fn setup_pid1() -> Result<(), String> {
 
 /// Scenarios hold thousands of session fds; the default 1024 would cap them before LUO does.
 fn raise_fd_limit() {
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1 << 20);
-    let lim = libc::rlimit { rlim_cur: nr_open, rlim_max: nr_open };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20);
+    let lim = libc::rlimit {
+        rlim_cur: nr_open,
+        rlim_max: nr_open,
+    };
     // SAFETY: plain syscall with a valid struct.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
 }

@@ -97,12 +97,24 @@ impl State {
                 let (r, arg) = luo::raw(fd, nr, &arg);
                 r.map(|ret| Reply::Raw { ret, arg }).map_err(sc(call))
             }
-            Request::CreateSessions { device, prefix, count } => {
+            Request::CreateSessions {
+                device,
+                prefix,
+                count,
+            } => {
                 let call = ioctl_call(luo::CMD_CREATE_SESSION);
                 let dev = self.fds.get(&device, &call)?;
-                self.timed(count, &call, |i| luo::open_session(dev, &format!("{prefix}{i}"), false).map(|fd| (format!("{prefix}{i}"), Some(fd))))
+                self.timed(count, &call, |i| {
+                    luo::open_session(dev, &format!("{prefix}{i}"), false)
+                        .map(|fd| (format!("{prefix}{i}"), Some(fd)))
+                })
             }
-            Request::RetrieveSessions { device, prefix, count, finish } => {
+            Request::RetrieveSessions {
+                device,
+                prefix,
+                count,
+                finish,
+            } => {
                 let call = ioctl_call(luo::CMD_RETRIEVE_SESSION);
                 let dev = self.fds.get(&device, &call)?;
                 self.timed(count, &call, |i| {
@@ -263,7 +275,12 @@ impl State {
     }
 
     /// Runs `op` `count` times against the monotonic clock; each result's fd gets its handle name.
-    fn timed(&mut self, count: u32, call: &str, mut op: impl FnMut(u32) -> Result<(String, Option<i32>), i32>) -> R {
+    fn timed(
+        &mut self,
+        count: u32,
+        call: &str,
+        mut op: impl FnMut(u32) -> Result<(String, Option<i32>), i32>,
+    ) -> R {
         let mut made = Vec::with_capacity(count as usize);
         let t0 = sys::monotonic_ns();
         for i in 0..count {

@@ -30,12 +30,8 @@ pub enum BenchCommand {
 }
 
 pub async fn boot(args: BootArgs) -> miette::Result<ExitCode> {
-    let prepared = prepare(&args.kernel.choice()?, args.vm.accel, &Terminal::default()).await?;
-    let mut cfg = prepared.vm_config("boot");
-    cfg.keep |= args.vm.keep;
-    cfg.extra_cmdline = args.vm.cmdline.clone();
-    cfg.memory_mib = args.vm.memory;
-    let mut guest = Vm::boot(cfg).await?;
+    let prepared = args.vm.prepare(&args.kernel).await?;
+    let mut guest = Vm::boot(prepared.vm_config("boot")).await?;
     let b = &guest.boots()[0];
     println!(
         "booted in {} ms ({}):",
@@ -77,7 +73,14 @@ async fn bench_scenarios(dir: &std::path::Path) -> miette::Result<()> {
         scenarios.push(luo_harness::scenario::load(f)?.0);
     }
     let t0 = Instant::now();
-    let prepared = std::sync::Arc::new(prepare(&luo_harness::prepare::KernelChoice::Build(Default::default()), luo_harness::vm::accel::AccelChoice::Auto, &Terminal::default()).await?);
+    let prepared = std::sync::Arc::new(
+        prepare(
+            &luo_harness::prepare::KernelChoice::Build(Default::default()),
+            luo_harness::vm::accel::AccelChoice::Auto,
+            &Terminal::default(),
+        )
+        .await?,
+    );
     let prep = t0.elapsed();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
@@ -88,7 +91,11 @@ async fn bench_scenarios(dir: &std::path::Path) -> miette::Result<()> {
             let _p = sem.acquire_owned().await.unwrap();
             let t = Instant::now();
             let r = luo_harness::scenario::run(&s, &prepared, "stock").await;
-            (s.name.unwrap_or_default(), t.elapsed(), r.map(|(rep, _)| rep.passed))
+            (
+                s.name.unwrap_or_default(),
+                t.elapsed(),
+                r.map(|(rep, _)| rep.passed),
+            )
         }));
     }
     let mut times = Vec::new();
@@ -96,14 +103,23 @@ async fn bench_scenarios(dir: &std::path::Path) -> miette::Result<()> {
         let (name, d, r) = t.await.expect("scenario task");
         match r {
             Ok(true) => {}
-            Ok(false) => return Err(miette::miette!("scenario {name} failed; run `luo-harness run` for details")),
+            Ok(false) => {
+                return Err(miette::miette!(
+                    "scenario {name} failed; run `luo-harness run` for details"
+                ));
+            }
             Err(e) => return Err(e.into()),
         }
         times.push((d, name));
     }
     let wall = t0.elapsed();
     times.sort();
-    println!("scenario set: {} scenarios, {cores} at a time, wall {:.1} s (kernel + image preparation {:.2} s)", times.len(), wall.as_secs_f64(), prep.as_secs_f64());
+    println!(
+        "scenario set: {} scenarios, {cores} at a time, wall {:.1} s (kernel + image preparation {:.2} s)",
+        times.len(),
+        wall.as_secs_f64(),
+        prep.as_secs_f64()
+    );
     for (d, name) in times.iter().rev().take(5) {
         println!("  {name:<28} {:.1} s", d.as_secs_f64());
     }

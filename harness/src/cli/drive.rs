@@ -3,8 +3,8 @@
 
 use super::{KernelArgs, VmArgs};
 use clap::Args;
-use luo_harness::output::Terminal;
-use luo_harness::{Vm, prepare};
+
+use luo_harness::Vm;
 use luo_protocol::Request;
 use std::process::ExitCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -18,12 +18,8 @@ pub struct DriveArgs {
 }
 
 pub async fn drive(args: DriveArgs) -> miette::Result<ExitCode> {
-    let prepared = prepare(&args.kernel.choice()?, args.vm.accel, &Terminal::default()).await?;
-    let mut cfg = prepared.vm_config("drive");
-    cfg.keep |= args.vm.keep;
-    cfg.extra_cmdline = args.vm.cmdline.clone();
-    cfg.memory_mib = args.vm.memory;
-    let mut guest = Vm::boot(cfg).await?;
+    let prepared = args.vm.prepare(&args.kernel).await?;
+    let mut guest = Vm::boot(prepared.vm_config("drive")).await?;
     println!("{}", serde_json::to_string(guest.hello()).unwrap());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {

@@ -116,9 +116,27 @@ pub struct VmArgs {
     /// Extra kernel command line.
     #[arg(long, default_value = "")]
     cmdline: String,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 256)]
-    memory: u32,
+    /// Guest memory in MiB (default 256; a scenario's memory_mib wins).
+    #[arg(long)]
+    memory: Option<u32>,
+}
+
+impl VmArgs {
+    /// Prepares the kernel and image and applies these options to every VM of the run.
+    pub async fn prepare(&self, kernel: &KernelArgs) -> miette::Result<luo_harness::Prepared> {
+        let mut p = luo_harness::prepare(
+            &kernel.choice()?,
+            self.accel,
+            &luo_harness::output::Terminal::default(),
+        )
+        .await?;
+        p.vm = luo_harness::prepare::VmOptions {
+            keep: self.keep,
+            extra_cmdline: self.cmdline.clone(),
+            memory_mib: self.memory,
+        };
+        Ok(p)
+    }
 }
 
 fn init_tracing() {
@@ -134,8 +152,13 @@ fn init_tracing() {
 pub fn main() -> ExitCode {
     init_tracing();
     // Reports wrap at the terminal's width; COLUMNS overrides it (CI logs, tests).
-    if let Some(width) = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok()) {
-        let _ = miette::set_hook(Box::new(move |_| Box::new(miette::MietteHandlerOpts::new().width(width).build())));
+    if let Some(width) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+    {
+        let _ = miette::set_hook(Box::new(move |_| {
+            Box::new(miette::MietteHandlerOpts::new().width(width).build())
+        }));
     }
     miette::set_panic_hook();
     let cli = Cli::parse();
@@ -152,7 +175,10 @@ pub fn main() -> ExitCode {
             Command::Schema => run::schema(),
             Command::Boot(b) => boot::boot(b).await,
             Command::Drive(d) => drive::drive(d).await,
-            Command::Compare(c) => luo_harness::compare::compare(c).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Compare(c) => luo_harness::compare::compare(c)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into),
             Command::Bench(b) => boot::bench(b).await,
         }
     });

@@ -2,9 +2,9 @@
 
 use super::{KernelArgs, VmArgs};
 use clap::{Args, ValueEnum};
-use luo_harness::output::Terminal;
+
+use luo_harness::GuestError;
 use luo_harness::scenario::{self, Report, Scenario};
-use luo_harness::{GuestError, prepare};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,7 +43,11 @@ enum Format {
 
 /// Scenario files: the named files, and the *.yaml directly inside named directories.
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, miette::Report> {
-    let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths.to_vec() };
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        paths.to_vec()
+    };
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -58,7 +62,10 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, miette::Report> {
         } else if p.is_file() {
             files.push(p);
         } else {
-            return Err(miette::miette!("{}: no such file or directory", p.display()));
+            return Err(miette::miette!(
+                "{}: no such file or directory",
+                p.display()
+            ));
         }
     }
     if files.is_empty() {
@@ -81,7 +88,10 @@ fn load_all(files: &[PathBuf]) -> Result<Vec<(PathBuf, Scenario)>, ExitCode> {
         }
     }
     if bad > 0 {
-        eprintln!("{bad} of {} scenario file(s) are invalid; no VM was started", files.len());
+        eprintln!(
+            "{bad} of {} scenario file(s) are invalid; no VM was started",
+            files.len()
+        );
         return Err(ExitCode::from(2));
     }
     Ok(ok)
@@ -123,22 +133,35 @@ pub async fn run(args: RunArgs) -> miette::Result<ExitCode> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let variant = args.kernel.variant.clone().unwrap_or_else(|| "stock".into());
-    let prepared = match prepare(&args.kernel.choice()?, args.vm.accel, &Terminal::default()).await {
+    let variant = args
+        .kernel
+        .variant
+        .clone()
+        .unwrap_or_else(|| "stock".into());
+    let prepared = match args.vm.prepare(&args.kernel).await {
         Ok(p) => Arc::new(p),
         Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
+            eprintln!("{e:?}");
             return Ok(ExitCode::from(3));
         }
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| miette::miette!("{}: {e}", args.out.display()))?;
-    let jobs = args.parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| miette::miette!("{}: {e}", args.out.display()))?;
+    let jobs = args
+        .parallel
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bar = indicatif::ProgressBar::new(scenarios.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} scenarios [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}").unwrap());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} scenarios [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+        )
+        .unwrap(),
+    );
     let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
     let mut tasks = Vec::new();
     for (path, s) in scenarios {
-        let (sem, prepared, variant, bar) = (sem.clone(), prepared.clone(), variant.clone(), bar.clone());
+        let (sem, prepared, variant, bar) =
+            (sem.clone(), prepared.clone(), variant.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.unwrap();
             let r = scenario::run(&s, &prepared, &variant).await;
@@ -159,26 +182,50 @@ pub async fn run(args: RunArgs) -> miette::Result<ExitCode> {
     bar.finish_and_clear();
     print!("{}", render(&results, args.format));
     let vm_failed = results.iter().any(|(_, _, r)| r.is_err());
-    let failed = results.iter().any(|(_, _, r)| r.as_ref().is_ok_and(|r| !r.passed));
+    let failed = results
+        .iter()
+        .any(|(_, _, r)| r.as_ref().is_ok_and(|r| !r.passed));
     for (_, name, r) in &results {
         if let Err(e) = r {
             eprintln!("{name}: {e}");
         }
     }
-    Ok(ExitCode::from(if vm_failed { 3 } else if failed { 1 } else { 0 }))
+    Ok(ExitCode::from(if vm_failed {
+        3
+    } else if failed {
+        1
+    } else {
+        0
+    }))
 }
 
 fn write_outputs(dir: &Path, report: &Report, metrics: &scenario::Metrics) {
     let base = dir.join(&report.scenario);
-    let _ = std::fs::write(base.with_extension("report.yaml"), serde_saphyr::to_string(report).unwrap_or_default());
-    let _ = std::fs::write(base.with_extension("metrics.json"), serde_json::to_string_pretty(metrics).unwrap_or_default());
+    let _ = std::fs::write(
+        base.with_extension("report.yaml"),
+        serde_saphyr::to_string(report).unwrap_or_default(),
+    );
+    let _ = std::fs::write(
+        base.with_extension("metrics.json"),
+        serde_json::to_string_pretty(metrics).unwrap_or_default(),
+    );
 }
 
 fn verdict(r: &Result<Report, GuestError>) -> (&'static str, String) {
     match r {
         Ok(rep) if rep.passed => ("pass", String::new()),
-        Ok(rep) => ("FAIL", rep.failures.first().cloned().or_else(|| rep.kernel_log.first().cloned()).unwrap_or_default()),
-        Err(e) => ("VM ERROR", e.to_string().lines().next().unwrap_or("").to_string()),
+        Ok(rep) => (
+            "FAIL",
+            rep.failures
+                .first()
+                .cloned()
+                .or_else(|| rep.kernel_log.first().cloned())
+                .unwrap_or_default(),
+        ),
+        Err(e) => (
+            "VM ERROR",
+            e.to_string().lines().next().unwrap_or("").to_string(),
+        ),
     }
 }
 
@@ -186,14 +233,28 @@ fn render(results: &[(PathBuf, String, Result<Report, GuestError>)], format: For
     let mut s = String::new();
     match format {
         Format::Human => {
-            let w = results.iter().map(|(_, n, _)| n.len()).max().unwrap_or(8).max(8);
+            let w = results
+                .iter()
+                .map(|(_, n, _)| n.len())
+                .max()
+                .unwrap_or(8)
+                .max(8);
             s.push_str(&format!("{:<w$}  {:<8}  detail\n", "scenario", "result"));
             for (_, name, r) in results {
                 let (v, d) = verdict(r);
-                s.push_str(&format!("{name:<w$}  {v:<8}  {}\n", d.lines().next().unwrap_or("")));
+                s.push_str(&format!(
+                    "{name:<w$}  {v:<8}  {}\n",
+                    d.lines().next().unwrap_or("")
+                ));
             }
-            let passed = results.iter().filter(|(_, _, r)| r.as_ref().is_ok_and(|r| r.passed)).count();
-            s.push_str(&format!("{passed} passed, {} failed\n", results.len() - passed));
+            let passed = results
+                .iter()
+                .filter(|(_, _, r)| r.as_ref().is_ok_and(|r| r.passed))
+                .count();
+            s.push_str(&format!(
+                "{passed} passed, {} failed\n",
+                results.len() - passed
+            ));
         }
         Format::Json => {
             let v: Vec<serde_json::Value> = results
@@ -212,12 +273,19 @@ fn render(results: &[(PathBuf, String, Result<Report, GuestError>)], format: For
                 if v == "pass" {
                     s.push_str(&format!("ok {} {name}\n", i + 1));
                 } else {
-                    s.push_str(&format!("not ok {} {name} # {}\n", i + 1, d.lines().next().unwrap_or("").replace('#', "")));
+                    s.push_str(&format!(
+                        "not ok {} {name} # {}\n",
+                        i + 1,
+                        d.lines().next().unwrap_or("").replace('#', "")
+                    ));
                 }
             }
         }
         Format::Junit => {
-            let fails = results.iter().filter(|(_, _, r)| verdict(r).0 != "pass").count();
+            let fails = results
+                .iter()
+                .filter(|(_, _, r)| verdict(r).0 != "pass")
+                .count();
             s.push_str(&format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"luo-harness\" tests=\"{}\" failures=\"{fails}\">\n", results.len()));
             for (_, name, r) in results {
                 let (v, d) = verdict(r);
@@ -234,5 +302,8 @@ fn render(results: &[(PathBuf, String, Result<Report, GuestError>)], format: For
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

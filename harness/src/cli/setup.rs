@@ -28,11 +28,16 @@ pub async fn setup() -> miette::Result<ExitCode> {
     println!("accel:   {}", p.accel);
     // The session-inode designs the test suite also runs (built incrementally after stock).
     for v in luo_kernels::variant::all().filter(|v| v.name != luo_kernels::variant::DEFAULT) {
-        let req = luo_kernels::BuildRequest { variant: v.name.to_string(), ..Default::default() };
+        let req = luo_kernels::BuildRequest {
+            variant: v.name.to_string(),
+            ..Default::default()
+        };
         let reporter = Terminal::default();
         let k = tokio::task::spawn_blocking(move || {
             use luo_harness::output::{Output, Reporter};
-            luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |e| reporter.emit(Output::Kernel(e)))
+            luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |e| {
+                reporter.emit(Output::Kernel(e))
+            })
         })
         .await
         .map_err(|e| miette::miette!("{e}"))??;

@@ -11,7 +11,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Patterns that make a kernel log line suspicious (any hit fails the scenario).
-const SUSPICIOUS: &[&str] = &["WARNING:", "BUG:", "Oops", "KASAN", "incompatible", "Kernel panic", "Call Trace"];
+const SUSPICIOUS: &[&str] = &[
+    "WARNING:",
+    "BUG:",
+    "Oops",
+    "KASAN",
+    "incompatible",
+    "Kernel panic",
+    "Call Trace",
+];
 
 pub struct Engine<'a> {
     guest: Guest,
@@ -44,9 +52,14 @@ impl From<GuestError> for StepFailure {
 type StepResult = Result<String, StepFailure>;
 
 impl<'a> Engine<'a> {
-    pub async fn start(scenario: &Scenario, prepared: &'a Prepared, variant: &str) -> Result<Engine<'a>, GuestError> {
+    pub async fn start(
+        scenario: &Scenario,
+        prepared: &'a Prepared,
+        variant: &str,
+    ) -> Result<Engine<'a>, GuestError> {
         let name = scenario.name.clone().unwrap_or_default();
         let mut cfg = prepared.vm_config(&name);
+        // The scenario's own memory size wins over the run's.
         if let Some(m) = scenario.memory_mib {
             cfg.memory_mib = m;
         }
@@ -58,8 +71,15 @@ impl<'a> Engine<'a> {
         let report = Report {
             scenario: name.clone(),
             description: scenario.description.trim().to_string(),
-            kernel: KernelFacts { release: hello.boot.release.clone(), variant: variant.to_string() },
-            boots: vec![BootFacts { boot: 0, liveupdate_number: hello.boot.liveupdate_number, kho_exec_from: hello.boot.kho_exec_from.clone() }],
+            kernel: KernelFacts {
+                release: hello.boot.release.clone(),
+                variant: variant.to_string(),
+            },
+            boots: vec![BootFacts {
+                boot: 0,
+                liveupdate_number: hello.boot.liveupdate_number,
+                kho_exec_from: hello.boot.kho_exec_from.clone(),
+            }],
             steps: vec![],
             observations: BTreeMap::new(),
             session_identity: vec![],
@@ -68,7 +88,11 @@ impl<'a> Engine<'a> {
             failures: vec![],
             passed: false,
         };
-        let metrics = Metrics { scenario: name, boots_ms: vec![guest.boots()[0].to_hello.as_secs_f64() * 1000.0], ..Default::default() };
+        let metrics = Metrics {
+            scenario: name,
+            boots_ms: vec![guest.boots()[0].to_hello.as_secs_f64() * 1000.0],
+            ..Default::default()
+        };
         Ok(Engine {
             guest,
             prepared,
@@ -100,14 +124,23 @@ impl<'a> Engine<'a> {
         }
         self.scan_kernel_log().await?;
         self.summarise_identity();
-        let Engine { guest, mut report, metrics, .. } = self;
+        let Engine {
+            guest,
+            mut report,
+            metrics,
+            ..
+        } = self;
         report.passed = report.failures.is_empty() && report.kernel_log.is_empty();
         if report.passed {
             guest.power_off().await?;
         } else {
             let mut guest = guest;
             guest.keep_artifacts();
-            eprintln!("luo-harness: scenario {} failed; artifacts kept in {}", report.scenario, guest.artifacts().display());
+            eprintln!(
+                "luo-harness: scenario {} failed; artifacts kept in {}",
+                report.scenario,
+                guest.artifacts().display()
+            );
             let _ = guest.power_off().await;
         }
         Ok((report, metrics))
@@ -116,7 +149,10 @@ impl<'a> Engine<'a> {
     fn check_requirements(&mut self, s: &Scenario) {
         if let Some(min) = &s.requires.kernel {
             if version_tuple(&self.report.kernel.release) < version_tuple(min) {
-                self.report.failures.push(format!("requires kernel >= {min}, running {}", self.report.kernel.release));
+                self.report.failures.push(format!(
+                    "requires kernel >= {min}, running {}",
+                    self.report.kernel.release
+                ));
             }
         }
         if s.requires.config.is_empty() {
@@ -125,14 +161,20 @@ impl<'a> Engine<'a> {
         // The published config sits next to the bzImage in the cache.
         let cfg_path = self.prepared.kernel.with_file_name("config");
         let Ok(text) = std::fs::read_to_string(&cfg_path) else {
-            self.report.failures.push(format!("requires {:?} but the kernel's config is not available at {}", s.requires.config, cfg_path.display()));
+            self.report.failures.push(format!(
+                "requires {:?} but the kernel's config is not available at {}",
+                s.requires.config,
+                cfg_path.display()
+            ));
             return;
         };
         let cfg = luo_kernels::config::parse_dot_config(&text);
         for opt in &s.requires.config {
             let sym = opt.trim_start_matches("CONFIG_");
             if cfg.get(sym).map(String::as_str) != Some("y") {
-                self.report.failures.push(format!("requires CONFIG_{sym}=y, which this kernel lacks"));
+                self.report
+                    .failures
+                    .push(format!("requires CONFIG_{sym}=y, which this kernel lacks"));
             }
         }
     }
@@ -147,7 +189,12 @@ impl<'a> Engine<'a> {
                     if let Err(e) = self.execute(&s).await {
                         return Err(match e {
                             StepFailure::Check(m) => {
-                                let msg = format!("L{} {} (repeat iteration {i} of {}): {m}", inner.referenced.line(), s.keyword(), r.count);
+                                let msg = format!(
+                                    "L{} {} (repeat iteration {i} of {}): {m}",
+                                    inner.referenced.line(),
+                                    s.keyword(),
+                                    r.count
+                                );
                                 self.report.steps.push(msg.clone());
                                 StepFailure::Check(msg)
                             }
@@ -156,13 +203,23 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            self.metrics.steps_ms.push((format!("L{line} repeat"), t0.elapsed().as_secs_f64() * 1000.0));
-            self.report.steps.push(format!("L{line} repeat x{} ({} step(s) each): ok", r.count, r.steps.len()));
+            self.metrics.steps_ms.push((
+                format!("L{line} repeat"),
+                t0.elapsed().as_secs_f64() * 1000.0,
+            ));
+            self.report.steps.push(format!(
+                "L{line} repeat x{} ({} step(s) each): ok",
+                r.count,
+                r.steps.len()
+            ));
             return Ok(());
         }
         let t0 = Instant::now();
         let result = self.execute(&step.value).await;
-        self.metrics.steps_ms.push((format!("L{line} {}", step.value.keyword()), t0.elapsed().as_secs_f64() * 1000.0));
+        self.metrics.steps_ms.push((
+            format!("L{line} {}", step.value.keyword()),
+            t0.elapsed().as_secs_f64() * 1000.0,
+        ));
         match result {
             Ok(summary) => {
                 self.report.steps.push(format!("L{line} {summary}"));
@@ -179,11 +236,17 @@ impl<'a> Engine<'a> {
 
     /// One request with the step's `expect` applied: Ok(reply) when it succeeded as it should,
     /// Ok(None) when it failed with the expected errno.
-    async fn call(&mut self, req: Request, expect: Option<&str>) -> Result<Option<Reply>, StepFailure> {
+    async fn call(
+        &mut self,
+        req: Request,
+        expect: Option<&str>,
+    ) -> Result<Option<Reply>, StepFailure> {
         let outcome = self.guest.try_request(req).await?;
         match (outcome, expect) {
             (Ok(r), None) => Ok(Some(r)),
-            (Ok(_), Some(e)) => Err(StepFailure::Check(format!("expected {e}, but the call succeeded"))),
+            (Ok(_), Some(e)) => Err(StepFailure::Check(format!(
+                "expected {e}, but the call succeeded"
+            ))),
             (Err(err), Some(e)) if err.errno.as_deref() == Some(e) => Ok(None),
             (Err(err), _) => Err(StepFailure::Check(describe(&err, expect))),
         }
@@ -198,14 +261,29 @@ impl<'a> Engine<'a> {
         };
         Ok(match step {
             Step::OpenDevice(s) => {
-                let r = self.call(Request::OpenDevice { handle: s.handle.clone() }, expect).await?;
+                let r = self
+                    .call(
+                        Request::OpenDevice {
+                            handle: s.handle.clone(),
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(s.handle.clone(), &r)
             }
             Step::CreateSession(s) | Step::RetrieveSession(s) => {
                 let req = if matches!(step, Step::CreateSession(_)) {
-                    Request::CreateSession { device: s.device.clone(), handle: s.handle().into(), name: s.name.clone() }
+                    Request::CreateSession {
+                        device: s.device.clone(),
+                        handle: s.handle().into(),
+                        name: s.name.clone(),
+                    }
                 } else {
-                    Request::RetrieveSession { device: s.device.clone(), handle: s.handle().into(), name: s.name.clone() }
+                    Request::RetrieveSession {
+                        device: s.device.clone(),
+                        handle: s.handle().into(),
+                        name: s.name.clone(),
+                    }
                 };
                 let r = self.call(req, expect).await?;
                 if r.is_some() {
@@ -214,35 +292,79 @@ impl<'a> Engine<'a> {
                 done(format!("{:?}", s.name), &r)
             }
             Step::GetName(s) => {
-                let r = self.call(Request::GetSessionName { session: s.session.clone() }, expect).await?;
+                let r = self
+                    .call(
+                        Request::GetSessionName {
+                            session: s.session.clone(),
+                        },
+                        expect,
+                    )
+                    .await?;
                 match &r {
                     Some(Reply::Name { name }) => format!("{kw} {}: {name:?}", s.session),
                     _ => done(s.session.clone(), &r),
                 }
             }
             Step::Finish(s) => {
-                let r = self.call(Request::FinishSession { session: s.session.clone() }, expect).await?;
+                let r = self
+                    .call(
+                        Request::FinishSession {
+                            session: s.session.clone(),
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(s.session.clone(), &r)
             }
             Step::Close(s) => {
-                let r = self.call(Request::Close { handle: s.handle.clone() }, expect).await?;
+                let r = self
+                    .call(
+                        Request::Close {
+                            handle: s.handle.clone(),
+                        },
+                        expect,
+                    )
+                    .await?;
                 self.session_handles.remove(&s.handle);
                 done(s.handle.clone(), &r)
             }
             Step::CreateMemfd(s) => {
-                let req = Request::CreateMemfd { handle: s.handle.clone(), name: s.handle.clone(), size: s.size.0, hugetlb: s.hugetlb };
+                let req = Request::CreateMemfd {
+                    handle: s.handle.clone(),
+                    name: s.handle.clone(),
+                    size: s.size.0,
+                    hugetlb: s.hugetlb,
+                };
                 let r = self.call(req, expect).await?;
                 if r.is_some() {
                     self.sizes.insert(s.handle.clone(), s.size.0);
                     if let Some(seed) = s.seed {
-                        self.call(Request::WritePattern { handle: s.handle.clone(), seed, offset: 0, len: s.size.0 }, None).await?;
+                        self.call(
+                            Request::WritePattern {
+                                handle: s.handle.clone(),
+                                seed,
+                                offset: 0,
+                                len: s.size.0,
+                            },
+                            None,
+                        )
+                        .await?;
                     }
                 }
                 let seeded = s.seed.map(|x| format!(" seed {x}")).unwrap_or_default();
                 done(format!("{} {} bytes{seeded}", s.handle, s.size.0), &r)
             }
             Step::OpenPath(s) => {
-                let r = self.call(Request::OpenPath { handle: s.handle.clone(), path: s.path.clone(), write: false }, expect).await?;
+                let r = self
+                    .call(
+                        Request::OpenPath {
+                            handle: s.handle.clone(),
+                            path: s.path.clone(),
+                            write: false,
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(format!("{} {}", s.handle, s.path), &r)
             }
             Step::WritePattern(p) | Step::Verify(p) => {
@@ -252,35 +374,100 @@ impl<'a> Engine<'a> {
                     None => self.file_size(&p.fd).await?.saturating_sub(offset),
                 };
                 let req = if matches!(step, Step::Verify(_)) {
-                    Request::VerifyPattern { handle: p.fd.clone(), seed: p.seed, offset, len }
+                    Request::VerifyPattern {
+                        handle: p.fd.clone(),
+                        seed: p.seed,
+                        offset,
+                        len,
+                    }
                 } else {
-                    Request::WritePattern { handle: p.fd.clone(), seed: p.seed, offset, len }
+                    Request::WritePattern {
+                        handle: p.fd.clone(),
+                        seed: p.seed,
+                        offset,
+                        len,
+                    }
                 };
                 let r = self.call(req, expect).await?;
-                done(format!("{} seed {} [{offset}, {})", p.fd, p.seed, offset + len), &r)
+                done(
+                    format!("{} seed {} [{offset}, {})", p.fd, p.seed, offset + len),
+                    &r,
+                )
             }
             Step::Seal(s) => {
-                let r = self.call(Request::AddSeals { handle: s.fd.clone(), seals: s.seals.clone() }, expect).await?;
+                let r = self
+                    .call(
+                        Request::AddSeals {
+                            handle: s.fd.clone(),
+                            seals: s.seals.clone(),
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(format!("{} {}", s.fd, s.seals.join(",")), &r)
             }
             Step::Truncate(s) => {
-                let r = self.call(Request::Truncate { handle: s.fd.clone(), size: s.size.0 }, expect).await?;
+                let r = self
+                    .call(
+                        Request::Truncate {
+                            handle: s.fd.clone(),
+                            size: s.size.0,
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(format!("{} to {}", s.fd, s.size.0), &r)
             }
             Step::Seek(s) => {
-                let r = self.call(Request::Seek { handle: s.fd.clone(), offset: s.offset.0 }, expect).await?;
+                let r = self
+                    .call(
+                        Request::Seek {
+                            handle: s.fd.clone(),
+                            offset: s.offset.0,
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(format!("{} to {}", s.fd, s.offset.0), &r)
             }
             Step::Preserve(s) => {
-                let r = self.call(Request::PreserveFd { session: s.session.clone(), fd: s.fd.clone(), token: s.token }, expect).await?;
+                let r = self
+                    .call(
+                        Request::PreserveFd {
+                            session: s.session.clone(),
+                            fd: s.fd.clone(),
+                            token: s.token,
+                        },
+                        expect,
+                    )
+                    .await?;
                 done(format!("{} in {} token {}", s.fd, s.session, s.token), &r)
             }
             Step::RetrieveFd(s) => {
-                let r = self.call(Request::RetrieveFd { session: s.session.clone(), handle: s.handle.clone(), token: s.token }, expect).await?;
-                done(format!("token {} from {} as {}", s.token, s.session, s.handle), &r)
+                let r = self
+                    .call(
+                        Request::RetrieveFd {
+                            session: s.session.clone(),
+                            handle: s.handle.clone(),
+                            token: s.token,
+                        },
+                        expect,
+                    )
+                    .await?;
+                done(
+                    format!("token {} from {} as {}", s.token, s.session, s.handle),
+                    &r,
+                )
             }
             Step::Observe(s) => {
-                let r = self.call(Request::Observe { handle: s.handle.clone() }, expect).await?;
+                let r = self
+                    .call(
+                        Request::Observe {
+                            handle: s.handle.clone(),
+                        },
+                        expect,
+                    )
+                    .await?;
                 let label = s.label.clone().unwrap_or_else(|| s.handle.clone());
                 if let Some(Reply::Observation(o)) = &r {
                     let obs = self.observed(&o.clone(), &s.handle);
@@ -292,8 +479,11 @@ impl<'a> Engine<'a> {
                 }
             }
             Step::MeasureMemory(m) => {
-                let Some(Reply::Memory(snap)) = self.call(Request::MemorySnapshot, None).await? else {
-                    return Err(StepFailure::Check("unexpected reply to memory_snapshot".into()));
+                let Some(Reply::Memory(snap)) = self.call(Request::MemorySnapshot, None).await?
+                else {
+                    return Err(StepFailure::Check(
+                        "unexpected reply to memory_snapshot".into(),
+                    ));
                 };
                 self.record_memory(&m.label, m.objects, snap);
                 format!("{kw} {}: ok", m.label)
@@ -304,13 +494,23 @@ impl<'a> Engine<'a> {
                     None => self.prepared.kernel.clone(),
                     Some(v) => variant_kernel(v).await.map_err(StepFailure::Check)?,
                 };
-                let target = KexecTarget { kernel, initrd: self.prepared.initrd.clone(), extra_cmdline: k.cmdline.clone() };
+                let target = KexecTarget {
+                    kernel,
+                    initrd: self.prepared.initrd.clone(),
+                    extra_cmdline: k.cmdline.clone(),
+                };
                 let blackout = self.guest.kexec(&target).await?;
                 let hello = self.guest.hello().clone();
-                self.metrics.blackouts_ms.push(blackout.as_secs_f64() * 1000.0);
+                self.metrics
+                    .blackouts_ms
+                    .push(blackout.as_secs_f64() * 1000.0);
                 self.metrics.boots_ms.push(blackout.as_secs_f64() * 1000.0);
                 let boot = self.guest.boot_index();
-                self.report.boots.push(BootFacts { boot, liveupdate_number: hello.boot.liveupdate_number, kho_exec_from: hello.boot.kho_exec_from });
+                self.report.boots.push(BootFacts {
+                    boot,
+                    liveupdate_number: hello.boot.liveupdate_number,
+                    kho_exec_from: hello.boot.kho_exec_from,
+                });
                 self.session_handles.clear();
                 self.sizes.clear();
                 match &k.kernel {
@@ -319,8 +519,17 @@ impl<'a> Engine<'a> {
                 }
             }
             Step::Exec(e) => {
-                let path = self.stage_program(&e.path).await.map_err(StepFailure::Check)?;
-                let req = Request::Exec { path, args: e.args.clone(), env: vec![], background: e.background.clone(), timeout_ms: Some(60_000) };
+                let path = self
+                    .stage_program(&e.path)
+                    .await
+                    .map_err(StepFailure::Check)?;
+                let req = Request::Exec {
+                    path,
+                    args: e.args.clone(),
+                    env: vec![],
+                    background: e.background.clone(),
+                    timeout_ms: Some(60_000),
+                };
                 let r = self.call(req, expect).await?;
                 match &r {
                     Some(Reply::Exited(x)) => {
@@ -328,18 +537,28 @@ impl<'a> Engine<'a> {
                         if x.code != Some(want) {
                             return Err(StepFailure::Check(format!(
                                 "{} exited with {:?} (signal {:?}), expected {want}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                                e.path, x.code, x.signal, tail(&x.stdout), tail(&x.stderr)
+                                e.path,
+                                x.code,
+                                x.signal,
+                                tail(&x.stdout),
+                                tail(&x.stderr)
                             )));
                         }
                         if let Some(text) = &e.output_contains {
                             if !x.stdout.contains(text.as_str()) {
-                                return Err(StepFailure::Check(format!("{} did not print {text:?}\n--- stdout ---\n{}", e.path, tail(&x.stdout))));
+                                return Err(StepFailure::Check(format!(
+                                    "{} did not print {text:?}\n--- stdout ---\n{}",
+                                    e.path,
+                                    tail(&x.stdout)
+                                )));
                             }
                             return Ok(format!("{kw} {}: exit {want}, printed {text:?}", e.path));
                         }
                         format!("{kw} {}: exit {want}", e.path)
                     }
-                    Some(Reply::Started { .. }) => format!("{kw} {}: started in the background", e.path),
+                    Some(Reply::Started { .. }) => {
+                        format!("{kw} {}: started in the background", e.path)
+                    }
                     _ => done(e.path.clone(), &r),
                 }
             }
@@ -349,12 +568,30 @@ impl<'a> Engine<'a> {
                 for (off, val) in &x.words {
                     let o = *off as usize;
                     if o + 4 > arg.len() {
-                        return Err(StepFailure::Check(format!("word offset {o} is outside the {}-byte argument", arg.len())));
+                        return Err(StepFailure::Check(format!(
+                            "word offset {o} is outside the {}-byte argument",
+                            arg.len()
+                        )));
                     }
                     arg[o..o + 4].copy_from_slice(&val.to_ne_bytes());
                 }
-                let r = self.call(Request::RawIoctl { handle: x.handle.clone(), nr: x.nr, arg }, expect).await?;
-                done(format!("{} nr 0x{:02x} size {} len {}", x.handle, x.nr, x.size, x.len), &r)
+                let r = self
+                    .call(
+                        Request::RawIoctl {
+                            handle: x.handle.clone(),
+                            nr: x.nr,
+                            arg,
+                        },
+                        expect,
+                    )
+                    .await?;
+                done(
+                    format!(
+                        "{} nr 0x{:02x} size {} len {}",
+                        x.handle, x.nr, x.size, x.len
+                    ),
+                    &r,
+                )
             }
             Step::Repeat(_) => unreachable!("repeat is unrolled by run_step"),
         })
@@ -363,10 +600,16 @@ impl<'a> Engine<'a> {
     /// `selftests/<name>`: the kernel's LUO selftest, built from the default source tree and staged
     /// into the share. Anything else is passed through (relative paths are in the share).
     async fn stage_program(&mut self, path: &str) -> Result<String, String> {
-        let Some(name) = path.strip_prefix("selftests/") else { return Ok(path.to_string()) };
+        let Some(name) = path.strip_prefix("selftests/") else {
+            return Ok(path.to_string());
+        };
         let name_owned = name.to_string();
         let bins = tokio::task::spawn_blocking(move || {
-            luo_kernels::selftests::build(&luo_kernels::BuildRequest::default(), &luo_kernels::Cache::from_env(), &name_owned)
+            luo_kernels::selftests::build(
+                &luo_kernels::BuildRequest::default(),
+                &luo_kernels::Cache::from_env(),
+                &name_owned,
+            )
         })
         .await
         .map_err(|e| e.to_string())?
@@ -375,7 +618,8 @@ impl<'a> Engine<'a> {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let dst = dir.join(name);
         if !dst.exists() {
-            std::fs::copy(&bins.test, &dst).map_err(|e| format!("staging {}: {e}", dst.display()))?;
+            std::fs::copy(&bins.test, &dst)
+                .map_err(|e| format!("staging {}: {e}", dst.display()))?;
         }
         Ok(path.to_string())
     }
@@ -384,7 +628,10 @@ impl<'a> Engine<'a> {
         if let Some(s) = self.sizes.get(fd) {
             return Ok(*s);
         }
-        match self.call(Request::Observe { handle: fd.into() }, None).await? {
+        match self
+            .call(Request::Observe { handle: fd.into() }, None)
+            .await?
+        {
             Some(Reply::Observation(o)) => Ok(o.st_size.max(0) as u64),
             _ => Err(StepFailure::Check(format!("cannot learn the size of {fd}"))),
         }
@@ -393,9 +640,16 @@ impl<'a> Engine<'a> {
     fn observed(&mut self, o: &Observation, handle: &str) -> Observed {
         let boot = self.guest.boot_index();
         let n = self.inodes.len() + 1;
-        let inode = self.inodes.entry((boot, o.st_dev, o.st_ino)).or_insert_with(|| format!("inode-{n}")).clone();
+        let inode = self
+            .inodes
+            .entry((boot, o.st_dev, o.st_ino))
+            .or_insert_with(|| format!("inode-{n}"))
+            .clone();
         if self.session_handles.contains(handle) {
-            self.session_inodes.entry(boot).or_default().push(inode.clone());
+            self.session_inodes
+                .entry(boot)
+                .or_default()
+                .push(inode.clone());
         }
         let is_regular = o.st_mode & 0o170000 == 0o100000;
         Observed {
@@ -420,17 +674,31 @@ impl<'a> Engine<'a> {
                 (n, d) if n == d => format!("{n} session fds, each with its own inode"),
                 (n, d) => format!("{n} session fds, {d} distinct inodes"),
             };
-            self.report.session_identity.push(format!("boot {boot}: {verdict}"));
+            self.report
+                .session_identity
+                .push(format!("boot {boot}: {verdict}"));
         }
     }
 
     fn record_memory(&mut self, label: &str, objects: Option<u64>, snap: MemorySnapshot) {
         let meminfo: BTreeMap<String, u64> = snap.meminfo.iter().cloned().collect();
-        let slab_bytes: BTreeMap<String, u64> =
-            snap.slabs.iter().map(|c| (c.name.clone(), c.num_slabs * c.pages_per_slab * 4096)).collect();
-        self.metrics.memory.push(RawMemory { label: label.into(), meminfo_kb: meminfo.clone(), slab_bytes });
+        let slab_bytes: BTreeMap<String, u64> = snap
+            .slabs
+            .iter()
+            .map(|c| (c.name.clone(), c.num_slabs * c.pages_per_slab * 4096))
+            .collect();
+        self.metrics.memory.push(RawMemory {
+            label: label.into(),
+            meminfo_kb: meminfo.clone(),
+            slab_bytes,
+        });
         if let Some((prev_label, prev)) = &self.last_memory {
-            let kb = |s: &MemorySnapshot, k: &str| s.meminfo.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v) as i64;
+            let kb = |s: &MemorySnapshot, k: &str| {
+                s.meminfo
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(0, |(_, v)| *v) as i64
+            };
             let slab_delta = (kb(&snap, "Slab") - kb(prev, "Slab")) * 1024;
             let per_object = objects.filter(|n| *n >= 100).map(|n| {
                 let per = slab_delta.max(0) as f64 / n as f64;
@@ -439,14 +707,29 @@ impl<'a> Engine<'a> {
             let mut grown = Vec::new();
             if let Some(n) = objects.filter(|n| *n >= 100) {
                 for c in &snap.slabs {
-                    let before = prev.slabs.iter().find(|p| p.name == c.name).map_or(0, |p| p.active_objs);
+                    let before = prev
+                        .slabs
+                        .iter()
+                        .find(|p| p.name == c.name)
+                        .map_or(0, |p| p.active_objs);
                     let per = (c.active_objs as f64 - before as f64) / n as f64;
                     if per >= 0.5 {
-                        grown.push(format!("{}: +{:.1} per object ({} B each)", c.name, (per * 10.0).round() / 10.0, c.objsize));
+                        grown.push(format!(
+                            "{}: +{:.1} per object ({} B each)",
+                            c.name,
+                            (per * 10.0).round() / 10.0,
+                            c.objsize
+                        ));
                     }
                 }
             }
-            self.report.memory.push(MemoryDelta { from: prev_label.clone(), to: label.into(), objects, slab_bytes_per_object: per_object, grown_caches: grown });
+            self.report.memory.push(MemoryDelta {
+                from: prev_label.clone(),
+                to: label.into(),
+                objects,
+                slab_bytes_per_object: per_object,
+                grown_caches: grown,
+            });
         }
         self.last_memory = Some((label.to_string(), snap));
     }
@@ -471,12 +754,17 @@ impl<'a> Engine<'a> {
 
 /// The default source's kernel for `variant`, from the cache or built (incrementally).
 async fn variant_kernel(variant: &str) -> Result<std::path::PathBuf, String> {
-    let req = luo_kernels::BuildRequest { variant: variant.to_string(), ..Default::default() };
-    tokio::task::spawn_blocking(move || luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |_| {}))
-        .await
-        .map_err(|e| e.to_string())?
-        .map(|k| k.bzimage())
-        .map_err(|e| format!("kernel variant: {e}"))
+    let req = luo_kernels::BuildRequest {
+        variant: variant.to_string(),
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || {
+        luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |_| {})
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map(|k| k.bzimage())
+    .map_err(|e| format!("kernel variant: {e}"))
 }
 
 fn describe(err: &AgentError, expect: Option<&str>) -> String {
@@ -492,5 +780,9 @@ fn tail(s: &str) -> String {
 }
 
 fn version_tuple(v: &str) -> Vec<u64> {
-    v.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).take(3).filter_map(|s| s.parse().ok()).collect()
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(3)
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }

@@ -39,14 +39,25 @@ fn byte_offset(src: &str, line: u64, column: u64) -> usize {
     for (i, l) in src.split_inclusive('\n').enumerate() {
         if i as u64 + 1 == line {
             let col = (column.max(1) - 1) as usize;
-            return off + l.char_indices().nth(col).map_or(l.len().saturating_sub(1), |(b, _)| b);
+            return off
+                + l.char_indices()
+                    .nth(col)
+                    .map_or(l.len().saturating_sub(1), |(b, _)| b);
         }
         off += l.len();
     }
     src.len().saturating_sub(1)
 }
 
-fn diagnostic(file: &str, src: &str, line: u64, column: u64, message: String, label: &str, help: Option<String>) -> Diagnostic {
+fn diagnostic(
+    file: &str,
+    src: &str,
+    line: u64,
+    column: u64,
+    message: String,
+    label: &str,
+    help: Option<String>,
+) -> Diagnostic {
     let off = byte_offset(src, line, column);
     let len = src[off..].find('\n').unwrap_or(src.len() - off).max(1);
     Diagnostic {
@@ -65,20 +76,33 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
     let mut scenario: Scenario = serde_saphyr::from_str(src).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         let message = first_sentence(&e.to_string());
-        InvalidScenario { file: file.into(), problems: vec![diagnostic(file, src, line, column, message, "here", None)] }
+        InvalidScenario {
+            file: file.into(),
+            problems: vec![diagnostic(file, src, line, column, message, "here", None)],
+        }
     })?;
     if scenario.name.is_none() {
-        scenario.name = Path::new(file).file_stem().map(|s| s.to_string_lossy().into_owned());
+        scenario.name = Path::new(file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
     }
     let problems = validate(&scenario)
         .into_iter()
         .map(|p| diagnostic(file, src, p.line, p.column, p.message, &p.label, p.help))
         .collect::<Vec<_>>();
-    if problems.is_empty() { Ok(scenario) } else { Err(InvalidScenario { file: file.into(), problems }) }
+    if problems.is_empty() {
+        Ok(scenario)
+    } else {
+        Err(InvalidScenario {
+            file: file.into(),
+            problems,
+        })
+    }
 }
 
 pub fn load(path: &Path) -> Result<(Scenario, String), miette::Report> {
-    let src = std::fs::read_to_string(path).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+    let src =
+        std::fs::read_to_string(path).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
     let file = path.display().to_string();
     let s = parse(&file, &src)?;
     Ok((s, src))
@@ -155,21 +179,36 @@ impl Validator {
             Some(h) => {
                 if let Some(k) = kind {
                     if h.kind != k && !expects_error {
-                        let msg = format!("`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle", h.line, h.kind);
-                        self.problem(at, msg, Some("set `expect:` to the errno if the mismatch is the point".into()));
+                        let msg = format!(
+                            "`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle",
+                            h.line, h.kind
+                        );
+                        self.problem(
+                            at,
+                            msg,
+                            Some("set `expect:` to the errno if the mismatch is the point".into()),
+                        );
                     }
                 }
             }
             None => {
                 let (msg, help) = if let Some((boot, kexec)) = self.gone.get(name) {
                     (
-                        format!("`{name}` belonged to boot {boot}, which ended with the kexec at line {kexec}"),
-                        Some("retrieve it again in this boot (retrieve_session / retrieve_fd)".to_string()),
+                        format!(
+                            "`{name}` belonged to boot {boot}, which ended with the kexec at line {kexec}"
+                        ),
+                        Some(
+                            "retrieve it again in this boot (retrieve_session / retrieve_fd)"
+                                .to_string(),
+                        ),
                     )
                 } else if let Some(line) = self.closed.get(name) {
                     (format!("`{name}` was closed at line {line}"), None)
                 } else {
-                    (format!("`{name}` is used before it exists"), Some("create it first with `as: {name}`".replace("{name}", name)))
+                    (
+                        format!("`{name}` is used before it exists"),
+                        Some("create it first with `as: {name}`".replace("{name}", name)),
+                    )
                 };
                 self.problem(at, msg, help);
             }
@@ -181,18 +220,31 @@ impl Validator {
             return; // the call is expected to fail: no handle comes of it
         }
         if let Some(h) = self.handles.get(name) {
-            let msg = format!("`{name}` already names a handle (line {}); close it first or pick another name", h.line);
+            let msg = format!(
+                "`{name}` already names a handle (line {}); close it first or pick another name",
+                h.line
+            );
             self.problem(at, msg, None);
             return;
         }
         self.closed.remove(name);
-        self.handles.insert(name.to_string(), HandleInfo { kind, line: at.referenced.line() });
+        self.handles.insert(
+            name.to_string(),
+            HandleInfo {
+                kind,
+                line: at.referenced.line(),
+            },
+        );
     }
 
     fn step(&mut self, at: &Spanned<Step>) {
         if let Some(e) = at.value.expect() {
             if !errno_known(e) {
-                self.problem(at, format!("unknown errno name `{e}` in expect"), Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()));
+                self.problem(
+                    at,
+                    format!("unknown errno name `{e}` in expect"),
+                    Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()),
+                );
             }
         }
         let exp = at.value.expect().is_some();
@@ -201,7 +253,8 @@ impl Validator {
             Step::CreateSession(s) => {
                 self.need(at, &s.device, Some(Kind::Device));
                 if !exp {
-                    self.open_sessions.insert(s.name.clone(), s.handle().to_string());
+                    self.open_sessions
+                        .insert(s.name.clone(), s.handle().to_string());
                     self.closed_sessions.remove(&s.name);
                 }
                 self.define(at, s.handle(), Kind::Session);
@@ -212,13 +265,20 @@ impl Validator {
                     match self.last_kexec {
                         None => self.problem(
                             at,
-                            format!("session `{}` is retrieved, but no kexec comes before this step", s.name),
+                            format!(
+                                "session `{}` is retrieved, but no kexec comes before this step",
+                                s.name
+                            ),
                             Some("add `- kexec: {}` before it, or `expect: ENOENT`".into()),
                         ),
                         Some(k) if !self.carried.contains(&s.name) => {
                             let why = match self.closed_sessions.get(&s.name) {
-                                Some(c) => format!("it was closed at line {c}, before the kexec at line {k}"),
-                                None => format!("no session of that name was open at the kexec at line {k}"),
+                                Some(c) => format!(
+                                    "it was closed at line {c}, before the kexec at line {k}"
+                                ),
+                                None => format!(
+                                    "no session of that name was open at the kexec at line {k}"
+                                ),
                             };
                             self.problem(
                                 at,
@@ -236,7 +296,12 @@ impl Validator {
                 self.need(at, &s.handle, None);
                 if !exp && self.handles.remove(&s.handle).is_some() {
                     self.closed.insert(s.handle.clone(), at.referenced.line());
-                    let names: Vec<String> = self.open_sessions.iter().filter(|(_, h)| **h == s.handle).map(|(n, _)| n.clone()).collect();
+                    let names: Vec<String> = self
+                        .open_sessions
+                        .iter()
+                        .filter(|(_, h)| **h == s.handle)
+                        .map(|(n, _)| n.clone())
+                        .collect();
                     for n in names {
                         self.open_sessions.remove(&n);
                         self.closed_sessions.insert(n, at.referenced.line());
@@ -256,7 +321,11 @@ impl Validator {
             Step::RetrieveFd(s) => {
                 self.need(at, &s.session, Some(Kind::Session));
                 if self.last_kexec.is_none() && !exp {
-                    self.problem(at, "retrieve_fd before any kexec: nothing can have been preserved".into(), Some("add `- kexec: {}` before it, or `expect:` the errno".into()));
+                    self.problem(
+                        at,
+                        "retrieve_fd before any kexec: nothing can have been preserved".into(),
+                        Some("add `- kexec: {}` before it, or `expect:` the errno".into()),
+                    );
                 }
                 self.define(at, &s.handle, Kind::File);
             }
@@ -276,7 +345,8 @@ impl Validator {
                 self.closed.clear();
                 self.carried = self.open_sessions.keys().cloned().collect();
                 self.open_sessions.clear();
-                self.closed_sessions.retain(|n, _| !self.carried.contains(n));
+                self.closed_sessions
+                    .retain(|n, _| !self.carried.contains(n));
                 self.last_kexec = Some(line);
                 self.boot += 1;
             }
@@ -286,7 +356,11 @@ impl Validator {
                 }
                 for i in 0..r.count {
                     for s in &r.steps {
-                        let expanded = Spanned { value: expand(&s.value, i), referenced: s.referenced, defined: s.defined };
+                        let expanded = Spanned {
+                            value: expand(&s.value, i),
+                            referenced: s.referenced,
+                            defined: s.defined,
+                        };
                         let before = self.problems.len();
                         self.step(&expanded);
                         if self.problems.len() > before {
@@ -302,7 +376,13 @@ impl Validator {
 pub fn validate(s: &Scenario) -> Vec<Problem> {
     let mut v = Validator::default();
     if s.steps.is_empty() {
-        v.problems.push(Problem { line: 1, column: 1, message: "a scenario needs at least one step".into(), label: "here".into(), help: None });
+        v.problems.push(Problem {
+            line: 1,
+            column: 1,
+            message: "a scenario needs at least one step".into(),
+            label: "here".into(),
+            help: None,
+        });
     }
     for step in &s.steps {
         v.step(step);

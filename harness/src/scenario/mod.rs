@@ -15,7 +15,11 @@ use crate::Prepared;
 use crate::guest::GuestError;
 
 /// Runs one scenario on a prepared kernel and image.
-pub async fn run(scenario: &Scenario, prepared: &Prepared, variant: &str) -> Result<(Report, Metrics), GuestError> {
+pub async fn run(
+    scenario: &Scenario,
+    prepared: &Prepared,
+    variant: &str,
+) -> Result<(Report, Metrics), GuestError> {
     let engine = engine::Engine::start(scenario, prepared, variant).await?;
     engine.run(scenario).await
 }

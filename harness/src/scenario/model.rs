@@ -311,7 +311,9 @@ impl<'de> Deserialize<'de> for Size {
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Size(n)),
             Raw::S(s) => parse_size(&s).map(Size).ok_or_else(|| {
-                serde::de::Error::custom(format!("invalid size {s:?}: expected bytes, or a number with K, M or G"))
+                serde::de::Error::custom(format!(
+                    "invalid size {s:?}: expected bytes, or a number with K, M or G"
+                ))
             }),
         }
     }

@@ -121,7 +121,11 @@ pub fn mode_text(mode: u32) -> String {
 
 impl Report {
     pub fn render_human(&self) -> String {
-        let mut s = format!("{} — {}\n", self.scenario, if self.passed { "PASS" } else { "FAIL" });
+        let mut s = format!(
+            "{} — {}\n",
+            self.scenario,
+            if self.passed { "PASS" } else { "FAIL" }
+        );
         for f in &self.failures {
             s.push_str(&format!("  failure: {f}\n"));
         }
