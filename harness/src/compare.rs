@@ -164,9 +164,7 @@ async fn one(guest: &mut Guest, variant: &str, n: u32, rep: u32) -> Result<Sampl
 pub fn old_kernel_split(console: &str) -> Option<f64> {
     let ts = |needle: &str| {
         console
-            .lines()
-            .filter(|l| l.contains(needle))
-            .last()
+            .lines().rfind(|l| l.contains(needle))
             .and_then(|l| {
                 let inner = l.split_once('[')?.1.split_once(']')?.0.trim();
                 inner.parse::<f64>().ok()

@@ -101,8 +101,8 @@ pub async fn prepare(
 async fn choose_accel(
     choice: AccelChoice,
     cache: &Cache,
-    kernel: &PathBuf,
-    initrd: &PathBuf,
+    kernel: &std::path::Path,
+    initrd: &std::path::Path,
     reporter: &dyn Reporter,
 ) -> Result<Accel, PrepareError> {
     let qemu_version = crate::vm::qemu_binary()

@@ -201,9 +201,11 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 mod tests {
     use super::*;
 
+    type Op = Box<dyn Fn(&mut Initramfs)>;
+
     fn sample(order_reversed: bool) -> Vec<u8> {
         let mut i = Initramfs::new();
-        let mut ops: Vec<Box<dyn Fn(&mut Initramfs)>> = vec![
+        let mut ops: Vec<Op> = vec![
             Box::new(|i| {
                 i.file("init", 0o755, b"#!/bin/agent\n".to_vec()).unwrap();
             }),

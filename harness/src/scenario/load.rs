@@ -177,8 +177,8 @@ impl Validator {
         let expects_error = at.value.expect().is_some();
         match self.handles.get(name).cloned() {
             Some(h) => {
-                if let Some(k) = kind {
-                    if h.kind != k && !expects_error {
+                if let Some(k) = kind
+                    && h.kind != k && !expects_error {
                         let msg = format!(
                             "`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle",
                             h.line, h.kind
@@ -189,7 +189,6 @@ impl Validator {
                             Some("set `expect:` to the errno if the mismatch is the point".into()),
                         );
                     }
-                }
             }
             None => {
                 let (msg, help) = if let Some((boot, kexec)) = self.gone.get(name) {
@@ -238,15 +237,14 @@ impl Validator {
     }
 
     fn step(&mut self, at: &Spanned<Step>) {
-        if let Some(e) = at.value.expect() {
-            if !errno_known(e) {
+        if let Some(e) = at.value.expect()
+            && !errno_known(e) {
                 self.problem(
                     at,
                     format!("unknown errno name `{e}` in expect"),
                     Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()),
                 );
             }
-        }
         let exp = at.value.expect().is_some();
         match &at.value {
             Step::OpenDevice(s) => self.define(at, &s.handle, Kind::Device),
@@ -333,11 +331,10 @@ impl Validator {
             Step::RawIoctl(s) => self.need(at, &s.handle, None),
             Step::MeasureMemory(_) | Step::Exec(_) => {}
             Step::Kexec(k) => {
-                if let Some(v) = &k.kernel {
-                    if let Err(e) = luo_kernels::variant::find(v) {
+                if let Some(v) = &k.kernel
+                    && let Err(e) = luo_kernels::variant::find(v) {
                         self.problem(at, e.to_string(), None);
                     }
-                }
                 let line = at.referenced.line();
                 for (name, _) in std::mem::take(&mut self.handles) {
                     self.gone.insert(name, (self.boot, line));
