@@ -4,9 +4,9 @@
 //! sessions (timed inside the guest), a kexec (the blackout seen from the host, and the guest's own
 //! split from kernel log timestamps), then retrieving and finishing the N sessions in the new kernel.
 
-use crate::guest::{Guest, GuestError};
+use crate::guest::Guest;
 use crate::output::Terminal;
-use crate::prepare::{KernelChoice, PrepareError, prepare};
+use crate::prepare::{KernelChoice, prepare};
 use crate::vm::Vm;
 use crate::vm::accel::AccelChoice;
 use luo_protocol::{KEXEC_MARK, MemorySnapshot, Reply, Request};
@@ -39,17 +39,8 @@ pub struct CompareArgs {
     pub from_json: Option<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum CompareError {
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Prepare(#[from] PrepareError),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Guest(#[from] GuestError),
-    #[error("{0}")]
-    Other(String),
-}
+/// The comparison fails the way a benchmark does.
+pub use crate::bench::BenchError as CompareError;
 
 /// One VM run.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
