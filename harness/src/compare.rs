@@ -154,12 +154,10 @@ async fn one(guest: &mut Guest, variant: &str, n: u32, rep: u32) -> Result<Sampl
 /// From the old kernel's console: the agent's mark to "Starting new kernel", in ms.
 pub fn old_kernel_split(console: &str) -> Option<f64> {
     let ts = |needle: &str| {
-        console
-            .lines().rfind(|l| l.contains(needle))
-            .and_then(|l| {
-                let inner = l.split_once('[')?.1.split_once(']')?.0.trim();
-                inner.parse::<f64>().ok()
-            })
+        console.lines().rfind(|l| l.contains(needle)).and_then(|l| {
+            let inner = l.split_once('[')?.1.split_once(']')?.0.trim();
+            inner.parse::<f64>().ok()
+        })
     };
     Some((ts("Starting new kernel")? - ts(KEXEC_MARK)?) * 1000.0)
 }

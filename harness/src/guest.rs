@@ -285,17 +285,6 @@ impl Guest {
         }
     }
 
-    /// Waits for QEMU to exit on its own (a guest that panics or powers off by itself).
-    pub async fn wait_exit(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<std::process::ExitStatus, GuestError> {
-        tokio::select! {
-            s = self.vm.qemu.wait() => s.map_err(|e| GuestError::setup("waiting for QEMU", e)),
-            _ = tokio::time::sleep(timeout) => Err(self.fail(Failure::Timeout(timeout))),
-        }
-    }
-
     async fn await_hello(&mut self, expected: u32, since: Instant) -> Result<(), GuestError> {
         self.step = if expected == 0 {
             "boot".into()

@@ -23,8 +23,6 @@ pub struct Prepared {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub accel: Accel,
-    /// The kernel's cache entry, when it came from the cache.
-    pub kernel_key: Option<String>,
     /// Options every VM of this run gets (from the command line).
     pub vm: VmOptions,
 }
@@ -69,8 +67,8 @@ pub async fn prepare(
     reporter: &dyn Reporter,
 ) -> Result<Prepared, PrepareError> {
     let cache = Cache::from_env();
-    let (kernel, kernel_key) = match kernel {
-        KernelChoice::Prebuilt(p) if p.is_file() => (p.clone(), None),
+    let kernel = match kernel {
+        KernelChoice::Prebuilt(p) if p.is_file() => p.clone(),
         KernelChoice::Prebuilt(p) => return Err(PrepareError::NoKernel(p.clone())),
         KernelChoice::Build(req) => {
             let req = req.clone();
@@ -84,7 +82,7 @@ pub async fn prepare(
                 reporter.emit(Output::Kernel(e));
             }
             let built = job.await.expect("kernel build task panicked")?;
-            (built.bzimage(), Some(built.meta.key))
+            built.bzimage()
         }
     };
     let initrd = crate::image::initramfs(&cache.root().join("images"))?;
@@ -93,7 +91,6 @@ pub async fn prepare(
         kernel,
         initrd,
         accel,
-        kernel_key,
         vm: VmOptions::default(),
     })
 }

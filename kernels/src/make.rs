@@ -226,7 +226,10 @@ pub fn build(
     let ccache = ccache_env(cache, &build_dir)?;
     let make = |target: &[&str]| {
         let mut c = Command::new("make");
-        c.current_dir(&tree).args(ARCH_ARGS).arg(format!("O={}", build_dir.display())).args(target);
+        c.current_dir(&tree)
+            .args(ARCH_ARGS)
+            .arg(format!("O={}", build_dir.display()))
+            .args(target);
         c.envs(ccache.iter().cloned());
         c
     };
@@ -334,7 +337,9 @@ use sha2::Digest;
 /// in PATH) so the compiler command kbuild records is `gcc` either way, and in depend mode, which
 /// needs no extra preprocessor pass. It does not change the output, so it is not part of the key.
 fn ccache_env(cache: &Cache, build_dir: &Path) -> Result<Vec<(String, String)>, KernelError> {
-    let Some(ccache) = hosttools::which("ccache") else { return Ok(vec![]) };
+    let Some(ccache) = hosttools::which("ccache") else {
+        return Ok(vec![]);
+    };
     if !build_dir.join("vmlinux").exists() {
         return Ok(vec![]);
     }
@@ -345,10 +350,17 @@ fn ccache_env(cache: &Cache, build_dir: &Path) -> Result<Vec<(String, String)>, 
         let _ = std::fs::remove_file(&gcc);
         std::os::unix::fs::symlink(&ccache, &gcc).at(&gcc)?;
     }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     Ok(vec![
         ("PATH".into(), path),
-        ("CCACHE_DIR".into(), cache.root().join("ccache").display().to_string()),
+        (
+            "CCACHE_DIR".into(),
+            cache.root().join("ccache").display().to_string(),
+        ),
         ("CCACHE_MAXSIZE".into(), "4G".into()),
         ("CCACHE_DEPEND".into(), "1".into()),
     ])

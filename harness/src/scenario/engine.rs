@@ -148,12 +148,13 @@ impl<'a> Engine<'a> {
 
     fn check_requirements(&mut self, s: &Scenario) {
         if let Some(min) = &s.requires.kernel
-            && version_tuple(&self.report.kernel.release) < version_tuple(min) {
-                self.report.failures.push(format!(
-                    "requires kernel >= {min}, running {}",
-                    self.report.kernel.release
-                ));
-            }
+            && version_tuple(&self.report.kernel.release) < version_tuple(min)
+        {
+            self.report.failures.push(format!(
+                "requires kernel >= {min}, running {}",
+                self.report.kernel.release
+            ));
+        }
         if s.requires.config.is_empty() {
             return;
         }

@@ -178,17 +178,19 @@ impl Validator {
         match self.handles.get(name).cloned() {
             Some(h) => {
                 if let Some(k) = kind
-                    && h.kind != k && !expects_error {
-                        let msg = format!(
-                            "`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle",
-                            h.line, h.kind
-                        );
-                        self.problem(
-                            at,
-                            msg,
-                            Some("set `expect:` to the errno if the mismatch is the point".into()),
-                        );
-                    }
+                    && h.kind != k
+                    && !expects_error
+                {
+                    let msg = format!(
+                        "`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle",
+                        h.line, h.kind
+                    );
+                    self.problem(
+                        at,
+                        msg,
+                        Some("set `expect:` to the errno if the mismatch is the point".into()),
+                    );
+                }
             }
             None => {
                 let (msg, help) = if let Some((boot, kexec)) = self.gone.get(name) {
@@ -238,13 +240,14 @@ impl Validator {
 
     fn step(&mut self, at: &Spanned<Step>) {
         if let Some(e) = at.value.expect()
-            && !errno_known(e) {
-                self.problem(
-                    at,
-                    format!("unknown errno name `{e}` in expect"),
-                    Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()),
-                );
-            }
+            && !errno_known(e)
+        {
+            self.problem(
+                at,
+                format!("unknown errno name `{e}` in expect"),
+                Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()),
+            );
+        }
         let exp = at.value.expect().is_some();
         match &at.value {
             Step::OpenDevice(s) => self.define(at, &s.handle, Kind::Device),
@@ -332,9 +335,10 @@ impl Validator {
             Step::MeasureMemory(_) | Step::Exec(_) => {}
             Step::Kexec(k) => {
                 if let Some(v) = &k.kernel
-                    && let Err(e) = luo_kernels::variant::find(v) {
-                        self.problem(at, e.to_string(), None);
-                    }
+                    && let Err(e) = luo_kernels::variant::find(v)
+                {
+                    self.problem(at, e.to_string(), None);
+                }
                 let line = at.referenced.line();
                 for (name, _) in std::mem::take(&mut self.handles) {
                     self.gone.insert(name, (self.boot, line));

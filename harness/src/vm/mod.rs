@@ -82,17 +82,6 @@ pub struct Vm {
     pub started: Instant,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    #[error("starting {what}: {source}")]
-    Spawn {
-        what: &'static str,
-        source: std::io::Error,
-    },
-    #[error("qemu-system-x86_64 not found (install it with ci/install-deps)")]
-    NoQemu,
-}
-
 pub fn qemu_binary() -> Option<PathBuf> {
     std::env::var_os("LUO_HARNESS_QEMU")
         .map(PathBuf::from)
@@ -130,7 +119,7 @@ impl Vm {
         let spec = QemuSpec {
             binary: qemu_binary().ok_or(GuestError::Setup {
                 what: "finding QEMU".into(),
-                message: VmError::NoQemu.to_string(),
+                message: "qemu-system-x86_64 not found (install it with ci/install-deps)".into(),
             })?,
             accel: cfg.accel,
             memory_mib: cfg.memory_mib,

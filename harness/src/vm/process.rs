@@ -117,10 +117,6 @@ impl Child {
         self.pid
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Waits until the process exits and reaps it.
     pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         if let Some(s) = self.status {
