@@ -27,11 +27,23 @@ pub fn setup_pid1() -> Result<(), String> {
     // Optional: debugfs (KHO state) and the share. Their absence is reported by the requests that
     // need them, so a kernel without them still comes up and says hello.
     let _ = sys::mount("debugfs", "/sys/kernel/debug", "debugfs", None);
-    let _ = sys::mount(SHARE_TAG, SHARE_MOUNT, "virtiofs", None);
     let _ = std::fs::create_dir_all("/tmp");
     let _ = sys::mount("tmpfs", "/tmp", "tmpfs", None);
     raise_fd_limit();
     Ok(())
+}
+
+/// Mounts the virtiofs share the first time a request needs it: many boots (the one after a kexec,
+/// typically) never touch it, and the FUSE handshake costs about 10 ms under TCG. A failed mount is
+/// retried next time and shows up as the request's ENOENT/ENODEV.
+pub fn ensure_share() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MOUNTED: AtomicBool = AtomicBool::new(false);
+    if !MOUNTED.load(Ordering::Relaxed)
+        && sys::mount(SHARE_TAG, SHARE_MOUNT, "virtiofs", None).is_ok()
+    {
+        MOUNTED.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Scenarios hold thousands of session fds; the default 1024 would cap them before LUO does.

@@ -329,6 +329,9 @@ fn open(path: &str, flags: i32) -> Result<i32, i32> {
 
 /// Paths in requests are relative to the share unless absolute.
 fn share_path(p: &str) -> String {
+    if !p.starts_with('/') || p.starts_with(SHARE_MOUNT) {
+        crate::boot::ensure_share();
+    }
     if p.starts_with('/') {
         p.to_string()
     } else {

@@ -9,22 +9,48 @@ fn block(seed: u64, index: u64) -> [u8; 8] {
     (z ^ (z >> 31)).to_le_bytes()
 }
 
+/// Calls `f(index_in_buf, expected_bytes)` for each run of `buf.len()` bytes starting at file
+/// `offset`, one 8-byte block (or the part of it inside the range) at a time: one splitmix per
+/// block, not per byte (under TCG a 1 MiB fill went from ~40 ms to a fraction of that).
+fn for_each_run(seed: u64, offset: u64, len: usize, mut f: impl FnMut(usize, &[u8]) -> bool) {
+    let mut i = 0usize;
+    while i < len {
+        let pos = offset + i as u64;
+        let block = block(seed, pos / 8);
+        let start = (pos % 8) as usize;
+        let n = (8 - start).min(len - i);
+        if !f(i, &block[start..start + n]) {
+            return;
+        }
+        i += n;
+    }
+}
+
 /// Fills `buf`, which holds the file bytes starting at `offset`.
 pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        let pos = offset + i as u64;
-        *b = block(seed, pos / 8)[(pos % 8) as usize];
-    }
+    for_each_run(seed, offset, buf.len(), |i, expect| {
+        buf[i..i + expect.len()].copy_from_slice(expect);
+        true
+    });
 }
 
 /// The first offset in `buf` (holding bytes from `offset`) that differs from the pattern.
 pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<u64> {
-    let mut expect = vec![0u8; buf.len()];
-    fill(seed, offset, &mut expect);
-    buf.iter()
-        .zip(&expect)
-        .position(|(a, b)| a != b)
-        .map(|i| offset + i as u64)
+    let mut found = None;
+    for_each_run(seed, offset, buf.len(), |i, expect| {
+        let got = &buf[i..i + expect.len()];
+        if got == expect {
+            return true;
+        }
+        let k = got
+            .iter()
+            .zip(expect)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        found = Some(offset + (i + k) as u64);
+        false
+    });
+    found
 }
 
 #[cfg(test)]
@@ -43,5 +69,23 @@ mod tests {
         let mut other = vec![0u8; 100];
         fill(43, 3, &mut other);
         assert!(first_mismatch(42, 3, &other).is_some());
+    }
+
+    #[test]
+    fn mismatch_reports_the_exact_offset() {
+        let mut buf = vec![0u8; 64];
+        fill(7, 5, &mut buf);
+        buf[21] ^= 1;
+        assert_eq!(first_mismatch(7, 5, &buf), Some(5 + 21));
+    }
+
+    #[test]
+    fn matches_the_per_byte_definition() {
+        let mut buf = vec![0u8; 37];
+        fill(9, 13, &mut buf);
+        for (i, b) in buf.iter().enumerate() {
+            let pos = 13 + i as u64;
+            assert_eq!(*b, block(9, pos / 8)[(pos % 8) as usize]);
+        }
     }
 }
