@@ -248,7 +248,11 @@ impl Guest {
         if let Some(extra) = &target.extra_cmdline {
             cfg.extra_cmdline = extra.clone();
         }
-        let cmdline = cfg.cmdline(next);
+        let mut cmdline = cfg.cmdline(next);
+        for device in machine_device_params(&self.hello().boot.cmdline) {
+            cmdline.push(' ');
+            cmdline.push_str(device);
+        }
         self.request(Request::KexecLoad {
             kernel: "kexec/bzImage".into(),
             initrd: "kexec/initrd".into(),
@@ -439,4 +443,30 @@ pub fn op_name(req: &Request) -> &'static str {
     let leaked: &'static str = Box::leak(name.into_boxed_str());
     names.insert(leaked);
     leaked
+}
+
+/// The parameters QEMU added to the first kernel's command line to announce microvm's virtio-mmio
+/// devices. The devices are still there after a kexec, so the next kernel needs them too.
+pub fn machine_device_params(cmdline: &str) -> impl Iterator<Item = &str> {
+    cmdline
+        .split_whitespace()
+        .filter(|w| w.starts_with("virtio_mmio.device="))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_virtio_mmio_devices_are_carried_to_the_next_kernel() {
+        let first = "console=ttyS0 quiet luo_harness.boot=0 virtio_mmio.device=512@0xfeb00e00:12 \
+                     virtio_mmio.device=512@0xfeb00c00:11 foo=bar";
+        let carried: Vec<_> = super::machine_device_params(first).collect();
+        assert_eq!(
+            carried,
+            [
+                "virtio_mmio.device=512@0xfeb00e00:12",
+                "virtio_mmio.device=512@0xfeb00c00:11"
+            ]
+        );
+        assert_eq!(super::machine_device_params("console=ttyS0").count(), 0);
+    }
 }

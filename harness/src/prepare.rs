@@ -4,7 +4,7 @@
 use crate::guest::GuestError;
 use crate::output::{Output, Reporter};
 use crate::vm::accel::{self, AccelChoice, Verdict};
-use crate::vm::qemu::Accel;
+use crate::vm::qemu::{Accel, Machine};
 use crate::vm::{Vm, VmConfig};
 use luo_kernels::{BuildRequest, Cache, KernelError};
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ pub struct Prepared {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub accel: Accel,
+    pub machine: Machine,
     /// Options every VM of this run gets (from the command line).
     pub vm: VmOptions,
 }
@@ -38,6 +39,7 @@ pub struct VmOptions {
 impl Prepared {
     pub fn vm_config(&self, name: &str) -> VmConfig {
         let mut cfg = VmConfig::new(name, self.kernel.clone(), self.initrd.clone(), self.accel);
+        cfg.machine = self.machine;
         cfg.keep |= self.vm.keep;
         cfg.extra_cmdline = self.vm.extra_cmdline.clone();
         if let Some(m) = self.vm.memory_mib {
@@ -67,6 +69,11 @@ pub async fn prepare(
     reporter: &dyn Reporter,
 ) -> Result<Prepared, PrepareError> {
     let cache = Cache::from_env();
+    // Only kernels configured here are known to find microvm's devices on their command line.
+    let machine = match kernel {
+        KernelChoice::Build(req) if req.recipe == luo_kernels::Recipe::Minimal => Machine::Microvm,
+        _ => Machine::Pc,
+    };
     let kernel = match kernel {
         KernelChoice::Prebuilt(p) if p.is_file() => p.clone(),
         KernelChoice::Prebuilt(p) => return Err(PrepareError::NoKernel(p.clone())),
@@ -91,6 +98,7 @@ pub async fn prepare(
         kernel,
         initrd,
         accel,
+        machine,
         vm: VmOptions::default(),
     })
 }

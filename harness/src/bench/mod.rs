@@ -1,5 +1,7 @@
 //! Benchmarks: figures printed, never asserted.
 
+pub mod bare;
+
 use crate::guest::GuestError;
 use crate::output::Terminal;
 use crate::prepare::{KernelChoice, PrepareError, prepare};
@@ -43,6 +45,8 @@ pub enum BenchError {
 #[derive(Debug, Clone, Default)]
 pub struct RoundtripTiming {
     pub total: Duration,
+    /// The whole `Vm::boot` call: sockets, virtiofsd, QEMU, QMP, up to the hello.
+    pub boot_call: Duration,
     pub first_hello: Duration,
     pub blackout: Duration,
     pub requests: Vec<Duration>,
@@ -61,6 +65,7 @@ pub async fn one_roundtrip(
     cfg.extra_cmdline = extra_cmdline.to_string();
     let mut g = Vm::boot(cfg).await?;
     let mut t = RoundtripTiming {
+        boot_call: t0.elapsed(),
         first_hello: g.boots()[0].to_hello,
         ..Default::default()
     };
@@ -188,8 +193,16 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
         flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
     }
     let mut ours = Vec::new();
+    let mut bare_cfg = p.vm_config("bench-bare");
+    bare_cfg.extra_cmdline = a.cmdline.clone();
+    let mut bare_boots = Vec::new();
     for i in 0..a.runs {
         ours.push(one_roundtrip(&p, &a.cmdline).await?);
+        bare_boots.push(
+            bare::boot_to_hello(&bare_cfg)
+                .await
+                .map_err(BenchError::Other)?,
+        );
         for (_, flow, times) in flows.iter_mut() {
             times.push(flow.run().await.map_err(BenchError::Other)?);
         }
@@ -204,6 +217,7 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
         .flat_map(|t| t.requests.iter().copied())
         .collect();
     let mut offs: Vec<_> = ours.iter().map(|t| t.power_off).collect();
+    let mut boot_calls: Vec<_> = ours.iter().map(|t| t.boot_call).collect();
     let med = median(&mut totals);
     println!(
         "memfd round trip, {} runs each, alternating, accel {}, kernel {}",
@@ -233,6 +247,13 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     println!(
         "    power off -> QEMU exit     median {}",
         ms(median(&mut offs))
+    );
+    let (runner, bare) = (median(&mut boot_calls), median(&mut bare_boots));
+    println!(
+        "    runner overhead per boot   median {:+.0} ms  (Vm::boot to hello {} vs bare QEMU + virtiofsd {})",
+        (runner.as_secs_f64() - bare.as_secs_f64()) * 1000.0,
+        ms(runner),
+        ms(bare)
     );
     for (name, _, times) in flows.iter_mut() {
         let tm = median(times);

@@ -119,6 +119,10 @@ pub struct VmArgs {
     /// Guest memory in MiB (default 256; a scenario's memory_mib wins).
     #[arg(long)]
     memory: Option<u32>,
+    /// Machine model (default: microvm for kernels built here with the minimal recipe, pc for any
+    /// other kernel).
+    #[arg(long, value_enum)]
+    machine: Option<luo_harness::vm::qemu::Machine>,
 }
 
 impl VmArgs {
@@ -135,6 +139,9 @@ impl VmArgs {
             extra_cmdline: self.cmdline.clone(),
             memory_mib: self.memory,
         };
+        if let Some(m) = self.machine {
+            p.machine = m;
+        }
         Ok(p)
     }
 }

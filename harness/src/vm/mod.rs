@@ -11,8 +11,8 @@ use crate::guest::{Guest, GuestError};
 use artifacts::Artifacts;
 use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, SHARE_TAG};
 use process::Child;
-use qemu::{Accel, QemuSpec};
-use std::path::PathBuf;
+use qemu::{Accel, Machine, QemuSpec};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 
@@ -26,6 +26,7 @@ pub struct VmConfig {
     pub extra_cmdline: String,
     pub memory_mib: u32,
     pub cpus: u32,
+    pub machine: Machine,
     pub accel: Accel,
     pub boot_timeout: Duration,
     pub request_timeout: Duration,
@@ -48,6 +49,7 @@ impl VmConfig {
             // free for the tests); smaller guests boot faster under TCG.
             memory_mib: 256,
             cpus: 1,
+            machine: Machine::Pc,
             accel,
             boot_timeout: Duration::from_secs(if accel == Accel::Tcg { 30 } else { 10 }),
             request_timeout: Duration::from_secs(30),
@@ -64,11 +66,50 @@ impl VmConfig {
             // would fall back to a jiffies clock; under TCG its TSC is the host's.
             c.push_str(&format!(" tsc_early_khz={khz}"));
         }
+        if self.accel == Accel::Tcg {
+            // Without a TSC-deadline timer (no CPU model TCG offers has one) the kernel calibrates
+            // the local APIC timer against the PIT: a fixed 100 ms of guest time, about 220 ms under
+            // TCG. The PIT (or HPET) then drives the tick instead; interrupts still go through the
+            // local APIC and IOAPIC as usual.
+            c.push_str(" noapictimer");
+        }
         if !self.extra_cmdline.trim().is_empty() {
             c.push(' ');
             c.push_str(self.extra_cmdline.trim());
         }
         c
+    }
+}
+
+impl VmConfig {
+    /// The QEMU command line for this VM, with its sockets and console log in `dir`; the runner and
+    /// the bare-QEMU benchmark both start QEMU from this.
+    pub fn qemu_spec(
+        &self,
+        dir: &Path,
+        virtiofs_socket: Option<PathBuf>,
+    ) -> Result<QemuSpec, GuestError> {
+        Ok(QemuSpec {
+            machine: self.machine,
+            binary: qemu_binary().ok_or(GuestError::Setup {
+                what: "finding QEMU".into(),
+                message: "qemu-system-x86_64 not found (install it with ci/install-deps)".into(),
+            })?,
+            accel: self.accel,
+            memory_mib: self.memory_mib,
+            cpus: self.cpus,
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline(0),
+            console_log: dir.join("console.log"),
+            agent_socket: dir.join("agent.sock"),
+            qmp_socket: dir.join("qmp.sock"),
+            virtiofs: virtiofs_socket.map(|s| (s, SHARE_TAG.to_string())),
+            agent_port_name: AGENT_PORT_NAME.to_string(),
+            bios: std::env::var_os("LUO_HARNESS_BIOS")
+                .filter(|b| !b.is_empty())
+                .map(PathBuf::from),
+        })
     }
 }
 
@@ -116,28 +157,7 @@ impl Vm {
         } else {
             None
         };
-        let spec = QemuSpec {
-            binary: qemu_binary().ok_or(GuestError::Setup {
-                what: "finding QEMU".into(),
-                message: "qemu-system-x86_64 not found (install it with ci/install-deps)".into(),
-            })?,
-            accel: cfg.accel,
-            memory_mib: cfg.memory_mib,
-            cpus: cfg.cpus,
-            kernel: cfg.kernel.clone(),
-            initrd: cfg.initrd.clone(),
-            cmdline: cfg.cmdline(0),
-            console_log: artifacts.console(),
-            agent_socket: agent_sock,
-            qmp_socket: qmp_sock,
-            virtiofs: virtiofsd
-                .as_ref()
-                .map(|(_, s)| (s.clone(), SHARE_TAG.to_string())),
-            agent_port_name: AGENT_PORT_NAME.to_string(),
-            bios: std::env::var_os("LUO_HARNESS_BIOS")
-                .filter(|b| !b.is_empty())
-                .map(PathBuf::from),
-        };
+        let spec = cfg.qemu_spec(artifacts.dir(), virtiofsd.as_ref().map(|(_, s)| s.clone()))?;
         let args = spec.args();
         std::fs::write(
             artifacts.path("qemu.cmdline"),
@@ -183,4 +203,39 @@ fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cpus: u32) -> VmConfig {
+        let mut c = VmConfig::new("t", "/k".into(), "/i".into(), Accel::Tcg);
+        c.cpus = cpus;
+        c.extra_cmdline = " foo=1 ".into();
+        c
+    }
+
+    #[test]
+    fn cmdline_carries_boot_index_and_extra_last() {
+        let c = config(1).cmdline(3);
+        assert!(c.starts_with(qemu::BASE_CMDLINE));
+        assert!(c.contains(&format!(" {BOOT_INDEX_PARAM}=3")));
+        assert!(
+            c.ends_with(" foo=1"),
+            "extra parameters come last so they win: {c}"
+        );
+    }
+
+    #[test]
+    fn apic_timer_is_skipped_only_under_tcg() {
+        let has = |c: &VmConfig| c.cmdline(0).split(' ').any(|w| w == "noapictimer");
+        let mut c = config(1);
+        assert!(has(&c));
+        c.accel = Accel::Kvm;
+        assert!(
+            !has(&c),
+            "KVM guests have a TSC-deadline timer and need no workaround"
+        );
+    }
 }

@@ -20,11 +20,35 @@ impl std::fmt::Display for Accel {
     }
 }
 
+/// The machine model.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Machine {
+    /// i440fx PC: SeaBIOS, PCI, virtio-pci, pvpanic. Boots any x86 kernel.
+    Pc,
+    /// QEMU's microvm: qboot instead of a BIOS POST, no PCI, virtio-mmio devices announced on the
+    /// kernel command line (needs VIRTIO_MMIO_CMDLINE_DEVICES, which the minimal recipe has).
+    /// About 200 ms less per cold boot and 70 ms per kexec'd boot under TCG (measured).
+    Microvm,
+}
+
+impl std::fmt::Display for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Machine::Pc => "pc",
+            Machine::Microvm => "microvm",
+        })
+    }
+}
+
 /// Everything QEMU needs for one VM. Sockets are created by the runner (QEMU connects to them), so
 /// nothing waits for QEMU to create a file.
 #[derive(Debug, Clone)]
 pub struct QemuSpec {
     pub binary: PathBuf,
+    pub machine: Machine,
     pub accel: Accel,
     pub memory_mib: u32,
     pub cpus: u32,
@@ -46,14 +70,18 @@ impl QemuSpec {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let mem = format!("{}M", self.memory_mib);
-        // `pc` boots measurably faster than q35 under TCG (no PCIe root ports to enumerate).
-        let machine = if self.virtiofs.is_some() {
-            "pc,memory-backend=mem"
-        } else {
-            "pc"
+        // `pc` boots measurably faster than q35 under TCG (no PCIe root ports to enumerate). The
+        // kernel has no ACPI, so neither machine builds ACPI tables. microvm keeps the PIT: it drives
+        // the tick under TCG (see VmConfig::cmdline).
+        let mut machine = match self.machine {
+            Machine::Pc => "pc,acpi=off".to_string(),
+            Machine::Microvm => "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on".to_string(),
         };
+        if self.virtiofs.is_some() {
+            machine.push_str(",memory-backend=mem");
+        }
         push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
-        push(&["-machine", machine, "-accel", &self.accel.to_string()]);
+        push(&["-machine", &machine, "-accel", &self.accel.to_string()]);
         push(&[
             "-cpu",
             if self.accel == Accel::Kvm {
@@ -89,7 +117,13 @@ impl QemuSpec {
             ),
         ]);
         push(&["-mon", "chardev=qmp,mode=control"]);
-        push(&["-device", "virtio-serial-pci,id=vser"]);
+        // Two ports (0 is reserved for a console; the agent's is 1) instead of 31: the guest then
+        // sets up 6 virtqueues instead of 64 (about 15 ms less per boot under TCG).
+        let (serial, fs) = match self.machine {
+            Machine::Pc => ("virtio-serial-pci", "vhost-user-fs-pci"),
+            Machine::Microvm => ("virtio-serial-device", "vhost-user-fs-device"),
+        };
+        push(&["-device", &format!("{serial},id=vser,max_ports=2")]);
         push(&[
             "-chardev",
             &format!(
@@ -101,7 +135,11 @@ impl QemuSpec {
             "-device",
             &format!("virtserialport,chardev=agent,name={}", self.agent_port_name),
         ]);
-        push(&["-device", "pvpanic-pci"]);
+        if self.machine == Machine::Pc {
+            // microvm has no bus the kernel could find a pvpanic device on; there a panic shows as
+            // the kernel's reboot (panic=-1) with "Kernel panic" on the console.
+            push(&["-device", "pvpanic-pci"]);
+        }
         // A guest panic ends QEMU with a failure status (GUEST_PANICKED is sent on QMP first).
         push(&["-action", "panic=exit-failure"]);
         if let Some((sock, tag)) = &self.virtiofs {
@@ -111,7 +149,7 @@ impl QemuSpec {
             ]);
             push(&[
                 "-device",
-                &format!("vhost-user-fs-pci,queue-size=1024,chardev=vfs,tag={tag}"),
+                &format!("{fs},queue-size=1024,chardev=vfs,tag={tag}"),
             ]);
         }
         a
@@ -121,8 +159,10 @@ impl QemuSpec {
 /// The kernel command line every boot gets, before the per-boot parameters. Chosen for boot speed
 /// under TCG (each option measured): quiet console, no speculative-execution mitigations, trusted
 /// TSC, one UART, no PS/2 probing, no PC speaker, and expedited RCU grace periods (boot waits on
-/// several; about 100 ms less per boot).
-pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic liveupdate=on \
+/// several; about 100 ms less per boot). `reboot=t` restarts by triple fault at once (microvm has
+/// no keyboard controller, whose absence costs the default reboot path seconds); QEMU runs with
+/// -no-reboot, so a restart is how the guest powers off.
+pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic reboot=t liveupdate=on \
     mitigations=off no_timer_check tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp \
     rcupdate.rcu_expedited=1 initcall_blacklist=add_pcspkr";
 
@@ -152,6 +192,7 @@ mod tests {
     fn spec() -> QemuSpec {
         QemuSpec {
             binary: "qemu-system-x86_64".into(),
+            machine: Machine::Pc,
             accel: Accel::Tcg,
             memory_mib: 256,
             cpus: 1,
@@ -177,7 +218,10 @@ mod tests {
     #[test]
     fn virtiofs_gets_a_shared_memory_backend_of_the_vm_size() {
         let a = spec().args();
-        assert_eq!(value_after(&a, "-machine"), ["pc,memory-backend=mem"]);
+        assert_eq!(
+            value_after(&a, "-machine"),
+            ["pc,acpi=off,memory-backend=mem"]
+        );
         assert!(
             value_after(&a, "-object").contains(&"memory-backend-memfd,id=mem,size=256M,share=on")
         );
@@ -192,7 +236,7 @@ mod tests {
         let mut s = spec();
         s.virtiofs = None;
         let a = s.args();
-        assert_eq!(value_after(&a, "-machine"), ["pc"]);
+        assert_eq!(value_after(&a, "-machine"), ["pc,acpi=off"]);
         assert!(value_after(&a, "-object").is_empty());
     }
 
@@ -216,5 +260,21 @@ mod tests {
         s.accel = Accel::Kvm;
         assert_eq!(value_after(&s.args(), "-cpu"), ["host"]);
         assert_eq!(value_after(&s.args(), "-accel"), ["kvm"]);
+    }
+
+    #[test]
+    fn microvm_uses_mmio_devices_and_no_pvpanic() {
+        let mut s = spec();
+        s.machine = Machine::Microvm;
+        let a = s.args();
+        let machine = value_after(&a, "-machine")[0];
+        assert!(machine.starts_with("microvm,") && machine.ends_with(",memory-backend=mem"));
+        let devices = value_after(&a, "-device");
+        assert!(devices.contains(&"virtio-serial-device,id=vser,max_ports=2"));
+        assert!(devices.contains(&"vhost-user-fs-device,queue-size=1024,chardev=vfs,tag=luoshare"));
+        assert!(
+            !devices.iter().any(|d| d.contains("pci")),
+            "no PCI on microvm: {devices:?}"
+        );
     }
 }
