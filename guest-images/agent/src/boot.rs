@@ -27,8 +27,7 @@ pub fn setup_pid1() -> Result<(), String> {
     // Optional: debugfs (KHO state) and the share. Their absence is reported by the requests that
     // need them, so a kernel without them still comes up and says hello.
     let _ = sys::mount("debugfs", "/sys/kernel/debug", "debugfs", None);
-    let _ = std::fs::create_dir_all("/tmp");
-    let _ = sys::mount("tmpfs", "/tmp", "tmpfs", None);
+    // /tmp is the initramfs's own directory: rootfs is already a writable tmpfs.
     raise_fd_limit();
     Ok(())
 }
