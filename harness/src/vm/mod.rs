@@ -79,9 +79,7 @@ impl VmConfig {
         }
         c
     }
-}
 
-impl VmConfig {
     /// The QEMU command line for this VM, with its sockets and console log in `dir`; the runner and
     /// the bare-QEMU benchmark both start QEMU from this.
     pub fn qemu_spec(
