@@ -13,14 +13,15 @@ pub async fn boot_to_hello(cfg: &VmConfig) -> Result<Duration, String> {
     let share = dir.path().join("share");
     std::fs::create_dir(&share).map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let agent = UnixListener::bind(dir.path().join("agent.sock")).map_err(|e| e.to_string())?;
-    let qmp = UnixListener::bind(dir.path().join("qmp.sock")).map_err(|e| e.to_string())?;
-    let vfs_sock = dir.path().join("vfs.sock");
-    let vfs = std::os::unix::net::UnixListener::bind(&vfs_sock).map_err(|e| e.to_string())?;
+    let spec = cfg.qemu_spec(dir.path()).map_err(|e| e.to_string())?;
+    let agent = UnixListener::bind(&spec.agent_socket).map_err(|e| e.to_string())?;
+    let qmp = UnixListener::bind(&spec.qmp_socket).map_err(|e| e.to_string())?;
+    let (vfs_sock, _) = spec
+        .virtiofs
+        .as_ref()
+        .ok_or("the round trip needs virtiofs")?;
+    let vfs = std::os::unix::net::UnixListener::bind(vfs_sock).map_err(|e| e.to_string())?;
     let _virtiofsd = virtiofsd::spawn(&vfs, &share, &dir.path().join("virtiofsd.log"))
-        .map_err(|e| e.to_string())?;
-    let spec = cfg
-        .qemu_spec(dir.path(), Some(vfs_sock))
         .map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(&spec.binary);
     cmd.args(spec.args())

@@ -80,13 +80,9 @@ impl VmConfig {
         c
     }
 
-    /// The QEMU command line for this VM, with its sockets and console log in `dir`; the runner and
-    /// the bare-QEMU benchmark both start QEMU from this.
-    pub fn qemu_spec(
-        &self,
-        dir: &Path,
-        virtiofs_socket: Option<PathBuf>,
-    ) -> Result<QemuSpec, GuestError> {
+    /// The QEMU command line for this VM, with its sockets (the caller binds them) and console log
+    /// in `dir`; the runner and the bare-QEMU benchmark both start QEMU from this.
+    pub fn qemu_spec(&self, dir: &Path) -> Result<QemuSpec, GuestError> {
         Ok(QemuSpec {
             machine: self.machine,
             binary: qemu_binary().ok_or(GuestError::Setup {
@@ -102,7 +98,9 @@ impl VmConfig {
             console_log: dir.join("console.log"),
             agent_socket: dir.join("agent.sock"),
             qmp_socket: dir.join("qmp.sock"),
-            virtiofs: virtiofs_socket.map(|s| (s, SHARE_TAG.to_string())),
+            virtiofs: self
+                .virtiofs
+                .then(|| (dir.join("vfs.sock"), SHARE_TAG.to_string())),
             agent_port_name: AGENT_PORT_NAME.to_string(),
             bios: std::env::var_os("LUO_HARNESS_BIOS")
                 .filter(|b| !b.is_empty())
@@ -138,24 +136,23 @@ impl Vm {
             artifacts.discard();
         }
         let started = Instant::now();
-        let agent_sock = artifacts.path("agent.sock");
-        let qmp_sock = artifacts.path("qmp.sock");
-        let agent_listener = UnixListener::bind(&agent_sock)
+        let spec = cfg.qemu_spec(artifacts.dir())?;
+        let agent_listener = UnixListener::bind(&spec.agent_socket)
             .map_err(|e| GuestError::setup("binding the agent socket", e))?;
-        let qmp_listener = UnixListener::bind(&qmp_sock)
+        let qmp_listener = UnixListener::bind(&spec.qmp_socket)
             .map_err(|e| GuestError::setup("binding the QMP socket", e))?;
-
-        let virtiofsd = if cfg.virtiofs {
-            let vfs_sock = artifacts.path("vfs.sock");
-            let l = std::os::unix::net::UnixListener::bind(&vfs_sock)
-                .map_err(|e| GuestError::setup("binding the virtiofs socket", e))?;
-            let child = virtiofsd::spawn(&l, &artifacts.share(), &artifacts.path("virtiofsd.log"))
-                .map_err(|e| GuestError::setup("starting virtiofsd", e))?;
-            Some((child, vfs_sock))
-        } else {
-            None
+        let virtiofsd = match &spec.virtiofs {
+            Some((vfs_sock, _)) => {
+                let l = std::os::unix::net::UnixListener::bind(vfs_sock)
+                    .map_err(|e| GuestError::setup("binding the virtiofs socket", e))?;
+                let log = artifacts.path("virtiofsd.log");
+                Some(
+                    virtiofsd::spawn(&l, &artifacts.share(), &log)
+                        .map_err(|e| GuestError::setup("starting virtiofsd", e))?,
+                )
+            }
+            None => None,
         };
-        let spec = cfg.qemu_spec(artifacts.dir(), virtiofsd.as_ref().map(|(_, s)| s.clone()))?;
         let args = spec.args();
         std::fs::write(
             artifacts.path("qemu.cmdline"),
@@ -176,7 +173,7 @@ impl Vm {
             config: cfg,
             artifacts,
             qemu,
-            virtiofsd: virtiofsd.map(|(c, _)| c),
+            virtiofsd,
             qmp: None,
             started,
         };
