@@ -54,6 +54,13 @@ pub struct BootFacts {
     pub kho_enabled: bool,
     /// Microseconds since boot when the agent sent the hello (CLOCK_BOOTTIME).
     pub uptime_us: u64,
+    /// Microseconds since boot when the agent's `main` began: the kernel's part of the boot.
+    #[serde(default)]
+    pub agent_start_us: u64,
+    /// The CPU's time-stamp counter when the hello was sent (x86_64 only). It counts from the VM's
+    /// start and is not reset by kexec, so the host can tell how long the VM ran before the kernel.
+    #[serde(default)]
+    pub tsc: Option<u64>,
 }
 
 /// A request from the host.

@@ -96,7 +96,8 @@ fn find_port() -> Option<String> {
     None
 }
 
-pub fn facts() -> BootFacts {
+/// The facts of this boot; `agent_start_us` is CLOCK_BOOTTIME when `main` began.
+pub fn facts(agent_start_us: u64) -> BootFacts {
     let cmdline = std::fs::read_to_string("/proc/cmdline")
         .unwrap_or_default()
         .trim()
@@ -130,6 +131,8 @@ pub fn facts() -> BootFacts {
             && !kho_disabled_on_cmdline
             && !kho_failed,
         uptime_us: sys::boottime_us(),
+        agent_start_us,
+        tsc: sys::tsc(),
     }
 }
 

@@ -19,6 +19,7 @@ use luo_protocol::{
 use std::io::{BufRead, BufReader, Write};
 
 fn main() {
+    let started_us = sys::boottime_us();
     if let Err(e) = boot::setup_pid1() {
         // Without the port there is nobody to tell but the console.
         eprintln!("luo-agent: setup failed: {e}");
@@ -34,7 +35,7 @@ fn main() {
     let mut writer = port.try_clone().expect("dup of the agent port");
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
-        boot: boot::facts(),
+        boot: boot::facts(started_us),
     };
     send(&mut writer, &hello);
 

@@ -72,6 +72,17 @@ pub fn mark_and_kexec() -> i32 {
     kexec_reboot()
 }
 
+/// The time-stamp counter, where the CPU has one the agent knows how to read.
+pub fn tsc() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        Some(unsafe { core::arch::x86_64::_rdtsc() })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 pub fn boottime_us() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

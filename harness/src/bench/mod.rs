@@ -2,7 +2,7 @@
 
 pub mod bare;
 
-use crate::guest::GuestError;
+use crate::guest::{BootPhases, GuestError};
 use crate::output::Terminal;
 use crate::prepare::{KernelChoice, PrepareError, prepare};
 use crate::vm::Vm;
@@ -48,7 +48,9 @@ pub struct RoundtripTiming {
     /// The whole `Vm::boot` call: sockets, virtiofsd, QEMU, QMP, up to the hello.
     pub boot_call: Duration,
     pub first_hello: Duration,
+    pub first_phases: BootPhases,
     pub blackout: Duration,
+    pub kexec_phases: BootPhases,
     pub requests: Vec<Duration>,
     pub power_off: Duration,
 }
@@ -67,6 +69,7 @@ pub async fn one_roundtrip(
     let mut t = RoundtripTiming {
         boot_call: t0.elapsed(),
         first_hello: g.boots()[0].to_hello,
+        first_phases: g.boots()[0].phases,
         ..Default::default()
     };
     let timed = async |g: &mut crate::Guest,
@@ -132,6 +135,7 @@ pub async fn one_roundtrip(
         timed(&mut g, r, &mut t).await?;
     }
     t.blackout = g.kexec_same().await?;
+    t.kexec_phases = g.boots()[1].phases;
     for r in after_kexec {
         timed(&mut g, r, &mut t).await?;
     }
@@ -235,9 +239,29 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
         "    QEMU start -> first hello  median {}",
         ms(median(&mut hellos))
     );
+    let phase = |f: &dyn Fn(&RoundtripTiming) -> Duration| {
+        ms(median(&mut ours.iter().map(f).collect::<Vec<_>>()))
+    };
+    let qemu_start = phase(&|t| t.first_phases.qemu_start.unwrap_or_default());
+    let first_before = phase(&|t| {
+        let p = t.first_phases;
+        p.before_kernel
+            .saturating_sub(p.qemu_start.unwrap_or_default())
+    });
+    println!(
+        "      QEMU start-up {qemu_start}, firmware and kernel loading {first_before}, kernel {}, agent {}",
+        phase(&|t| t.first_phases.kernel),
+        phase(&|t| t.first_phases.agent)
+    );
     println!(
         "    reboot call -> new hello   median {}  (blackout seen from the host)",
         ms(median(&mut blackouts))
+    );
+    println!(
+        "      old kernel shutdown, purgatory, decompression {}, kernel {}, agent {}",
+        phase(&|t| t.kexec_phases.before_kernel),
+        phase(&|t| t.kexec_phases.kernel),
+        phase(&|t| t.kexec_phases.agent)
     );
     println!(
         "    request round trip         median {}  (p90 {})",

@@ -34,9 +34,10 @@ pub async fn boot(args: BootArgs) -> miette::Result<ExitCode> {
     let mut guest = Vm::boot(prepared.vm_config("boot")).await?;
     let b = &guest.boots()[0];
     println!(
-        "booted in {} ms ({}):",
+        "booted in {} ms ({}; {}):",
         b.to_hello.as_millis(),
-        prepared.accel
+        prepared.accel,
+        b.phases
     );
     println!("{}", serde_json::to_string_pretty(&b.hello.boot).unwrap());
     if let Reply::Log { lines } = guest.request(Request::KernelLog).await? {
