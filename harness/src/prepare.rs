@@ -20,7 +20,11 @@ pub enum KernelChoice {
 
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The bzImage: what kexec loads, and what a cold boot starts from without `cold_boot`.
     pub kernel: PathBuf,
+    /// The same kernel as an ELF vmlinux with a PVH entry, when the build kept one: cold boots
+    /// start from it, so QEMU loads the kernel itself and the guest skips the decompressor.
+    pub cold_boot: Option<PathBuf>,
     pub initrd: PathBuf,
     pub accel: Accel,
     pub machine: Machine,
@@ -40,6 +44,7 @@ impl Prepared {
     pub fn vm_config(&self, name: &str) -> VmConfig {
         let mut cfg = VmConfig::new(name, self.kernel.clone(), self.initrd.clone(), self.accel);
         cfg.machine = self.machine;
+        cfg.cold_boot = self.cold_boot.clone();
         cfg.keep |= self.vm.keep;
         cfg.extra_cmdline = self.vm.extra_cmdline.clone();
         if let Some(m) = self.vm.memory_mib {
@@ -74,8 +79,8 @@ pub async fn prepare(
         KernelChoice::Build(req) if req.recipe == luo_kernels::Recipe::Minimal => Machine::Microvm,
         _ => Machine::Pc,
     };
-    let kernel = match kernel {
-        KernelChoice::Prebuilt(p) if p.is_file() => p.clone(),
+    let (kernel, cold_boot) = match kernel {
+        KernelChoice::Prebuilt(p) if p.is_file() => (p.clone(), None),
         KernelChoice::Prebuilt(p) => return Err(PrepareError::NoKernel(p.clone())),
         KernelChoice::Build(req) => {
             let req = req.clone();
@@ -89,13 +94,14 @@ pub async fn prepare(
                 reporter.emit(Output::Kernel(e));
             }
             let built = job.await.expect("kernel build task panicked")?;
-            built.bzimage()
+            (built.bzimage(), built.pvh_vmlinux())
         }
     };
     let initrd = crate::image::initramfs(&cache.root().join("images"))?;
     let accel = choose_accel(accel, &cache, &kernel, &initrd, reporter).await?;
     Ok(Prepared {
         kernel,
+        cold_boot,
         initrd,
         accel,
         machine,

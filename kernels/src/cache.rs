@@ -63,6 +63,13 @@ impl BuiltKernel {
     pub fn config(&self) -> PathBuf {
         self.dir.join("config")
     }
+    /// The uncompressed ELF kernel, when it has a PVH entry QEMU can boot directly (no
+    /// decompression); kernels published before it was kept, or built without PVH, have none.
+    pub fn pvh_vmlinux(&self) -> Option<PathBuf> {
+        let cfg = std::fs::read_to_string(self.config()).ok()?;
+        let path = self.dir.join("vmlinux");
+        (cfg.lines().any(|l| l == "CONFIG_PVH=y") && path.exists()).then_some(path)
+    }
     pub fn log(&self) -> PathBuf {
         self.dir.join("build.log")
     }

@@ -320,6 +320,7 @@ pub fn build(
         meta,
         &[
             ("bzImage", &build_dir.join("arch/x86/boot/bzImage")),
+            ("vmlinux", &build_dir.join("vmlinux")),
             ("config", &build_dir.join(".config")),
             ("build.log", &log_path),
         ],

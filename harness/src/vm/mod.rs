@@ -20,7 +20,11 @@ use tokio::net::UnixListener;
 pub struct VmConfig {
     /// Used in artifact directory names and log spans.
     pub name: String,
+    /// The bzImage: kexec loads it, and the first boot starts from it unless `cold_boot` is set.
     pub kernel: PathBuf,
+    /// An ELF vmlinux of the same kernel with a PVH entry, for the first boot only: QEMU loads its
+    /// segments and enters it directly (no real-mode setup, no decompression).
+    pub cold_boot: Option<PathBuf>,
     pub initrd: PathBuf,
     /// Appended to [`qemu::BASE_CMDLINE`] on the first boot (and by default on kexec boots).
     pub extra_cmdline: String,
@@ -43,6 +47,7 @@ impl VmConfig {
         VmConfig {
             name: name.to_string(),
             kernel,
+            cold_boot: None,
             initrd,
             extra_cmdline: String::new(),
             // KHO scratch is carved out of this at boot (about 200 MiB of a 256 MiB guest is still
@@ -57,6 +62,11 @@ impl VmConfig {
             keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
             discard_artifacts: false,
         }
+    }
+
+    /// What QEMU loads: the PVH vmlinux when there is one, else the bzImage.
+    pub fn first_boot_kernel(&self) -> &Path {
+        self.cold_boot.as_deref().unwrap_or(&self.kernel)
     }
 
     pub fn cmdline(&self, boot_index: u32) -> String {
@@ -92,7 +102,7 @@ impl VmConfig {
             accel: self.accel,
             memory_mib: self.memory_mib,
             cpus: self.cpus,
-            kernel: self.kernel.clone(),
+            kernel: self.first_boot_kernel().to_path_buf(),
             initrd: self.initrd.clone(),
             cmdline: self.cmdline(0),
             console_log: dir.join("console.log"),
@@ -232,5 +242,14 @@ mod tests {
             !has(&c),
             "KVM guests have a TSC-deadline timer and need no workaround"
         );
+    }
+
+    #[test]
+    fn cold_boot_image_is_only_for_qemu_and_kexec_keeps_the_bzimage() {
+        let mut c = config(1);
+        assert_eq!(c.first_boot_kernel(), Path::new("/k"));
+        c.cold_boot = Some("/k.elf".into());
+        assert_eq!(c.first_boot_kernel(), Path::new("/k.elf"));
+        assert_eq!(c.kernel, Path::new("/k"), "what kexec loads");
     }
 }
