@@ -4,7 +4,7 @@
 //! ```text
 //! sources/<package>_<version>/   unpacked Debian source, once
 //! builds/<location+variant>/     persistent O= build directories (incremental rebuilds)
-//! kernels/<key>/                 published results: bzImage, config, build.log, meta.json
+//! kernels/<key>/                 published results: bzImage, vmlinux, config, build.log, meta.json
 //! locks/                         flock files; a build holds its build directory's lock
 //! ```
 //! A result is built in its build directory, copied to `kernels/.tmp-*` and renamed into place, so a

@@ -45,18 +45,25 @@ pub fn ensure_share() {
     }
 }
 
-/// Scenarios hold thousands of session fds; the default 1024 would cap them before LUO does.
+/// Scenarios hold thousands of session fds; the default 1024 would cap them before LUO does. The
+/// kernel's default fs.nr_open (2^20) is tried first: reading the sysctl costs a boot more than the
+/// call does.
 fn raise_fd_limit() {
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1 << 20);
-    let lim = libc::rlimit {
-        rlim_cur: nr_open,
-        rlim_max: nr_open,
+    let set = |n: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        };
+        // SAFETY: plain syscall with a valid struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 }
     };
-    // SAFETY: plain syscall with a valid struct.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    if !set(1 << 20)
+        && let Some(nr_open) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    {
+        set(nr_open);
+    }
 }
 
 /// The virtio-serial port named [`AGENT_PORT_NAME`]. The device node can lag its sysfs entry by a
