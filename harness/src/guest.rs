@@ -87,7 +87,7 @@ pub struct BootPhases {
     pub before_kernel: Duration,
     /// Of `before_kernel`, QEMU's own start before the guest CPU ran (first boot, from the TSC).
     pub qemu_start: Option<Duration>,
-    /// From the kernel's clock starting to the agent's `main`.
+    /// From the kernel's clock starting to the agent's `main` (the exec of /init included).
     pub kernel: Duration,
     /// From the agent's `main` to its hello: mounts, finding the port, gathering the facts.
     pub agent: Duration,
