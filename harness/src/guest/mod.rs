@@ -1,5 +1,9 @@
 //! The host side of the agent protocol: a booted guest that answers requests and survives kexec.
 
+mod phases;
+
+pub use phases::{BootPhases, BootRecord};
+
 use crate::vm::Vm;
 use crate::vm::qmp::{Qmp, QmpEvent};
 use luo_protocol::{
@@ -66,75 +70,6 @@ impl GuestError {
         match self {
             GuestError::Agent { error, .. } => error.errno.as_deref(),
             _ => None,
-        }
-    }
-}
-
-/// One boot of the guest as the host saw it.
-#[derive(Debug, Clone)]
-pub struct BootRecord {
-    pub hello: Hello,
-    /// From QEMU start (first boot) or from the reboot call (kexec boots) to the hello.
-    pub to_hello: Duration,
-    pub phases: BootPhases,
-}
-
-/// Where the time to a hello went, from the host's clock and the guest's own.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BootPhases {
-    /// Until the kernel's clock started: QEMU's start, firmware and decompression (first boot), or
-    /// the old kernel's shutdown, purgatory and decompression (kexec boots).
-    pub before_kernel: Duration,
-    /// Of `before_kernel`, QEMU's own start before the guest CPU ran (first boot, from the TSC).
-    pub qemu_start: Option<Duration>,
-    /// From the kernel's clock starting to the agent's `main` (the exec of /init included).
-    pub kernel: Duration,
-    /// From the agent's `main` to its hello: mounts, finding the port, gathering the facts.
-    pub agent: Duration,
-}
-
-impl std::fmt::Display for BootPhases {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = |d: Duration| d.as_millis();
-        match self.qemu_start {
-            Some(q) => write!(
-                f,
-                "QEMU start-up {} ms, firmware and kernel loading {} ms",
-                ms(q),
-                ms(self.before_kernel.saturating_sub(q))
-            )?,
-            None => write!(f, "before the kernel {} ms", ms(self.before_kernel))?,
-        }
-        write!(
-            f,
-            ", kernel {} ms, agent {} ms",
-            ms(self.kernel),
-            ms(self.agent)
-        )
-    }
-}
-
-impl BootPhases {
-    /// `tsc_khz` is the guest TSC's rate, known only for a first boot (the TSC counts from the VM's
-    /// start, which for later boots is not when the host started timing).
-    fn new(
-        to_hello: Duration,
-        facts: &luo_protocol::BootFacts,
-        tsc_khz: Option<u64>,
-    ) -> BootPhases {
-        let us = Duration::from_micros;
-        let uptime = us(facts.uptime_us);
-        let vm_ran = match (facts.tsc, tsc_khz) {
-            (Some(tsc), Some(khz)) if khz > 0 => {
-                Some(us(tsc / khz * 1000 + tsc % khz * 1000 / khz))
-            }
-            _ => None,
-        };
-        BootPhases {
-            before_kernel: to_hello.saturating_sub(uptime),
-            qemu_start: vm_ran.map(|ran| to_hello.saturating_sub(ran)),
-            kernel: us(facts.agent_start_us),
-            agent: us(facts.uptime_us.saturating_sub(facts.agent_start_us)),
         }
     }
 }
@@ -551,35 +486,5 @@ mod tests {
             ]
         );
         assert_eq!(super::machine_device_params("console=ttyS0").count(), 0);
-    }
-
-    #[test]
-    fn boot_phases_split_the_host_time_by_the_guest_clocks() {
-        use super::{BootPhases, Duration};
-        let facts = luo_protocol::BootFacts {
-            release: "7.3.4".into(),
-            cmdline: String::new(),
-            boot_index: Some(0),
-            liveupdate_number: None,
-            kho_exec_from: None,
-            liveupdate_device: true,
-            kho_enabled: true,
-            uptime_us: 450_000,
-            agent_start_us: 400_000,
-            // 650 ms of a 2 GHz TSC: the VM ran 650 of the 700 ms the host waited.
-            tsc: Some(1_300_000_000),
-        };
-        let ms = Duration::from_millis;
-        let p = BootPhases::new(ms(700), &facts, Some(2_000_000));
-        assert_eq!(p.qemu_start, Some(ms(50)));
-        assert_eq!(p.before_kernel, ms(250));
-        assert_eq!((p.kernel, p.agent), (ms(400), ms(50)));
-        assert_eq!(
-            p.to_string(),
-            "QEMU start-up 50 ms, firmware and kernel loading 200 ms, kernel 400 ms, agent 50 ms"
-        );
-        // A kexec boot: the TSC did not start with the host's timing, so no QEMU share is claimed.
-        let k = BootPhases::new(ms(600), &facts, None);
-        assert_eq!((k.qemu_start, k.before_kernel), (None, ms(150)));
     }
 }
