@@ -11,6 +11,7 @@ pub mod image;
 pub mod output;
 pub mod plot;
 pub mod prepare;
+pub mod profile;
 pub mod scenario;
 pub mod upstream;
 pub mod vm;

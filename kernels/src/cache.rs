@@ -4,7 +4,7 @@
 //! ```text
 //! sources/<package>_<version>/   unpacked Debian source, once
 //! builds/<location+variant>/     persistent O= build directories (incremental rebuilds)
-//! kernels/<key>/                 published results: bzImage, vmlinux, config, build.log, meta.json
+//! kernels/<key>/                 published results: bzImage, vmlinux, System.map, config, build.log, meta.json
 //! locks/                         flock files; a build holds its build directory's lock
 //! ```
 //! A result is built in its build directory, copied to `kernels/.tmp-*` and renamed into place, so a
@@ -56,6 +56,9 @@ pub struct BuiltKernel {
     pub meta: KernelMeta,
 }
 
+/// What every published kernel has (a vmlinux only when it was built with a PVH entry).
+pub const PUBLISHED_FILES: &[&str] = &["bzImage", "System.map", "config", "build.log"];
+
 impl BuiltKernel {
     pub fn bzimage(&self) -> PathBuf {
         self.dir.join("bzImage")
@@ -72,6 +75,10 @@ impl BuiltKernel {
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("build.log")
+    }
+    /// The kernel's symbols, for naming sampled instruction pointers (`luo-harness profile`).
+    pub fn system_map(&self) -> PathBuf {
+        self.dir.join("System.map")
     }
 }
 
@@ -131,7 +138,15 @@ impl Cache {
         Ok(Lock { _file: file })
     }
 
+    /// The published kernel under `key`, if it has everything a kernel is published with now. An
+    /// older entry (before System.map was kept, say) is a miss, so the build publishes it afresh.
     pub fn lookup(&self, key: &str) -> Option<BuiltKernel> {
+        self.entry(key)
+            .filter(|k| PUBLISHED_FILES.iter().all(|f| k.dir.join(f).is_file()))
+    }
+
+    /// Any published entry, complete or from an older layout (for listing and collecting).
+    fn entry(&self, key: &str) -> Option<BuiltKernel> {
         let dir = self.kernels_dir().join(key);
         let meta: KernelMeta =
             serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
@@ -167,7 +182,7 @@ impl Cache {
         let mut v: Vec<BuiltKernel> = std::fs::read_dir(self.kernels_dir())
             .map(|rd| {
                 rd.flatten()
-                    .filter_map(|e| self.lookup(&e.file_name().to_string_lossy()))
+                    .filter_map(|e| self.entry(&e.file_name().to_string_lossy()))
                     .collect()
             })
             .unwrap_or_default();
@@ -273,8 +288,12 @@ mod tests {
         let stale = cache.kernels_dir().join(".tmp-k0-999999999");
         std::fs::create_dir_all(&stale).unwrap();
         std::fs::write(stale.join("bzImage"), b"half").unwrap();
-        cache.publish(meta("k1", 1), &[("bzImage", &img)]).unwrap();
-        cache.publish(meta("k2", 2), &[("bzImage", &img)]).unwrap();
+        let all: Vec<(&str, &Path)> = PUBLISHED_FILES
+            .iter()
+            .map(|f| (*f, img.as_path()))
+            .collect();
+        cache.publish(meta("k1", 1), &all).unwrap();
+        cache.publish(meta("k2", 2), &all).unwrap();
         assert_eq!(
             std::fs::read(cache.lookup("k1").unwrap().bzimage()).unwrap(),
             b"kernel"
@@ -305,5 +324,16 @@ mod tests {
         );
         drop(held);
         assert!(other.try_lock().is_ok());
+    }
+
+    #[test]
+    fn an_entry_from_an_older_layout_is_a_miss_but_still_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let img = dir.path().join("img");
+        std::fs::write(&img, b"kernel").unwrap();
+        cache.publish(meta("old", 1), &[("bzImage", &img)]).unwrap();
+        assert!(cache.lookup("old").is_none(), "rebuilt to get System.map");
+        assert_eq!(cache.list().len(), 1, "still seen by list and gc");
     }
 }

@@ -321,6 +321,7 @@ pub fn build(
         &[
             ("bzImage", &build_dir.join("arch/x86/boot/bzImage")),
             ("vmlinux", &build_dir.join("vmlinux")),
+            ("System.map", &build_dir.join("System.map")),
             ("config", &build_dir.join(".config")),
             ("build.log", &log_path),
         ],

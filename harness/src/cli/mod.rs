@@ -3,6 +3,7 @@
 mod boot;
 mod drive;
 mod kernel;
+mod profile;
 mod run;
 mod setup;
 
@@ -42,6 +43,9 @@ enum Command {
     Boot(boot::BootArgs),
     /// Boot a guest and drive it with requests read from stdin (JSON, `kexec`, `quit`).
     Drive(drive::DriveArgs),
+    /// Boot, kexec and show where each spent its time: the guest's instruction pointer sampled
+    /// over QMP and named from the kernel's System.map (translation included under TCG).
+    Profile(profile::ProfileArgs),
     /// Measure what each session-inode design costs: memory, creation, blackout, retrieval.
     Compare(luo_harness::compare::CompareArgs),
     /// Benchmarks (figures printed, never asserted in tests).
@@ -182,6 +186,7 @@ pub fn main() -> ExitCode {
             Command::Schema => run::schema(),
             Command::Boot(b) => boot::boot(b).await,
             Command::Drive(d) => drive::drive(d).await,
+            Command::Profile(p) => profile::profile(p).await,
             Command::Compare(c) => luo_harness::compare::compare(c)
                 .await
                 .map(|_| ExitCode::SUCCESS)

@@ -40,6 +40,9 @@ pub struct VmConfig {
     pub keep: bool,
     /// Remove the artifacts even on failure (the accelerator probe).
     pub discard_artifacts: bool,
+    /// A second QMP monitor QEMU serves at this path, for a tool watching the VM beside the
+    /// runner (`luo-harness profile`); the caller picks the path so it can connect from the start.
+    pub watch_monitor: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -61,6 +64,7 @@ impl VmConfig {
             virtiofs: true,
             keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
             discard_artifacts: false,
+            watch_monitor: None,
         }
     }
 
@@ -108,6 +112,7 @@ impl VmConfig {
             console_log: dir.join("console.log"),
             agent_socket: dir.join("agent.sock"),
             qmp_socket: dir.join("qmp.sock"),
+            watch_monitor: self.watch_monitor.clone(),
             virtiofs: self
                 .virtiofs
                 .then(|| (dir.join("vfs.sock"), SHARE_TAG.to_string())),

@@ -58,6 +58,8 @@ pub struct QemuSpec {
     pub console_log: PathBuf,
     pub agent_socket: PathBuf,
     pub qmp_socket: PathBuf,
+    /// A second monitor, served by QEMU (server=on, wait=off): see `VmConfig::watch_monitor`.
+    pub watch_monitor: Option<PathBuf>,
     /// vhost-user-fs socket of virtiofsd, and the tag the guest mounts.
     pub virtiofs: Option<(PathBuf, String)>,
     pub agent_port_name: String,
@@ -117,6 +119,13 @@ impl QemuSpec {
             ),
         ]);
         push(&["-mon", "chardev=qmp,mode=control"]);
+        if let Some(path) = &self.watch_monitor {
+            push(&[
+                "-chardev",
+                &format!("socket,id=watch,path={},server=on,wait=off", path.display()),
+            ]);
+            push(&["-mon", "chardev=watch,mode=control"]);
+        }
         // Two ports (0 is reserved for a console; the agent's is 1) instead of 31: the guest then
         // sets up 6 virtqueues instead of 64 (about 15 ms less per boot under TCG).
         let (serial, fs) = match self.machine {
@@ -202,6 +211,7 @@ mod tests {
             console_log: "/r/console.log".into(),
             agent_socket: "/r/agent.sock".into(),
             qmp_socket: "/r/qmp.sock".into(),
+            watch_monitor: None,
             virtiofs: Some(("/r/vfs.sock".into(), "luoshare".into())),
             agent_port_name: "org.luo-harness.agent".into(),
             bios: None,
@@ -250,6 +260,23 @@ mod tests {
         assert!(
             a.contains(&"-no-reboot".to_string()),
             "a guest reboot must end QEMU, not loop"
+        );
+    }
+
+    #[test]
+    fn a_watch_monitor_is_served_by_qemu_beside_the_runners() {
+        let mut s = spec();
+        assert_eq!(value_after(&s.args(), "-mon").len(), 1);
+        s.watch_monitor = Some("/t/watch.sock".into());
+        let a = s.args();
+        assert!(
+            value_after(&a, "-chardev")
+                .contains(&"socket,id=watch,path=/t/watch.sock,server=on,wait=off"),
+            "QEMU must not wait for the watcher before it boots"
+        );
+        assert_eq!(
+            value_after(&a, "-mon"),
+            ["chardev=qmp,mode=control", "chardev=watch,mode=control"]
         );
     }
 

@@ -114,6 +114,20 @@ impl Qmp {
             .unwrap_or_default())
     }
 
+    /// `human-monitor-command`: an HMP command's text (the profiler's `info registers`).
+    pub async fn hmp(&self, command: &str) -> Result<String, QmpError> {
+        self.service
+            .execute(qapi::qmp::human_monitor_command {
+                command_line: command.to_string(),
+                cpu_index: None,
+            })
+            .await
+            .map_err(|e| QmpError::Command {
+                command: "human-monitor-command",
+                message: e.to_string(),
+            })
+    }
+
     /// `quit`: QEMU exits at once (the guest is not asked).
     pub async fn quit(&self) -> Result<(), QmpError> {
         self.service
