@@ -5,7 +5,7 @@
 //! translation as well as execution: what a boot actually waits for. Each sample is one `info
 //! registers` round trip (about 1 ms), so a function's share is meaningful from a few samples up.
 
-use crate::vm::qmp::Qmp;
+use crate::vm::qmp::{Qmp, QmpEvent};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ impl Sampler {
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             };
-            let qmp = Qmp::negotiate(stream, Path::new("/dev/null"))
+            let mut qmp = Qmp::negotiate(stream, Path::new("/dev/null"))
                 .await
                 .map_err(|e| e.to_string())?;
             let mut samples = Vec::new();
@@ -50,6 +50,11 @@ impl Sampler {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while stopped.try_recv().is_err() {
                 tick.tick().await;
+                // Once the guest shuts down, let go: QEMU 10.0 can hang or crash on its way out
+                // while a monitor keeps asking for registers (seen on boots that failed).
+                if let Ok(QmpEvent::Shutdown { .. }) = qmp.events.try_recv() {
+                    break;
+                }
                 let Ok(regs) = qmp.hmp("info registers").await else {
                     break;
                 };

@@ -82,11 +82,11 @@ pub async fn profile(args: ProfileArgs) -> miette::Result<ExitCode> {
             to: Instant::now(),
         });
     }
+    // Stop sampling before the guest powers off: QEMU 10.0 can hang or crash when the guest resets
+    // while a monitor is reading its registers.
+    let samples = sampler.finish().await;
     guest.power_off().await?;
-    let samples = sampler
-        .finish()
-        .await
-        .map_err(|e| miette!("sampling: {e}"))?;
+    let samples = samples.map_err(|e| miette!("sampling: {e}"))?;
     if samples.is_empty() {
         return Err(miette!("no samples: QEMU's second monitor never answered"));
     }
