@@ -146,20 +146,6 @@ pub async fn one_roundtrip(
     Ok(t)
 }
 
-/// A fixed amount of host CPU work, timed: this machine's speed moves by tens of percent from
-/// minute to minute, and this shows whether a run was slow because the host was.
-pub fn host_reference() -> Duration {
-    let t0 = Instant::now();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for _ in 0..20_000_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    std::hint::black_box(x);
-    t0.elapsed()
-}
-
 pub fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     if v.is_empty() {
@@ -214,9 +200,7 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
     let mut bare_cfg = p.vm_config("bench-bare");
     bare_cfg.extra_cmdline = a.cmdline.clone();
     let mut bare_boots = Vec::new();
-    let mut host = Vec::new();
     for i in 0..a.runs {
-        host.push(host_reference());
         ours.push(one_roundtrip(&p, &a.cmdline).await?);
         bare_boots.push(
             bare::boot_to_hello(&bare_cfg)
@@ -294,13 +278,6 @@ pub async fn roundtrip(a: RoundtripArgs) -> Result<(), BenchError> {
         (runner.as_secs_f64() - bare.as_secs_f64()) * 1000.0,
         ms(runner),
         ms(bare)
-    );
-    let host_med = median(&mut host);
-    println!(
-        "  host reference loop          median {}  (min {}, max {}; the host's own speed, for context)",
-        ms(host_med),
-        ms(host[0]),
-        ms(*host.last().unwrap())
     );
     for (name, _, times) in flows.iter_mut() {
         let tm = median(times);
