@@ -277,12 +277,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn publish_is_visible_only_when_complete_and_gc_keeps_newest() {
+    /// An empty cache in a temporary directory, and a file to publish as any of a kernel's files.
+    fn cache_with_image() -> (tempfile::TempDir, Cache, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path());
         let img = dir.path().join("img");
         std::fs::write(&img, b"kernel").unwrap();
+        (dir, cache, img)
+    }
+
+    #[test]
+    fn publish_is_visible_only_when_complete_and_gc_keeps_newest() {
+        let (_dir, cache, img) = cache_with_image();
         assert!(cache.lookup("k1").is_none());
         // A leftover from a dead build is never served and is collected.
         let stale = cache.kernels_dir().join(".tmp-k0-999999999");
@@ -328,10 +334,7 @@ mod tests {
 
     #[test]
     fn an_entry_from_an_older_layout_is_a_miss_but_still_listed() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::at(dir.path());
-        let img = dir.path().join("img");
-        std::fs::write(&img, b"kernel").unwrap();
+        let (_dir, cache, img) = cache_with_image();
         cache.publish(meta("old", 1), &[("bzImage", &img)]).unwrap();
         assert!(cache.lookup("old").is_none(), "rebuilt to get System.map");
         assert_eq!(cache.list().len(), 1, "still seen by list and gc");
