@@ -14,18 +14,11 @@ impl Engine<'_> {
             (None, Some(e)) => format!("{kw} {what}: {e} as expected"),
             _ => format!("{kw} {what}: ok"),
         };
+        if let Some((req, what)) = one_request(step) {
+            let r = self.call(req, expect).await?;
+            return Ok(done(what, &r));
+        }
         Ok(match step {
-            Step::OpenDevice(s) => {
-                let r = self
-                    .call(
-                        Request::OpenDevice {
-                            handle: s.handle.clone(),
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(s.handle.clone(), &r)
-            }
             Step::CreateSession(s) | Step::RetrieveSession(s) => {
                 let req = if matches!(step, Step::CreateSession(_)) {
                     Request::CreateSession {
@@ -59,17 +52,6 @@ impl Engine<'_> {
                     Some(Reply::Name { name }) => format!("{kw} {}: {name:?}", s.session),
                     _ => done(s.session.clone(), &r),
                 }
-            }
-            Step::Finish(s) => {
-                let r = self
-                    .call(
-                        Request::FinishSession {
-                            session: s.session.clone(),
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(s.session.clone(), &r)
             }
             Step::Close(s) => {
                 let r = self
@@ -109,19 +91,6 @@ impl Engine<'_> {
                 let seeded = s.seed.map(|x| format!(" seed {x}")).unwrap_or_default();
                 done(format!("{} {} bytes{seeded}", s.handle, s.size.0), &r)
             }
-            Step::OpenPath(s) => {
-                let r = self
-                    .call(
-                        Request::OpenPath {
-                            handle: s.handle.clone(),
-                            path: s.path.clone(),
-                            write: false,
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(format!("{} {}", s.handle, s.path), &r)
-            }
             Step::WritePattern(p) | Step::Verify(p) => {
                 let offset = p.offset.map_or(0, |o| o.0);
                 let len = match p.len {
@@ -146,71 +115,6 @@ impl Engine<'_> {
                 let r = self.call(req, expect).await?;
                 done(
                     format!("{} seed {} [{offset}, {})", p.fd, p.seed, offset + len),
-                    &r,
-                )
-            }
-            Step::Seal(s) => {
-                let r = self
-                    .call(
-                        Request::AddSeals {
-                            handle: s.fd.clone(),
-                            seals: s.seals.clone(),
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(format!("{} {}", s.fd, s.seals.join(",")), &r)
-            }
-            Step::Truncate(s) => {
-                let r = self
-                    .call(
-                        Request::Truncate {
-                            handle: s.fd.clone(),
-                            size: s.size.0,
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(format!("{} to {}", s.fd, s.size.0), &r)
-            }
-            Step::Seek(s) => {
-                let r = self
-                    .call(
-                        Request::Seek {
-                            handle: s.fd.clone(),
-                            offset: s.offset.0,
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(format!("{} to {}", s.fd, s.offset.0), &r)
-            }
-            Step::Preserve(s) => {
-                let r = self
-                    .call(
-                        Request::PreserveFd {
-                            session: s.session.clone(),
-                            fd: s.fd.clone(),
-                            token: s.token,
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(format!("{} in {} token {}", s.fd, s.session, s.token), &r)
-            }
-            Step::RetrieveFd(s) => {
-                let r = self
-                    .call(
-                        Request::RetrieveFd {
-                            session: s.session.clone(),
-                            handle: s.handle.clone(),
-                            token: s.token,
-                        },
-                        expect,
-                    )
-                    .await?;
-                done(
-                    format!("token {} from {} as {}", s.token, s.session, s.handle),
                     &r,
                 )
             }
@@ -349,6 +253,14 @@ impl Engine<'_> {
                 )
             }
             Step::Repeat(_) => unreachable!("repeat is unrolled by run_step"),
+            Step::OpenDevice(_)
+            | Step::Finish(_)
+            | Step::OpenPath(_)
+            | Step::Seal(_)
+            | Step::Truncate(_)
+            | Step::Seek(_)
+            | Step::Preserve(_)
+            | Step::RetrieveFd(_) => unreachable!("handled by one_request"),
         })
     }
 
@@ -391,6 +303,70 @@ impl Engine<'_> {
             _ => Err(StepFailure::Check(format!("cannot learn the size of {fd}"))),
         }
     }
+}
+
+/// Steps that are one request and nothing else: the request, and what the summary line names.
+fn one_request(step: &Step) -> Option<(Request, String)> {
+    Some(match step {
+        Step::OpenDevice(s) => (
+            Request::OpenDevice {
+                handle: s.handle.clone(),
+            },
+            s.handle.clone(),
+        ),
+        Step::Finish(s) => (
+            Request::FinishSession {
+                session: s.session.clone(),
+            },
+            s.session.clone(),
+        ),
+        Step::OpenPath(s) => (
+            Request::OpenPath {
+                handle: s.handle.clone(),
+                path: s.path.clone(),
+                write: false,
+            },
+            format!("{} {}", s.handle, s.path),
+        ),
+        Step::Seal(s) => (
+            Request::AddSeals {
+                handle: s.fd.clone(),
+                seals: s.seals.clone(),
+            },
+            format!("{} {}", s.fd, s.seals.join(",")),
+        ),
+        Step::Truncate(s) => (
+            Request::Truncate {
+                handle: s.fd.clone(),
+                size: s.size.0,
+            },
+            format!("{} to {}", s.fd, s.size.0),
+        ),
+        Step::Seek(s) => (
+            Request::Seek {
+                handle: s.fd.clone(),
+                offset: s.offset.0,
+            },
+            format!("{} to {}", s.fd, s.offset.0),
+        ),
+        Step::Preserve(s) => (
+            Request::PreserveFd {
+                session: s.session.clone(),
+                fd: s.fd.clone(),
+                token: s.token,
+            },
+            format!("{} in {} token {}", s.fd, s.session, s.token),
+        ),
+        Step::RetrieveFd(s) => (
+            Request::RetrieveFd {
+                session: s.session.clone(),
+                handle: s.handle.clone(),
+                token: s.token,
+            },
+            format!("token {} from {} as {}", s.token, s.session, s.handle),
+        ),
+        _ => return None,
+    })
 }
 
 /// The default source's kernel for `variant`, from the cache or built (incrementally).
