@@ -1,21 +1,27 @@
 //! luo-harness: boots LUO-capable kernels under QEMU, drives /dev/liveupdate through a guest agent
 //! across kexec, and reports what the kernel did.
 //!
-//! Data path: `luo_kernels` (kernel) -> [`image`] -> [`vm`] -> [`guest`] (agent protocol) ->
-//! [`bench`] and the CLI. Everything the runner wants to tell the user goes through [`output`].
+//! Data path: [`plan`] (every kernel, program and image, before any VM) -> [`vm`] (QEMU,
+//! virtiofsd, QMP: processes) -> [`guest`] (the agent protocol) -> [`scenario`] (steps, checks,
+//! reports, snapshots) -> [`run`] (scenarios in parallel) -> [`render`] (human, JSON, KTAP, JUnit).
+//! The library never prints: it emits [`events`], and the command line shows them. [`outcome`]
+//! says how anything ended and which exit code that is.
 
 pub mod bench;
 pub mod compare;
+pub mod events;
 pub mod guest;
-pub mod image;
-pub mod output;
-pub mod plot;
-pub mod prepare;
+pub mod outcome;
+pub mod plan;
 pub mod profile;
+pub mod render;
+pub mod result;
+pub mod run;
 pub mod scenario;
+pub mod timeouts;
 pub mod upstream;
 pub mod vm;
 
 pub use guest::{Guest, GuestError, KexecTarget};
-pub use prepare::{KernelChoice, Prepared, prepare};
+pub use plan::{KernelChoice, Plan, PlanRequest};
 pub use vm::{Vm, VmConfig};

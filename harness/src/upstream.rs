@@ -3,7 +3,9 @@
 //! an inner initrd packed into the outer initrd, `-m 1G -smp 2`, full console to a file, pass =
 //! "TEST PASSED" on the serial console.
 
-use crate::Prepared;
+use crate::bench::BenchError;
+use crate::events::EventSink;
+use crate::plan::Plan;
 use crate::vm::process::Child;
 use luo_initramfs::Initramfs;
 use std::path::PathBuf;
@@ -19,20 +21,30 @@ pub struct UpstreamFlow {
 }
 
 impl UpstreamFlow {
-    /// The flow booting `kernel` (vmtest.sh's binaries are built from the default source tree).
-    pub async fn prepare(p: &Prepared, kernel: &std::path::Path) -> Result<UpstreamFlow, String> {
+    /// The flow booting `kernel`. vmtest.sh's programs are built from the default source (a
+    /// benchmark of the flow, not of a tree).
+    pub async fn prepare(
+        p: &Plan,
+        kernel: &std::path::Path,
+        _sink: &dyn EventSink,
+    ) -> Result<UpstreamFlow, BenchError> {
         let req = luo_kernels::BuildRequest::default();
-        let cache = luo_kernels::Cache::from_env();
         let bins = tokio::task::spawn_blocking(move || {
-            luo_kernels::selftests::build(&req, &cache, "luo_kexec_simple")
+            luo_kernels::selftests::build(
+                &req,
+                &luo_kernels::Cache::from_env(),
+                "luo_kexec_simple",
+                &mut |_| {},
+            )
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BenchError::Flow(e.to_string()))?
+        .map_err(|e| BenchError::Flow(e.to_string()))?;
+        let flow = |e: String| BenchError::Flow(e);
         let dir = tempfile::Builder::new()
             .prefix("luo-vmtest")
             .tempdir()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| flow(e.to_string()))?;
         let base = |i: &mut Initramfs| -> Result<(), luo_initramfs::InitramfsError> {
             i.dir("dev")?.dir("proc")?.dir("debugfs")?;
             i.char_dev("dev/console", 5, 1)?;
@@ -41,19 +53,19 @@ impl UpstreamFlow {
             Ok(())
         };
         let mut inner = Initramfs::new();
-        base(&mut inner).map_err(|e| e.to_string())?;
+        base(&mut inner).map_err(|e| flow(e.to_string()))?;
         let mut outer = Initramfs::new();
-        base(&mut outer).map_err(|e| e.to_string())?;
+        base(&mut outer).map_err(|e| flow(e.to_string()))?;
         outer
             .file_from_host("kernel", 0o644, kernel)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| flow(e.to_string()))?;
         outer
             .file("initrd.img", 0o644, inner.to_bytes())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| flow(e.to_string()))?;
         let initrd = dir.path().join("initrd.cpio");
-        std::fs::write(&initrd, outer.to_bytes()).map_err(|e| e.to_string())?;
+        std::fs::write(&initrd, outer.to_bytes()).map_err(|e| flow(e.to_string()))?;
         Ok(UpstreamFlow {
-            qemu: crate::vm::qemu_binary().ok_or("qemu-system-x86_64 not found")?,
+            qemu: crate::vm::qemu_binary().ok_or(BenchError::Vm(crate::vm::VmError::NoQemu))?,
             kernel: kernel.to_path_buf(),
             initrd,
             serial: dir.path().join("qemu.serial"),

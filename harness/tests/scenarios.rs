@@ -1,13 +1,15 @@
 //! One test per scenario file in scenarios/, run on the real kernel and compared with its reviewed
-//! snapshot in snapshots/<variant>/: the whole set on `stock`, and the session identity scenarios on
-//! each of the other session-inode designs (kernels/variants/), whose snapshots differ exactly
-//! where the designs do.
+//! snapshot in snapshots/<variant>/ (the same comparison `luo-harness run` makes): the whole set on
+//! `stock`, and the session identity scenarios on each of the other session-inode designs
+//! (kernels/variants/), whose snapshots differ exactly where the designs do. Outside CI a differing
+//! or missing snapshot is written as `.snap.new` for `cargo insta review`.
 
 mod common;
 
-use luo_harness::prepare::KernelChoice;
-use luo_harness::scenario;
-use std::path::{Path, PathBuf};
+use luo_harness::events::Silent;
+use luo_harness::plan::{self, KernelChoice, Needs, PlanRequest};
+use luo_harness::scenario::{self, snapshot::SnapshotStatus, snapshot::Snapshots};
+use std::path::Path;
 
 fn stock(path: &Path) -> datatest_stable::Result<()> {
     run_scenario(path, "stock")
@@ -28,34 +30,37 @@ fn run_scenario(path: &Path, variant: &str) -> datatest_stable::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let (s, _) = scenario::load(path).map_err(|e| format!("{e:?}"))?;
-        let variant = variant.to_string();
-        let req = luo_kernels::BuildRequest {
-            variant: variant.clone(),
+        let (s, _) = scenario::load(path).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+        let mut needs = Needs::default();
+        s.needs(&mut needs);
+        let req = PlanRequest {
+            kernel: KernelChoice::Build(luo_kernels::BuildRequest::default().with_variant(variant)),
             ..Default::default()
         };
-        let prepared = luo_harness::prepare(
-            &KernelChoice::Build(req),
-            luo_harness::vm::accel::AccelChoice::Auto,
-            &luo_harness::output::Silent,
-        )
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-        let (report, _metrics) = scenario::run(&s, &prepared, &variant)
+        let plan = plan::resolve(&req, &needs, &Silent)
             .await
-            .map_err(|e| e.to_string())?;
-        let snapshots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../snapshots")
-            .join(&variant);
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path(snapshots);
-        settings.set_prepend_module_to_snapshot(false);
-        settings.set_omit_expression(true);
-        settings.set_input_file(path);
-        let name = report.scenario.clone();
-        settings.bind(|| insta::assert_yaml_snapshot!(name, report));
-        if !report.passed {
-            return Err(format!("scenario failed:\n{}", report.render_human()).into());
+            .map_err(|e| format!("{:?}", miette::Report::new(e)))?;
+        let ran = scenario::run(&s, &plan).await.map_err(|e| e.to_string())?;
+        let snapshots = Snapshots {
+            root: common::project("snapshots"),
+            write_new: std::env::var_os("CI").is_none(),
+        };
+        match snapshots.check(&ran.report, path)? {
+            SnapshotStatus::Matched { .. } => {}
+            SnapshotStatus::Missing { path } => {
+                return Err(format!(
+                    "no snapshot {}; review the .snap.new beside it",
+                    path.display()
+                )
+                .into());
+            }
+            SnapshotStatus::Differs { diff, .. } => {
+                return Err(format!("the report differs from its snapshot:\n{diff}").into());
+            }
+            SnapshotStatus::NotCompared => return Err("the snapshot was not compared".into()),
+        }
+        if !ran.outcome.passed() {
+            return Err(format!("scenario did not pass: {:?}", ran.outcome).into());
         }
         Ok(())
     })

@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! sources/<package>_<version>/   unpacked Debian source, once
-//! builds/<location+variant>/     persistent O= build directories (incremental rebuilds)
+//! staging/<family>/src/          the source being built, synced by content (see staging.rs)
+//! builds/<family>-<recipe>/      persistent O= build directories (incremental rebuilds)
 //! kernels/<key>/                 published results: bzImage, vmlinux, System.map, config, build.log, meta.json
-//! locks/                         flock files; a build holds its build directory's lock
+//! selftests/<key>/               the kernel's LUO selftests built from a source
+//! locks/                         flock files; a build holds its family's lock
 //! ```
 //! A result is built in its build directory, copied to `kernels/.tmp-*` and renamed into place, so a
 //! reader never sees a half-written kernel and a failed or interrupted build publishes nothing.
@@ -114,10 +116,32 @@ impl Cache {
     pub fn kernels_dir(&self) -> PathBuf {
         self.root.join("kernels")
     }
-    /// The persistent make O= directory for a source location and configuration recipe.
-    pub fn build_dir(&self, location: &str, recipe: &str) -> PathBuf {
-        let id = hex::encode(&Sha256::digest(format!("{location}\0{recipe}").as_bytes())[..8]);
-        self.root.join("builds").join(format!("{recipe}-{id}"))
+    /// The staged source tree of a kernel family (`linux-7.3`).
+    pub fn staging_dir(&self, family: &str) -> PathBuf {
+        self.root.join("staging").join(family)
+    }
+    /// The persistent make O= directory for a family's staged tree and a configuration recipe.
+    pub fn build_dir(&self, family: &str, recipe: &str) -> PathBuf {
+        self.root.join("builds").join(format!("{family}-{recipe}"))
+    }
+    /// Removes every build directory of `family` (their objects no longer match the staged tree).
+    pub fn remove_build_dirs(&self, family: &str) -> Result<(), KernelError> {
+        let builds = self.root.join("builds");
+        let Ok(rd) = std::fs::read_dir(&builds) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{family}-"))
+            {
+                std::fs::remove_dir_all(e.path()).at(e.path())?;
+            }
+        }
+        Ok(())
+    }
+    pub fn selftests_dir(&self) -> PathBuf {
+        self.root.join("selftests")
     }
 
     /// Blocks until this process holds the lock called `name`.

@@ -52,6 +52,44 @@ pub enum KernelError {
 
     #[error("no cached kernel for {0}; run `luo-harness kernel build` first")]
     NotBuilt(String),
+
+    #[diagnostic(code(luo::kernel::selftest))]
+    #[error("this kernel source has no LUO selftest `{name}` (tools/testing/selftests/liveupdate has: {})", .available.join(", "))]
+    NoSelftest {
+        name: String,
+        available: Vec<String>,
+    },
+}
+
+/// What kind of failure a kernel error is, for the caller's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request itself cannot be met: an unknown variant, an option Kconfig cannot give, a
+    /// path that is not a kernel tree, a selftest the tree does not have.
+    BadInput,
+    /// The source did not build (compiler or patch errors).
+    BuildFailure,
+    /// The host cannot do it: tools missing, no mirror, I/O errors.
+    Host,
+}
+
+impl KernelError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            KernelError::MissingOptions(_)
+            | KernelError::UnknownVariant(..)
+            | KernelError::NotATree(_)
+            | KernelError::NotBuilt(_)
+            | KernelError::NoSelftest { .. } => ErrorClass::BadInput,
+            KernelError::BuildFailed { .. } | KernelError::PatchFailed { .. } => {
+                ErrorClass::BuildFailure
+            }
+            KernelError::Command { .. } => ErrorClass::BuildFailure,
+            KernelError::MissingTools(_) | KernelError::NoMirror(_) | KernelError::Io { .. } => {
+                ErrorClass::Host
+            }
+        }
+    }
 }
 
 pub(crate) trait IoContext<T> {

@@ -1,15 +1,20 @@
-//! How luo-harness gets a kernel: the source (Debian's package, a user's tree, or a prebuilt image),
-//! the configuration (embedded fragments on top of `allnoconfig`, verified), the build (make, out of
-//! tree, with progress) and the content-addressed cache that makes a second build free.
+//! How luo-harness gets a kernel: the source (Debian's package or a user's tree), staged by content
+//! into one tree per kernel family, the configuration (embedded fragments on top of `allnoconfig`,
+//! verified), the build (make, out of tree, with progress) and the content-addressed cache that
+//! makes a second build free.
 
 pub mod apt;
 pub mod cache;
 pub mod config;
+mod configure;
 pub mod error;
 pub mod hosttools;
-pub mod make;
+mod make;
+mod pipeline;
+pub mod request;
 pub mod selftests;
 pub mod source;
+pub mod staging;
 pub mod variant;
 
 mod embedded {
@@ -18,5 +23,6 @@ mod embedded {
 
 pub use cache::{BuiltKernel, Cache};
 pub use error::KernelError;
-pub use make::{BuildEvent, BuildRequest, Recipe, build};
+pub use pipeline::{BuildEvent, build};
+pub use request::{BuildRequest, Recipe};
 pub use source::{DEFAULT_PACKAGE, DEFAULT_VERSION, KernelSource};

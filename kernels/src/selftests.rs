@@ -1,10 +1,13 @@
-//! The kernel's own LUO selftests (tools/testing/selftests/liveupdate), built from the same tree the
-//! guest kernel came from, the way vmtest.sh builds them: static, against nolibc and the tree's
-//! installed headers.
+//! The kernel's own LUO selftests (tools/testing/selftests/liveupdate), built from the same source as
+//! the kernel under test, the way vmtest.sh builds them: static, against nolibc and the tree's
+//! installed uapi headers. Cached by the source's identity, like kernels.
 
 use crate::cache::Cache;
 use crate::error::{IoContext, KernelError};
-use crate::make::BuildRequest;
+use crate::make::Make;
+use crate::pipeline::{BuildEvent, stage};
+use crate::request::{BuildRequest, toolchain};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,88 +17,140 @@ pub struct SelftestBinaries {
     pub test: PathBuf,
     /// vmtest.sh's init.c: mounts, runs /test_binary, kexecs with `luo_stage=2`.
     pub init: PathBuf,
-    pub source_tree: PathBuf,
 }
 
+const DIR: &str = "tools/testing/selftests/liveupdate";
+
+fn key(identity: &str, test: &str) -> String {
+    let mut h = Sha256::new();
+    for part in ["luo-selftests-v1", identity, test, &toolchain()] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// `test` built from `req`'s source (its variant does not matter: selftests are user space).
 pub fn build(
     req: &BuildRequest,
     cache: &Cache,
     test: &str,
+    on_event: &mut dyn FnMut(BuildEvent),
 ) -> Result<SelftestBinaries, KernelError> {
-    let tree = req.source.prepare(cache)?;
-    let build_dir = cache.build_dir(&req.source.location(), req.recipe.name());
-    let _lock = cache.lock(&format!(
-        "selftests-{}",
-        build_dir.file_name().unwrap().to_string_lossy()
-    ))?;
-    let dir = tree.join("tools/testing/selftests/liveupdate");
-    let out = build_dir.join("luo-selftests");
-    let headers = out.join("headers");
-    std::fs::create_dir_all(&out).at(&out)?;
-    if !headers.join("include/linux/liveupdate.h").is_file() {
-        crate::apt::run(
-            Command::new("make")
-                .current_dir(&tree)
-                .args(["-s", "ARCH=x86_64"])
-                .arg(format!("O={}", out.join("hdr-build").display()))
-                .arg("headers_install")
-                .arg(format!("INSTALL_HDR_PATH={}", headers.display())),
-        )?;
-    }
-    let nolibc = tree.join("tools/include/nolibc");
-    let inc = |c: &mut Command| {
-        c.arg("-I")
-            .arg(headers.join("include"))
-            .arg("-I")
-            .arg(&nolibc)
-            .arg("-I")
-            .arg(dir.join("lib/include"));
+    let dir = cache
+        .selftests_dir()
+        .join(key(&req.source.identity()?, test));
+    let found = |dir: &Path| {
+        let b = SelftestBinaries {
+            test: dir.join(test),
+            init: dir.join("init"),
+        };
+        (b.test.is_file() && b.init.is_file()).then_some(b)
     };
-    let test_bin = out.join(test);
-    if is_stale(
-        &test_bin,
-        &[&dir.join(format!("{test}.c")), &dir.join("lib/lu_utils.c")],
-    ) {
-        let mut c = Command::new("gcc");
-        c.args(["-static", "-O2", "-nostdinc", "-nostdlib"]);
-        inc(&mut c);
-        c.arg("-o")
-            .arg(&test_bin)
-            .arg(dir.join(format!("{test}.c")))
-            .arg(dir.join("lib/lu_utils.c"));
-        crate::apt::run(&mut c)?;
+    if let Some(b) = found(&dir) {
+        return Ok(b);
     }
-    let init_bin = out.join("init");
-    if is_stale(&init_bin, &[&dir.join("init.c")]) {
-        let mut c = Command::new("gcc");
-        c.args([
+    let staged = stage(req, cache, on_event)?;
+    if let Some(b) = found(&dir) {
+        return Ok(b);
+    }
+    let tree = staged.staging.tree();
+    let sources = tree.join(DIR);
+    if !sources.join(format!("{test}.c")).is_file() {
+        return Err(KernelError::NoSelftest {
+            name: test.to_string(),
+            available: available(&sources),
+        });
+    }
+    let tmp = cache
+        .selftests_dir()
+        .join(format!(".tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
+    let headers = tmp.join("headers");
+    let mut make = Make::new(
+        cache,
+        &tree,
+        &cache.build_dir(&staged.family, "uapi-headers"),
+    )?;
+    make.run(
+        &[
+            "-s",
+            "headers_install",
+            &format!("INSTALL_HDR_PATH={}", headers.display()),
+        ],
+        &mut |_| {},
+    )?;
+    compile(
+        &tree,
+        &headers,
+        &["-static", "-O2"],
+        &[
+            &sources.join(format!("{test}.c")),
+            &sources.join("lib/lu_utils.c"),
+        ],
+        &tmp.join(test),
+    )?;
+    compile(
+        &tree,
+        &headers,
+        &[
             "-s",
             "-static",
             "-Os",
-            "-nostdinc",
-            "-nostdlib",
             "-fno-asynchronous-unwind-tables",
             "-fno-ident",
             "-fno-stack-protector",
-        ]);
-        inc(&mut c);
-        c.arg("-o").arg(&init_bin).arg(dir.join("init.c"));
-        crate::apt::run(&mut c)?;
-    }
-    Ok(SelftestBinaries {
-        test: test_bin,
-        init: init_bin,
-        source_tree: tree,
+        ],
+        &[&sources.join("init.c")],
+        &tmp.join("init"),
+    )?;
+    let _ = std::fs::remove_dir_all(&headers);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).at(&dir)?;
+    found(&dir).ok_or_else(|| KernelError::NoSelftest {
+        name: test.to_string(),
+        available: vec![],
     })
 }
 
-fn is_stale(out: &Path, inputs: &[&Path]) -> bool {
-    let Ok(t) = out.metadata().and_then(|m| m.modified()) else {
-        return true;
-    };
-    inputs.iter().any(|i| {
-        i.metadata()
-            .and_then(|m| m.modified())
-            .map_or(true, |m| m > t)
-    })
+/// gcc against nolibc and the installed headers, as vmtest.sh does.
+fn compile(
+    tree: &Path,
+    headers: &Path,
+    flags: &[&str],
+    sources: &[&Path],
+    out: &Path,
+) -> Result<(), KernelError> {
+    let dir = tree.join(DIR);
+    let mut c = Command::new("gcc");
+    c.args(flags)
+        .args(["-nostdinc", "-nostdlib"])
+        .arg("-I")
+        .arg(headers.join("include"))
+        .arg("-I")
+        .arg(tree.join("tools/include/nolibc"))
+        .arg("-I")
+        .arg(dir.join("lib/include"))
+        .arg("-o")
+        .arg(out)
+        .args(sources);
+    crate::apt::run(&mut c)
+}
+
+/// The selftest programs a tree has (`<name>.c` beside its Makefile).
+fn available(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let stem = n.strip_suffix(".c")?.to_string();
+                    (stem != "init").then_some(stem)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }

@@ -43,17 +43,26 @@ impl KernelSource {
         }
     }
 
-    /// The content identity for cache keys. `None` when it cannot be had cheaply (a tree outside
-    /// git): then make itself decides what to rebuild and nothing is served by key alone.
-    pub fn identity(&self) -> Result<Option<String>, KernelError> {
+    /// The content identity for cache keys: the package version; for a tree, git HEAD plus the
+    /// uncommitted change, or (outside git) the name, size and mtime of every file that is staged.
+    pub fn identity(&self) -> Result<String, KernelError> {
         match self {
-            KernelSource::Debian { .. } => Ok(Some(self.location())),
-            KernelSource::Tree(p) => tree_identity(p),
+            KernelSource::Debian { .. } => Ok(self.location()),
+            KernelSource::Tree(p) => match git_identity(p) {
+                Some(id) => Ok(id),
+                None => stat_identity(p),
+            },
         }
     }
 
-    /// A directory holding the source, fetching and unpacking it first where needed.
-    pub fn prepare(&self, cache: &Cache) -> Result<PathBuf, KernelError> {
+    /// Whether the harness owns the files (an unpacked package in the cache): only then may the
+    /// staged tree hard-link them.
+    pub fn is_owned(&self) -> bool {
+        matches!(self, KernelSource::Debian { .. })
+    }
+
+    /// A directory holding the pristine source, fetching and unpacking it first where needed.
+    pub fn fetch(&self, cache: &Cache) -> Result<PathBuf, KernelError> {
         match self {
             KernelSource::Tree(p) => {
                 let p = canonical(p);
@@ -75,8 +84,8 @@ fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// HEAD plus a hash of the uncommitted change (tracked diff and untracked files' names and sizes).
-fn tree_identity(tree: &Path) -> Result<Option<String>, KernelError> {
+/// HEAD plus a hash of the uncommitted change (tracked diff and untracked files' contents).
+fn git_identity(tree: &Path) -> Option<String> {
     let git = |args: &[&str]| -> Option<Vec<u8>> {
         let out = Command::new("git")
             .arg("-C")
@@ -86,9 +95,7 @@ fn tree_identity(tree: &Path) -> Result<Option<String>, KernelError> {
             .ok()?;
         out.status.success().then_some(out.stdout)
     };
-    let Some(head) = git(&["rev-parse", "HEAD"]) else {
-        return Ok(None);
-    };
+    let head = git(&["rev-parse", "HEAD"])?;
     let mut h = Sha256::new();
     h.update(&head);
     h.update(git(&["diff", "HEAD", "--binary"]).unwrap_or_default());
@@ -98,11 +105,30 @@ fn tree_identity(tree: &Path) -> Result<Option<String>, KernelError> {
         h.update(name);
         h.update(std::fs::read(&path).unwrap_or_default());
     }
-    Ok(Some(format!(
+    Some(format!(
         "tree:{}@{}",
         canonical(tree).display(),
         hex::encode(h.finalize())
-    )))
+    ))
+}
+
+/// For a tree outside git: every staged file's path, size and mtime (a stat of each, no reads).
+fn stat_identity(tree: &Path) -> Result<String, KernelError> {
+    use std::os::unix::fs::MetadataExt;
+    let tree = canonical(tree);
+    let mut h = Sha256::new();
+    crate::staging::walk(&tree, &mut |rel, _, m| {
+        h.update(rel.as_bytes());
+        h.update(m.size().to_le_bytes());
+        h.update(m.mtime().to_le_bytes());
+        h.update(m.mtime_nsec().to_le_bytes());
+        Ok(())
+    })?;
+    Ok(format!(
+        "tree:{}#{}",
+        tree.display(),
+        hex::encode(h.finalize())
+    ))
 }
 
 /// Downloads the package through a private apt state and unpacks its tarball once into the cache.

@@ -1,12 +1,12 @@
 //! Kernel variants: named patch sets from kernels/variants/, embedded at compile time.
 //!
-//! Patches are applied to the shared source tree only for the duration of a build, under the source's
-//! lock, and reversed afterwards. A marker file records what is applied, so a build killed midway is
-//! reversed by the next one before anything else happens.
+//! Patches are applied to the family's staged tree (see staging.rs) for a build, under the family's
+//! lock; the next build's sync restores what they changed.
 
 use crate::error::{IoContext, KernelError};
+use crate::staging::Staging;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,85 +61,37 @@ fn patch(tree: &Path, text: &str, args: &[&str]) -> std::io::Result<(bool, Strin
     ))
 }
 
-/// Fails with the patch's own words if any patch of `variant` does not apply cleanly to `tree`.
-pub fn check_applies(variant: &Variant, tree: &Path) -> Result<(), KernelError> {
-    // Patches may build on each other, so only the first can be dry-run against the pristine tree;
-    // the others are checked for real by `Applied::apply`.
-    if let Some((name, text)) = variant.patches.first() {
-        let (ok, output) = patch(tree, text, &["--dry-run"]).at(tree)?;
+/// The files a unified diff writes (`+++ b/<path>`), relative to the tree.
+fn touched_files(patch: &str) -> Vec<String> {
+    patch
+        .lines()
+        .filter_map(|l| l.strip_prefix("+++ "))
+        .map(|p| p.split('\t').next().unwrap_or(p).trim())
+        .filter(|p| *p != "/dev/null")
+        .map(|p| p.strip_prefix("b/").unwrap_or(p).to_string())
+        .collect()
+}
+
+/// Applies `variant`'s patches to the staged tree. Each file a patch writes is made private first,
+/// so the patch cannot reach a linked source, and the next sync puts the source's version back:
+/// nothing needs reversing, and an interrupted build leaves nothing behind that the next one keeps.
+pub fn apply(variant: &Variant, staging: &mut Staging) -> Result<(), KernelError> {
+    let tree = staging.tree();
+    for (name, text) in variant.patches {
+        for f in touched_files(text) {
+            staging.make_private(&f)?;
+        }
+        let (ok, output) = patch(&tree, text, &[]).at(&tree)?;
         if !ok {
             return Err(KernelError::PatchFailed {
                 variant: variant.name.into(),
                 patch: name.to_string(),
-                tree: tree.into(),
+                tree: tree.clone(),
                 output,
             });
         }
     }
     Ok(())
-}
-
-/// Patches applied to a tree; reversed on drop.
-pub struct Applied {
-    tree: PathBuf,
-    marker: PathBuf,
-    applied: Vec<&'static str>,
-}
-
-impl Applied {
-    /// Reverses whatever an interrupted build left applied (per `marker`), then applies `variant`.
-    pub fn apply(variant: &Variant, tree: &Path, marker: &Path) -> Result<Applied, KernelError> {
-        if let Ok(left) = std::fs::read_to_string(marker)
-            && let Some(v) = left.lines().next().and_then(|name| find(name).ok())
-        {
-            tracing::warn!(
-                variant = v.name,
-                "reversing patches left applied by an interrupted build"
-            );
-            drop(Applied {
-                tree: tree.into(),
-                marker: marker.into(),
-                applied: v.patches.iter().map(|(_, t)| *t).collect(),
-            });
-        }
-        let mut done = Applied {
-            tree: tree.into(),
-            marker: marker.into(),
-            applied: vec![],
-        };
-        if variant.patches.is_empty() {
-            return Ok(done);
-        }
-        std::fs::write(marker, format!("{}\n", variant.name)).at(marker)?;
-        for (name, text) in variant.patches {
-            let (ok, output) = patch(tree, text, &[]).at(tree)?;
-            if !ok {
-                return Err(KernelError::PatchFailed {
-                    variant: variant.name.into(),
-                    patch: name.to_string(),
-                    tree: tree.into(),
-                    output,
-                });
-            }
-            done.applied.push(text);
-        }
-        Ok(done)
-    }
-}
-
-impl Drop for Applied {
-    fn drop(&mut self) {
-        for text in self.applied.iter().rev() {
-            match patch(&self.tree, text, &["-R"]) {
-                Ok((true, _)) => {}
-                Ok((false, out)) => {
-                    tracing::error!(tree = %self.tree.display(), "reversing a variant patch failed: {out}")
-                }
-                Err(e) => tracing::error!(tree = %self.tree.display(), "running patch -R: {e}"),
-            }
-        }
-        let _ = std::fs::remove_file(&self.marker);
-    }
 }
 
 #[cfg(test)]
@@ -153,30 +105,39 @@ mod tests {
     }
 
     #[test]
-    fn applied_patches_are_reversed_on_drop_and_after_a_crash() {
+    fn a_variant_patches_only_private_copies_and_the_next_sync_restores_them() {
         let dir = tempfile::tempdir().unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(&tree).unwrap();
-        std::fs::write(tree.join("f.c"), "a\nb\nc\n").unwrap();
-        const P: &str = "--- a/f.c\n+++ b/f.c\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n";
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("kernel")).unwrap();
+        std::fs::write(src.join("kernel/f.c"), "a\nb\nc\n").unwrap();
+        const P: &str = "--- a/kernel/f.c\n+++ b/kernel/f.c\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n--- /dev/null\n+++ b/kernel/new.c\n@@ -0,0 +1 @@\n+new\n";
+        assert_eq!(touched_files(P), ["kernel/f.c", "kernel/new.c"]);
         static PATCHES: &[(&str, &str)] = &[("0001.patch", P)];
         let v = Variant {
             name: "t",
             patches: PATCHES,
         };
-        let marker = dir.path().join("marker");
-        check_applies(&v, &tree).unwrap();
-        let applied = Applied::apply(&v, &tree, &marker).unwrap();
+        let mut staging = Staging::open(&dir.path().join("stage")).unwrap();
+        staging.sync(&src, true).unwrap();
+        apply(&v, &mut staging).unwrap();
+        let staged = staging.tree();
         assert_eq!(
-            std::fs::read_to_string(tree.join("f.c")).unwrap(),
+            std::fs::read_to_string(staged.join("kernel/f.c")).unwrap(),
             "a\nB\nc\n"
         );
-        assert!(marker.exists());
-        drop(applied);
         assert_eq!(
-            std::fs::read_to_string(tree.join("f.c")).unwrap(),
+            std::fs::read_to_string(src.join("kernel/f.c")).unwrap(),
+            "a\nb\nc\n",
+            "the linked source must not change"
+        );
+        staging.sync(&src, true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(staged.join("kernel/f.c")).unwrap(),
             "a\nb\nc\n"
         );
-        assert!(!marker.exists());
+        assert!(
+            !staged.join("kernel/new.c").exists(),
+            "a file a patch added is gone again"
+        );
     }
 }

@@ -114,6 +114,8 @@ pub enum Request {
     MemorySnapshot,
     /// The kernel log (klogctl READ_ALL), as lines.
     KernelLog,
+    /// The running kernel's own configuration (/proc/config.gz, decompressed), as [`Reply::Text`].
+    KernelConfig,
     /// Run a program (from the share or the initramfs). With `background`, do not wait; the child is
     /// then named `handle` and can be waited for with [`Request::Wait`].
     Exec {

@@ -1,9 +1,13 @@
-use super::{KernelArgs, VmArgs};
-use clap::{Args, Subcommand};
-use luo_harness::output::Terminal;
-use luo_harness::{Vm, bench, prepare};
+//! `luo-harness boot`: boot a kernel with the agent, print the boot facts, where the boot time
+//! went and the kernel log tail, power off.
+
+use super::args::{KernelArgs, VmArgs};
+use super::failed::Failed;
+use super::terminal::Terminal;
+use clap::Args;
+use luo_harness::Guest;
+use luo_harness::plan::{self, Needs};
 use luo_protocol::{Reply, Request};
-use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct BootArgs {
@@ -16,30 +20,25 @@ pub struct BootArgs {
     log_lines: usize,
 }
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// The memfd round trip (boot, create, preserve, kexec, retrieve, verify, power off), alternated
-    /// with the kernel's own vmtest.sh flow for luo_kexec_simple on the same kernel.
-    Roundtrip(bench::RoundtripArgs),
-    /// The whole scenario set on the default kernel, as many at once as there are cores: wall time
-    /// and the slowest scenarios.
-    Scenarios {
-        #[arg(default_value = "scenarios")]
-        dir: std::path::PathBuf,
-    },
-}
-
-pub async fn boot(args: BootArgs) -> miette::Result<ExitCode> {
-    let prepared = args.vm.prepare(&args.kernel).await?;
-    let mut guest = Vm::boot(prepared.vm_config("boot")).await?;
+pub async fn boot(args: BootArgs) -> Result<u8, Failed> {
+    let plan = plan::resolve(
+        &args.vm.plan_request(&args.kernel)?,
+        &Needs::default(),
+        &Terminal::default(),
+    )
+    .await?;
+    let mut guest = Guest::boot(plan.vm_config("boot")).await?;
     let b = &guest.boots()[0];
     println!(
         "booted in {} ms ({}; {}):",
         b.to_hello.as_millis(),
-        prepared.accel,
+        plan.accel,
         b.phases
     );
-    println!("{}", serde_json::to_string_pretty(&b.hello.boot).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&b.hello.boot).expect("boot facts serialise")
+    );
     if let Reply::Log { lines } = guest.request(Request::KernelLog).await? {
         println!(
             "--- kernel log, last {} of {} lines ---",
@@ -55,74 +54,5 @@ pub async fn boot(args: BootArgs) -> miette::Result<ExitCode> {
     if args.vm.keep {
         println!("artifacts: {}", artifacts.display());
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn bench(cmd: BenchCommand) -> miette::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Roundtrip(a) => bench::roundtrip(a).await?,
-        BenchCommand::Scenarios { dir } => bench_scenarios(&dir).await?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn bench_scenarios(dir: &std::path::Path) -> miette::Result<()> {
-    use std::time::Instant;
-    let files = super::run::collect(&[dir.to_path_buf()])?;
-    let mut scenarios = Vec::new();
-    for f in &files {
-        scenarios.push(luo_harness::scenario::load(f)?.0);
-    }
-    let t0 = Instant::now();
-    let prepared = std::sync::Arc::new(
-        prepare(
-            &luo_harness::prepare::KernelChoice::Build(Default::default()),
-            luo_harness::vm::accel::AccelChoice::Auto,
-            &Terminal::default(),
-        )
-        .await?,
-    );
-    let prep = t0.elapsed();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(cores));
-    let mut tasks = Vec::new();
-    for s in scenarios {
-        let (sem, prepared) = (sem.clone(), prepared.clone());
-        tasks.push(tokio::spawn(async move {
-            let _p = sem.acquire_owned().await.unwrap();
-            let t = Instant::now();
-            let r = luo_harness::scenario::run(&s, &prepared, "stock").await;
-            (
-                s.name.unwrap_or_default(),
-                t.elapsed(),
-                r.map(|(rep, _)| rep.passed),
-            )
-        }));
-    }
-    let mut times = Vec::new();
-    for t in tasks {
-        let (name, d, r) = t.await.expect("scenario task");
-        match r {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(miette::miette!(
-                    "scenario {name} failed; run `luo-harness run` for details"
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        times.push((d, name));
-    }
-    let wall = t0.elapsed();
-    times.sort();
-    println!(
-        "scenario set: {} scenarios, {cores} at a time, wall {:.1} s (kernel + image preparation {:.2} s)",
-        times.len(),
-        wall.as_secs_f64(),
-        prep.as_secs_f64()
-    );
-    for (d, name) in times.iter().rev().take(5) {
-        println!("  {name:<28} {:.1} s", d.as_secs_f64());
-    }
-    Ok(())
+    Ok(0)
 }

@@ -1,12 +1,13 @@
 //! `luo-harness drive`: boot a guest and send it requests typed (or piped) on stdin, one per line:
 //! a protocol request as JSON (`{"op":"open_device","handle":"dev"}`), `kexec`, or `quit`.
 
-use super::{KernelArgs, VmArgs};
+use super::args::{KernelArgs, VmArgs};
+use super::failed::Failed;
+use super::terminal::Terminal;
 use clap::Args;
-
-use luo_harness::Vm;
+use luo_harness::Guest;
+use luo_harness::plan::{self, Needs};
 use luo_protocol::Request;
-use std::process::ExitCode;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Args)]
@@ -17,9 +18,14 @@ pub struct DriveArgs {
     vm: VmArgs,
 }
 
-pub async fn drive(args: DriveArgs) -> miette::Result<ExitCode> {
-    let prepared = args.vm.prepare(&args.kernel).await?;
-    let mut guest = Vm::boot(prepared.vm_config("drive")).await?;
+pub async fn drive(args: DriveArgs) -> Result<u8, Failed> {
+    let plan = plan::resolve(
+        &args.vm.plan_request(&args.kernel)?,
+        &Needs::default(),
+        &Terminal::default(),
+    )
+    .await?;
+    let mut guest = Guest::boot(plan.vm_config("drive")).await?;
     println!("{}", serde_json::to_string(guest.hello()).unwrap());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -45,5 +51,5 @@ pub async fn drive(args: DriveArgs) -> miette::Result<ExitCode> {
         }
     }
     guest.power_off().await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

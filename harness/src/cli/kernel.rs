@@ -1,9 +1,10 @@
-use super::KernelArgs;
+//! `luo-harness kernel`: build, find, list and collect cached kernels.
+
+use super::args::KernelArgs;
+use super::failed::Failed;
+use super::terminal::Terminal;
 use clap::Subcommand;
-use luo_harness::output::{Output, Reporter, Terminal};
 use luo_kernels::Cache;
-use miette::IntoDiagnostic;
-use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum KernelCommand {
@@ -15,27 +16,20 @@ pub enum KernelCommand {
     List,
     /// Remove interrupted builds' leftovers and all but the newest kernels per source and variant.
     Gc {
-        #[arg(long, default_value_t = 2)]
-        keep: usize,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: u32,
     },
     /// List the kernel variants this binary knows.
     Variants,
 }
 
-pub async fn run(cmd: KernelCommand) -> miette::Result<ExitCode> {
+pub async fn run(cmd: KernelCommand) -> Result<u8, Failed> {
     let cache = Cache::from_env();
     match cmd {
         KernelCommand::Build(args) => {
             let req = args.build_request()?;
-            let reporter = Terminal::default();
-            let built = tokio::task::spawn_blocking(move || {
-                luo_kernels::build(&req, &Cache::from_env(), &mut |e| {
-                    reporter.emit(Output::Kernel(e))
-                })
-            })
-            .await
-            .into_diagnostic()??;
-            println!("{}", built.bzimage().display());
+            let built = luo_harness::plan::build_kernel(&req, &Terminal::default()).await?;
+            println!("{}", built.bzimage.display());
         }
         KernelCommand::Path(args) => {
             let req = args.build_request()?;
@@ -64,7 +58,7 @@ pub async fn run(cmd: KernelCommand) -> miette::Result<ExitCode> {
             }
         }
         KernelCommand::Gc { keep } => {
-            for p in cache.gc(keep)? {
+            for p in cache.gc(keep as usize)? {
                 println!("removed {}", p.display());
             }
         }
@@ -74,5 +68,5 @@ pub async fn run(cmd: KernelCommand) -> miette::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

@@ -1,25 +1,31 @@
-//! Command-line front end: parses arguments, sets up tracing, renders errors with miette.
+//! Command-line front end: parses arguments, sets up tracing and the signal handler, renders
+//! errors with miette, and turns every command's end into its exit code (luo_harness::outcome).
 
+mod args;
+mod bench;
 mod boot;
+mod check;
+mod collect;
+mod compare;
 mod drive;
+mod failed;
 mod kernel;
 mod profile;
 mod run;
 mod setup;
+mod terminal;
 
-use clap::{Args, Parser, Subcommand};
-use luo_harness::prepare::KernelChoice;
-use luo_harness::vm::accel::AccelChoice;
-use luo_kernels::config::Fragment;
-use luo_kernels::{BuildRequest, KernelSource};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
+use failed::Failed;
+use luo_harness::outcome::exit;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "luo-harness",
     version,
-    about = "Integration test harness for Linux live update (LUO / KHO) under QEMU"
+    about = "Integration test harness for Linux live update (LUO / KHO) under QEMU",
+    after_help = exit::TABLE
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,15 +34,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Set up after the system packages: default kernel, guest agent and image, accelerator verdict.
-    Setup,
+    /// Set up after the system packages: kernels (default + variants), the scenarios' programs,
+    /// the guest image, the accelerator verdict.
+    Setup(setup::SetupArgs),
     /// Obtain, configure, build and cache guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
-    /// Run scenario files on the real kernel (exit 0 pass, 1 a scenario failed, 2 bad input, 3 VM/kernel).
+    /// Run scenario files on the real kernel and compare each report with its snapshot.
+    #[command(after_help = exit::TABLE)]
     Run(run::RunArgs),
     /// Validate scenario files without starting any VM (exit 2 on any problem).
-    Check(run::CheckArgs),
+    Check(check::CheckArgs),
     /// Print the JSON Schema of scenario files (for yaml-language-server).
     Schema,
     /// Boot a kernel with the agent, print the boot facts and the kernel log tail, power off.
@@ -47,107 +55,10 @@ enum Command {
     /// over QMP and named from the kernel's System.map (translation included under TCG).
     Profile(profile::ProfileArgs),
     /// Measure what each session-inode design costs: memory, creation, blackout, retrieval.
-    Compare(luo_harness::compare::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Benchmarks (figures printed, never asserted in tests).
     #[command(subcommand)]
-    Bench(boot::BenchCommand),
-}
-
-/// Which kernel to use; the default is Debian's linux-source, built with the embedded fragments.
-#[derive(Args, Clone, Debug, Default)]
-pub struct KernelArgs {
-    /// A prebuilt bzImage, used as is.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["tree", "variant", "fragment"])]
-    kernel: Option<PathBuf>,
-    /// Your kernel tree, built out of tree (O= in the cache) so it stays clean.
-    #[arg(long, value_name = "PATH")]
-    tree: Option<PathBuf>,
-    /// Kernel variant (a patch set under kernels/variants/).
-    #[arg(long, value_name = "NAME")]
-    pub variant: Option<String>,
-    /// Extra config fragment(s), applied after the built-in ones.
-    #[arg(long, value_name = "FILE")]
-    fragment: Vec<PathBuf>,
-    /// make -j (default: cores + 1).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// How the configuration is made: `minimal` (allnoconfig + kernels/fragments) or
-    /// `upstream-selftest` (what tools/testing/selftests/liveupdate/vmtest.sh builds).
-    #[arg(long, default_value = "minimal", value_parser = ["minimal", "upstream-selftest"])]
-    recipe: String,
-}
-
-impl KernelArgs {
-    pub fn build_request(&self) -> miette::Result<BuildRequest> {
-        let mut req = BuildRequest::default();
-        if let Some(t) = &self.tree {
-            req.source = KernelSource::Tree(t.clone());
-        }
-        if let Some(v) = &self.variant {
-            req.variant = v.clone();
-        }
-        for f in &self.fragment {
-            let text =
-                std::fs::read_to_string(f).map_err(|e| miette::miette!("{}: {e}", f.display()))?;
-            req.extra_fragments.push(Fragment {
-                name: f.display().to_string(),
-                text,
-            });
-        }
-        req.jobs = self.jobs;
-        if self.recipe == "upstream-selftest" {
-            req.recipe = luo_kernels::Recipe::UpstreamSelftest;
-        }
-        Ok(req)
-    }
-
-    pub fn choice(&self) -> miette::Result<KernelChoice> {
-        Ok(match &self.kernel {
-            Some(k) => KernelChoice::Prebuilt(k.clone()),
-            None => KernelChoice::Build(self.build_request()?),
-        })
-    }
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct VmArgs {
-    /// Accelerator: auto uses KVM only once it has proven it runs a guest on this host.
-    #[arg(long, value_enum, default_value = "auto")]
-    accel: AccelChoice,
-    /// Keep the run's artifacts (console, transcripts) even on success.
-    #[arg(long)]
-    keep: bool,
-    /// Extra kernel command line.
-    #[arg(long, default_value = "")]
-    cmdline: String,
-    /// Guest memory in MiB (default 256; a scenario's memory_mib wins).
-    #[arg(long)]
-    memory: Option<u32>,
-    /// Machine model (default: microvm for kernels built here with the minimal recipe, pc for any
-    /// other kernel).
-    #[arg(long, value_enum)]
-    machine: Option<luo_harness::vm::qemu::Machine>,
-}
-
-impl VmArgs {
-    /// Prepares the kernel and image and applies these options to every VM of the run.
-    pub async fn prepare(&self, kernel: &KernelArgs) -> miette::Result<luo_harness::Prepared> {
-        let mut p = luo_harness::prepare(
-            &kernel.choice()?,
-            self.accel,
-            &luo_harness::output::Terminal::default(),
-        )
-        .await?;
-        p.vm = luo_harness::prepare::VmOptions {
-            keep: self.keep,
-            extra_cmdline: self.cmdline.clone(),
-            memory_mib: self.memory,
-        };
-        if let Some(m) = self.machine {
-            p.machine = m;
-        }
-        Ok(p)
-    }
+    Bench(bench::BenchCommand),
 }
 
 fn init_tracing() {
@@ -158,6 +69,30 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: kill every QEMU and virtiofsd, say where the running VMs' artifacts
+/// are (they are kept), and exit 130. Reports of scenarios that finished are already written.
+fn install_signal_handlers() {
+    use tokio::signal::unix::{SignalKind, signal};
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ] {
+        let Ok(mut s) = signal(kind) else { continue };
+        tokio::spawn(async move {
+            s.recv().await;
+            luo_harness::vm::process::kill_all_children();
+            for d in luo_harness::vm::process::live_artifact_dirs() {
+                eprintln!(
+                    "luo-harness: interrupted; artifacts kept in {}",
+                    d.display()
+                );
+            }
+            std::process::exit(exit::INTERRUPTED.into());
+        });
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -173,55 +108,66 @@ pub fn main() -> ExitCode {
     }
     miette::set_panic_hook();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let result: miette::Result<ExitCode> = rt.block_on(async {
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("luo-harness: starting the async runtime: {e}");
+            return ExitCode::from(exit::KERNEL_OR_VM);
+        }
+    };
+    let result: Result<u8, Failed> = rt.block_on(async {
+        install_signal_handlers();
         match cli.command {
-            Command::Setup => setup::setup().await,
+            Command::Setup(a) => setup::setup(a).await,
             Command::Kernel(k) => kernel::run(k).await,
             Command::Run(r) => run::run(r).await,
-            Command::Check(c) => run::check(c),
-            Command::Schema => run::schema(),
+            Command::Check(c) => Ok(check::check(c)),
+            Command::Schema => Ok(check::schema()),
             Command::Boot(b) => boot::boot(b).await,
             Command::Drive(d) => drive::drive(d).await,
             Command::Profile(p) => profile::profile(p).await,
-            Command::Compare(c) => luo_harness::compare::compare(c)
-                .await
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Command::Bench(b) => boot::bench(b).await,
+            Command::Compare(c) => compare::compare(c).await,
+            Command::Bench(b) => bench::bench(b).await,
         }
     });
-    match result {
+    ExitCode::from(match result {
         Ok(code) => code,
-        Err(report) => {
-            eprintln!("{report:?}");
-            ExitCode::from(report_exit_code(&report))
+        Err(f) => {
+            eprintln!("{:?}", f.report);
+            exit::run([f.kind])
         }
-    }
-}
-
-/// 2: bad input; 3: the VM or kernel could not be brought up; 1: anything else.
-fn report_exit_code(report: &miette::Report) -> u8 {
-    if report.downcast_ref::<luo_kernels::KernelError>().is_some()
-        || report
-            .downcast_ref::<luo_harness::prepare::PrepareError>()
-            .is_some()
-        || report.downcast_ref::<luo_harness::GuestError>().is_some()
-    {
-        3
-    } else {
-        1
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
     #[test]
     fn command_line_definition_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn counts_of_zero_are_rejected_by_the_parser() {
+        for args in [
+            &["luo-harness", "bench", "roundtrip", "--runs", "0"][..],
+            &["luo-harness", "compare", "--sessions", "1,0"],
+            &["luo-harness", "compare", "--reps", "0"],
+            &["luo-harness", "run", "-p", "0"],
+            &["luo-harness", "run", "--memory", "0"],
+            &["luo-harness", "kernel", "build", "--jobs", "0"],
+            &["luo-harness", "profile", "--interval-ms", "0"],
+        ] {
+            let e = Cli::try_parse_from(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+        assert!(Cli::try_parse_from(["luo-harness", "bench", "roundtrip", "--runs", "1"]).is_ok());
     }
 }

@@ -1,12 +1,13 @@
 //! `luo-harness profile`: boot, kexec N times, and print where each boot spent its time.
 
-use super::{KernelArgs, VmArgs};
+use super::args::{KernelArgs, VmArgs};
+use super::failed::Failed;
+use super::terminal::Terminal;
 use clap::Args;
-use luo_harness::Vm;
+use luo_harness::Guest;
+use luo_harness::plan::{self, Needs};
 use luo_harness::profile::{Sampler, SymbolMap, Window, render};
-use miette::{IntoDiagnostic, WrapErr, miette};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -16,45 +17,61 @@ pub struct ProfileArgs {
     #[command(flatten)]
     vm: VmArgs,
     /// How many kexecs after the first boot (each into the same kernel).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=20))]
     kexecs: u32,
     /// Places listed per boot.
-    #[arg(long, default_value_t = 25)]
-    top: usize,
-    /// Least time between samples, in milliseconds (each sample pauses the vCPU briefly).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..))]
+    top: u32,
+    /// Least time between samples, in milliseconds (each sample pauses the vCPU briefly; at least
+    /// 0.05).
+    #[arg(long, default_value_t = 1.0, value_parser = interval)]
     interval_ms: f64,
     /// The kernel's System.map (default: the one published beside the bzImage).
     #[arg(long, value_name = "FILE")]
     system_map: Option<PathBuf>,
 }
 
-pub async fn profile(args: ProfileArgs) -> miette::Result<ExitCode> {
-    let prepared = args.vm.prepare(&args.kernel).await?;
-    let map_path = args
+fn interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.05 => Ok(v),
+        _ => Err("a number of milliseconds, at least 0.05".into()),
+    }
+}
+
+pub async fn profile(args: ProfileArgs) -> Result<u8, Failed> {
+    let plan = plan::resolve(
+        &args.vm.plan_request(&args.kernel)?,
+        &Needs::default(),
+        &Terminal::default(),
+    )
+    .await?;
+    let map_path = match args
         .system_map
         .clone()
-        .unwrap_or_else(|| prepared.kernel.with_file_name("System.map"));
-    let map = std::fs::read_to_string(&map_path)
-        .into_diagnostic()
-        .wrap_err_with(|| {
-            format!(
-                "reading {} (pass --system-map for a kernel built elsewhere)",
-                map_path.display()
-            )
-        })?;
+        .or_else(|| plan.boot.system_map.clone())
+    {
+        Some(p) => p,
+        None => {
+            return Err(Failed::bad_input(format!(
+                "{} has no System.map beside it: pass --system-map",
+                plan.boot.bzimage.display()
+            )));
+        }
+    };
+    let map = std::fs::read_to_string(&map_path).map_err(|e| Failed::io(&map_path, e))?;
     let map = SymbolMap::parse(&map);
 
-    let dir = tempfile::tempdir().into_diagnostic()?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| Failed::io(std::path::Path::new("a temporary directory"), e))?;
     let socket = dir.path().join("watch.sock");
-    let mut cfg = prepared.vm_config("profile");
+    let mut cfg = plan.vm_config("profile");
     cfg.watch_monitor = Some(socket.clone());
-    let interval = std::time::Duration::from_secs_f64(args.interval_ms.max(0.05) / 1000.0);
+    let interval = std::time::Duration::from_secs_f64(args.interval_ms / 1000.0);
     let sampler = Sampler::start(socket, interval);
 
     let mut windows = Vec::new();
     let t0 = Instant::now();
-    let boot = Vm::boot(cfg).await;
+    let boot = Guest::boot(cfg).await;
     let mut guest = match boot {
         Ok(g) => g,
         Err(e) => {
@@ -86,10 +103,12 @@ pub async fn profile(args: ProfileArgs) -> miette::Result<ExitCode> {
     // while a monitor is reading its registers.
     let samples = sampler.finish().await;
     guest.power_off().await?;
-    let samples = samples.map_err(|e| miette!("sampling: {e}"))?;
+    let samples = samples.map_err(|e| Failed::infra(format!("sampling: {e}")))?;
     if samples.is_empty() {
-        return Err(miette!("no samples: QEMU's second monitor never answered"));
+        return Err(Failed::infra(
+            "no samples: QEMU's second monitor never answered".into(),
+        ));
     }
-    print!("{}", render(&samples, &windows, &map, args.top));
-    Ok(ExitCode::SUCCESS)
+    print!("{}", render(&samples, &windows, &map, args.top as usize));
+    Ok(0)
 }

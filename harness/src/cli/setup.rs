@@ -1,47 +1,62 @@
-//! `luo-harness setup`: everything after the system packages, once: the default kernel (built or
-//! cached), the static guest agent and its initramfs, and the accelerator verdict for this host.
+//! `luo-harness setup`: everything after the system packages, once: the default kernel and every
+//! variant (built or cached), the programs the scenarios run, the guest image, and the accelerator
+//! verdict for this host.
 
-use luo_harness::output::Terminal;
-use luo_harness::prepare::{KernelChoice, prepare};
-use luo_harness::vm::accel::AccelChoice;
-use std::process::ExitCode;
+use super::collect;
+use super::failed::Failed;
+use super::terminal::Terminal;
+use clap::Args;
+use luo_harness::plan::{self, Needs, PlanRequest};
+use std::path::PathBuf;
 
-pub async fn setup() -> miette::Result<ExitCode> {
+#[derive(Args)]
+pub struct SetupArgs {
+    /// Scenario files or directories whose programs to build too (default: scenarios/, if there).
+    paths: Vec<PathBuf>,
+}
+
+pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     let missing = luo_kernels::hosttools::check(luo_kernels::hosttools::VM);
     if !missing.is_empty() {
         return Err(luo_kernels::KernelError::MissingTools(missing).into());
     }
     if luo_harness::vm::virtiofsd::binary().is_none() {
-        return Err(miette::miette!(
-            help = "cargo install --locked virtiofsd (after apt-get install libseccomp-dev libcap-ng-dev), or bash ci/install-deps",
-            "virtiofsd not found"
+        return Err(Failed::infra(
+            "virtiofsd not found: cargo install --locked virtiofsd (after apt-get install \
+             libseccomp-dev libcap-ng-dev), or bash ci/install-deps"
+                .into(),
         ));
     }
-    let p = prepare(
-        &KernelChoice::Build(Default::default()),
-        AccelChoice::Auto,
-        &Terminal::default(),
-    )
-    .await?;
-    println!("kernel:  {}", p.kernel.display());
+    // The session-inode designs the test suite also runs (built incrementally after stock).
+    let mut needs = Needs {
+        variants: luo_kernels::variant::all()
+            .map(|v| v.name.to_string())
+            .collect(),
+        ..Default::default()
+    };
+    let scenario_paths = if args.paths.is_empty() && std::path::Path::new("scenarios").is_dir() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        args.paths
+    };
+    if !scenario_paths.is_empty() {
+        let files = collect::files(&scenario_paths)?;
+        // Invalid files are `check`'s to report; setup builds for the valid ones.
+        for f in files {
+            if let Ok((s, _)) = luo_harness::scenario::load(&f) {
+                s.needs(&mut needs);
+            }
+        }
+    }
+    let p = plan::resolve(&PlanRequest::default(), &needs, &Terminal::default()).await?;
+    println!("kernel:  {}", p.boot.bzimage.display());
+    for (name, k) in &p.variants {
+        println!("variant {name:<13} {}", k.bzimage.display());
+    }
+    for (name, path) in &p.selftests {
+        println!("selftest {name:<12} {}", path.display());
+    }
     println!("initrd:  {}", p.initrd.display());
     println!("accel:   {}", p.accel);
-    // The session-inode designs the test suite also runs (built incrementally after stock).
-    for v in luo_kernels::variant::all().filter(|v| v.name != luo_kernels::variant::DEFAULT) {
-        let req = luo_kernels::BuildRequest {
-            variant: v.name.to_string(),
-            ..Default::default()
-        };
-        let reporter = Terminal::default();
-        let k = tokio::task::spawn_blocking(move || {
-            use luo_harness::output::{Output, Reporter};
-            luo_kernels::build(&req, &luo_kernels::Cache::from_env(), &mut |e| {
-                reporter.emit(Output::Kernel(e))
-            })
-        })
-        .await
-        .map_err(|e| miette::miette!("{e}"))??;
-        println!("variant {:<13} {}", v.name, k.bzimage().display());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

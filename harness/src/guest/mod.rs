@@ -1,147 +1,62 @@
-//! The host side of the agent protocol: a booted guest that answers requests and survives kexec.
+//! The agent protocol on top of a running [`Vm`]: the hello of every boot, one reply per request,
+//! kexec into the next kernel, power off. QEMU is watched through the VM layer while waiting, so
+//! a guest that dies is reported with why, where, and its console.
 
+mod error;
+mod kexec;
+mod link;
 mod phases;
 
+pub use error::{Failure, GuestError};
+pub use kexec::{KexecTarget, machine_device_params};
+pub use link::MAX_LINE;
 pub use phases::{BootPhases, BootRecord};
 
-use crate::vm::Vm;
-use crate::vm::qmp::{Qmp, QmpEvent};
+use crate::vm::{EndCause, Vm, VmConfig};
+use link::{AgentLink, LinkError};
 use luo_protocol::{
     AgentError, Envelope, Hello, Outcome, PROTOCOL_VERSION, Reply, Request, Response, to_line,
 };
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixListener;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum GuestError {
-    #[error("{what}: {message}")]
-    Setup { what: String, message: String },
-    #[error(
-        "{failure} (boot {boot}, step `{step}`)\n--- console, last lines ---\n{console}\n--- artifacts kept in {artifacts} ---"
-    )]
-    Vm {
-        failure: Failure,
-        boot: u32,
-        step: String,
-        console: String,
-        artifacts: String,
-    },
-    #[error("boot {boot}, step `{step}`: {error}")]
-    Agent {
-        boot: u32,
-        step: String,
-        error: AgentError,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Failure {
-    #[error("the guest kernel panicked")]
-    Panic,
-    #[error("QEMU exited unexpectedly ({0})")]
-    Exited(String),
-    #[error("no hello from the agent within {0:?}")]
-    BootTimeout(Duration),
-    #[error("no reply from the agent within {0:?}")]
-    Timeout(Duration),
-    #[error("agent protocol: {0}")]
-    Protocol(String),
-}
-
-impl GuestError {
-    pub fn setup(what: &str, e: impl std::fmt::Display) -> GuestError {
-        GuestError::Setup {
-            what: what.to_string(),
-            message: e.to_string(),
-        }
-    }
-    pub fn failure(&self) -> Option<&Failure> {
-        match self {
-            GuestError::Vm { failure, .. } => Some(failure),
-            _ => None,
-        }
-    }
-    /// The errno name when the agent reported a failed system call.
-    pub fn errno(&self) -> Option<&str> {
-        match self {
-            GuestError::Agent { error, .. } => error.errno.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-/// Where to kexec to; paths on the host, staged into the share.
-#[derive(Debug, Clone)]
-pub struct KexecTarget {
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// Replaces the VM's extra command line for the new kernel, if set.
-    pub extra_cmdline: Option<String>,
-}
 
 pub struct Guest {
-    pub vm: Vm,
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    transcript: std::fs::File,
+    vm: Vm,
+    link: AgentLink,
     next_id: u64,
     boots: Vec<BootRecord>,
     step: String,
     /// The boot in progress: the one being waited for, or the one answering requests.
     current_boot: u32,
-    panicked: bool,
-    line: String,
 }
 
 impl Guest {
-    /// Accepts QEMU's connections and waits for the first hello.
-    pub(crate) async fn connect(
-        vm: Vm,
-        agent: UnixListener,
-        qmp: UnixListener,
-    ) -> Result<Guest, GuestError> {
-        let transcript = std::fs::File::create(vm.artifacts.path("agent.jsonl"))
-            .map_err(|e| GuestError::setup("agent transcript", e))?;
-        let timeout = vm.config.boot_timeout;
-        let mut vm = vm;
-        let accepted = tokio::select! {
-            r = async { tokio::try_join!(agent.accept(), qmp.accept()) } => r.map_err(|e| e.to_string()),
-            s = vm.qemu.wait() => Err(format!("QEMU exited before connecting: {}", s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
-            _ = tokio::time::sleep(timeout) => Err("QEMU did not connect to its sockets".into()),
-        };
-        let ((agent_stream, _), (qmp_stream, _)) = match accepted {
-            Ok(x) => x,
-            Err(msg) => {
-                vm.artifacts.fail();
-                let stderr = artifact_text(&vm.artifacts.path("qemu.stderr"));
-                return Err(GuestError::Setup {
-                    what: "starting QEMU".into(),
-                    message: format!("{msg}\n{stderr}"),
-                });
-            }
-        };
-        let (r, w) = agent_stream.into_split();
+    /// Starts the VM and waits for the agent's first hello.
+    pub async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
+        Guest::connect(Vm::start(cfg).await?).await
+    }
+
+    /// Takes the VM's agent connection and waits for the first hello.
+    pub async fn connect(mut vm: Vm) -> Result<Guest, GuestError> {
+        let transcript =
+            std::fs::File::create(vm.artifacts().path("agent.jsonl")).map_err(|e| {
+                GuestError::Stage {
+                    what: "creating agent.jsonl".into(),
+                    source: e,
+                }
+            })?;
+        let stream = vm
+            .take_agent()
+            .expect("a fresh VM has its agent connection");
+        let started = vm.started();
         let mut guest = Guest {
+            link: AgentLink::new(stream, transcript, started),
             vm,
-            reader: BufReader::new(r),
-            writer: w,
-            transcript,
             next_id: 1,
             boots: vec![],
             step: "boot".into(),
             current_boot: 0,
-            panicked: false,
-            line: String::new(),
         };
-        match Qmp::negotiate(qmp_stream, &guest.vm.artifacts.path("qmp.jsonl")).await {
-            Ok(q) => guest.vm.qmp = Some(q),
-            Err(e) => return Err(guest.fail(Failure::Protocol(format!("QMP: {e}")))),
-        }
-        let started = guest.vm.started;
         guest.await_hello(0, started).await?;
         Ok(guest)
     }
@@ -162,8 +77,28 @@ impl Guest {
         self.current_boot
     }
 
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
     pub fn artifacts(&self) -> &Path {
-        self.vm.artifacts.dir()
+        self.vm.artifacts().dir()
+    }
+
+    /// Marks the run failed so its artifacts are kept (a check failed after a clean run).
+    pub fn keep_artifacts(&mut self) {
+        self.vm.keep_artifacts();
+    }
+
+    /// Puts a host file into the share at `rel`, for the guest to read.
+    pub fn stage(&self, src: &Path, rel: &str) -> Result<(), GuestError> {
+        self.vm
+            .stage(src, rel)
+            .map(|_| ())
+            .map_err(|source| GuestError::Stage {
+                what: format!("staging {} into the share as {rel}", src.display()),
+                source,
+            })
     }
 
     /// Sends one request; an agent-side failure (errno) is `GuestError::Agent`.
@@ -179,15 +114,15 @@ impl Guest {
     }
 
     /// Sends one request; the outer error is the VM's, the inner the agent's (for expected errnos).
-    #[tracing::instrument(name = "request", skip_all, fields(op = op_name(&req)))]
     pub async fn try_request(
         &mut self,
         req: Request,
     ) -> Result<Result<Reply, AgentError>, GuestError> {
-        let timeout = self.vm.config.request_timeout;
+        let timeout = self.vm.config().timeouts.request;
         self.try_request_within(req, timeout).await
     }
 
+    #[tracing::instrument(name = "request", skip_all, fields(op = op_name(&req)))]
     pub async fn try_request_within(
         &mut self,
         req: Request,
@@ -197,35 +132,32 @@ impl Guest {
         let id = self.next_id;
         self.next_id += 1;
         let line = to_line(&Envelope { id, request: req });
-        self.log('>', &line);
-        if let Err(e) = self.writer.write_all(line.as_bytes()).await {
+        if let Err(e) = self.link.send(&line).await {
             return Err(self.fail(Failure::Protocol(format!("writing to the agent: {e}"))));
         }
         let sent = Instant::now();
         let deadline = sent + timeout;
-        loop {
-            let line = self.next_line(deadline, Failure::Timeout(timeout)).await?;
-            match serde_json::from_str::<Response>(&line) {
-                Ok(r) if r.id == id => {
-                    tracing::debug!(
-                        us = sent.elapsed().as_micros() as u64,
-                        ok = matches!(r.outcome, Outcome::Ok(_)),
-                        "reply"
-                    );
-                    return Ok(match r.outcome {
-                        Outcome::Ok(reply) => Ok(reply),
-                        Outcome::Err(e) => Err(e),
-                    });
-                }
-                Ok(r) => {
-                    tracing::warn!(id = r.id, expected = id, "reply to another request ignored")
-                }
-                Err(e) => {
-                    return Err(self.fail(Failure::Protocol(format!(
-                        "unexpected line from the agent ({e}): {line}"
-                    ))));
-                }
+        let line = self.next_line(deadline, Failure::Timeout(timeout)).await?;
+        match serde_json::from_str::<Response>(&line) {
+            Ok(r) if r.id == id => {
+                tracing::debug!(
+                    us = sent.elapsed().as_micros() as u64,
+                    ok = matches!(r.outcome, Outcome::Ok(_)),
+                    "reply"
+                );
+                Ok(match r.outcome {
+                    Outcome::Ok(reply) => Ok(reply),
+                    Outcome::Err(e) => Err(e),
+                })
             }
+            Ok(r) => Err(self.fail(Failure::Protocol(format!(
+                "a reply to request {} while waiting for {id}",
+                r.id
+            )))),
+            Err(e) => Err(self.fail(Failure::Protocol(format!(
+                "unexpected line from the agent ({e}): {}",
+                clip(&line)
+            )))),
         }
     }
 
@@ -235,29 +167,12 @@ impl Guest {
     #[tracing::instrument(name = "kexec", skip_all, fields(from_boot = self.boot_index()))]
     pub async fn kexec(&mut self, target: &KexecTarget) -> Result<Duration, GuestError> {
         let next = self.boot_index() + 1;
-        let dir = self.vm.artifacts.share().join("kexec");
-        let stage = |src: &Path, name: &str| -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
-            let dst = dir.join(name);
-            let _ = std::fs::remove_file(&dst);
-            std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))
-        };
-        stage(&target.kernel, "bzImage")
-            .map_err(|e| GuestError::setup("staging the kexec kernel", e))?;
-        stage(&target.initrd, "initrd")
-            .map_err(|e| GuestError::setup("staging the kexec initrd", e))?;
-        let mut cfg = self.vm.config.clone();
-        if let Some(extra) = &target.extra_cmdline {
-            cfg.extra_cmdline = extra.clone();
-        }
-        let mut cmdline = cfg.cmdline(next);
-        for device in machine_device_params(&self.hello().boot.cmdline) {
-            cmdline.push(' ');
-            cmdline.push_str(device);
-        }
+        self.stage(&target.kernel, kexec::KERNEL)?;
+        self.stage(&target.initrd, kexec::INITRD)?;
+        let cmdline = target.cmdline(self.vm.config(), next, &self.hello().boot.cmdline);
         self.request(Request::KexecLoad {
-            kernel: "kexec/bzImage".into(),
-            initrd: "kexec/initrd".into(),
+            kernel: kexec::KERNEL.into(),
+            initrd: kexec::INITRD.into(),
             cmdline,
         })
         .await?;
@@ -269,9 +184,10 @@ impl Guest {
 
     /// Kexec into the kernel and initrd this VM booted with.
     pub async fn kexec_same(&mut self) -> Result<Duration, GuestError> {
+        let cfg = self.vm.config();
         let t = KexecTarget {
-            kernel: self.vm.config.kernel.clone(),
-            initrd: self.vm.config.initrd.clone(),
+            kernel: cfg.kernel.clone(),
+            initrd: cfg.initrd.clone(),
             extra_cmdline: None,
         };
         self.kexec(&t).await
@@ -280,14 +196,14 @@ impl Guest {
     /// Asks the agent to power off and waits for QEMU to exit.
     pub async fn power_off(mut self) -> Result<(), GuestError> {
         self.request(Request::PowerOff).await?;
-        let timeout = self.vm.config.boot_timeout;
-        tokio::select! {
-            s = self.vm.qemu.wait() => match s {
-                Ok(s) if s.success() => Ok(()),
-                Ok(s) => Err(self.fail(Failure::Exited(s.to_string()))),
-                Err(e) => Err(self.fail(Failure::Exited(e.to_string()))),
+        let timeout = self.vm.config().timeouts.boot;
+        match self.vm.ended_within(timeout).await {
+            Some(end) => match end.cause() {
+                EndCause::GuestStopped { .. } => Ok(()),
+                EndCause::GuestPanic => Err(self.fail(Failure::Panic)),
+                other => Err(self.fail(Failure::Ended(other))),
             },
-            _ = tokio::time::sleep(timeout) => Err(self.fail(Failure::Timeout(timeout))),
+            None => Err(self.fail(Failure::Timeout(timeout))),
         }
     }
 
@@ -298,7 +214,7 @@ impl Guest {
             format!("kexec into boot {expected}")
         };
         self.current_boot = expected;
-        let timeout = self.vm.config.boot_timeout;
+        let timeout = self.vm.config().timeouts.boot;
         let line = self
             .next_line(Instant::now() + timeout, Failure::BootTimeout(timeout))
             .await?;
@@ -306,7 +222,8 @@ impl Guest {
             Ok(h) => h,
             Err(e) => {
                 return Err(self.fail(Failure::Protocol(format!(
-                    "expected the agent's hello ({e}): {line}"
+                    "expected the agent's hello ({e}): {}",
+                    clip(&line)
                 ))));
             }
         };
@@ -346,101 +263,56 @@ impl Guest {
         Ok(())
     }
 
-    /// The next line from the agent, watching QEMU and QMP meanwhile.
+    /// The next line from the agent, watching QEMU meanwhile.
     async fn next_line(
         &mut self,
         deadline: Instant,
         on_timeout: Failure,
     ) -> Result<String, GuestError> {
-        self.line.clear();
-        loop {
-            let qmp_event = async {
-                match self.vm.qmp.as_mut() {
-                    Some(q) => q.events.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = self.reader.read_line(&mut self.line) => match r {
-                    Ok(0) => {
-                        // The agent's connection closed: QEMU is going away. Say why.
-                        let status = tokio::time::timeout(Duration::from_secs(5), self.vm.qemu.wait()).await;
-                        let why = match status {
-                            Ok(Ok(s)) => self.exit_failure(s),
-                            _ => Failure::Protocol("the agent connection closed".into()),
-                        };
-                        return Err(self.fail(why));
-                    }
-                    Ok(_) => {
-                        let line = std::mem::take(&mut self.line);
-                        self.log('<', &line);
-                        return Ok(line.trim_end().to_string());
-                    }
-                    Err(e) => return Err(self.fail(Failure::Protocol(format!("reading from the agent: {e}")))),
+        let failure = tokio::select! {
+            r = self.link.read_line() => match r {
+                Ok(Some(line)) => return Ok(line),
+                // The agent's end closed: QEMU is going away. Say why.
+                Ok(None) => match self.vm.ended_within(Duration::from_secs(5)).await {
+                    Some(end) => ended(end.cause()),
+                    None => Failure::Protocol("the agent connection closed".into()),
                 },
-                s = self.vm.qemu.wait() => {
-                    let why = match s {
-                        Ok(s) => self.exit_failure(s),
-                        Err(e) => Failure::Exited(e.to_string()),
-                    };
-                    return Err(self.fail(why));
-                }
-                ev = qmp_event => {
-                    if let Some(QmpEvent::GuestPanicked { .. }) = ev {
-                        self.panicked = true;
-                    }
-                    continue;
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => return Err(self.fail(on_timeout)),
-            }
-        }
-    }
-
-    fn exit_failure(&mut self, status: std::process::ExitStatus) -> Failure {
-        // Drain QMP events that arrived with the exit.
-        if let Some(q) = self.vm.qmp.as_mut() {
-            while let Ok(ev) = q.events.try_recv() {
-                if matches!(ev, QmpEvent::GuestPanicked { .. }) {
-                    self.panicked = true;
-                }
-            }
-        }
-        let console = self.vm.console_tail(200);
-        if self.panicked || console.contains("Kernel panic") {
-            Failure::Panic
-        } else {
-            Failure::Exited(status.to_string())
-        }
+                Err(e @ (LinkError::TooLong | LinkError::NotUtf8(_))) => Failure::Protocol(e.to_string()),
+                Err(e) => Failure::Protocol(e.to_string()),
+            },
+            end = self.vm.ended() => ended(end.cause()),
+            _ = tokio::time::sleep_until(deadline.into()) => on_timeout,
+        };
+        Err(self.fail(failure))
     }
 
     fn fail(&mut self, failure: Failure) -> GuestError {
-        self.vm.artifacts.fail();
+        self.vm.keep_artifacts();
         tracing::debug!(%failure, step = %self.step, "guest failure");
-        GuestError::Vm {
+        GuestError::Failed {
             failure,
             boot: self.current_boot,
             step: self.step.clone(),
             console: self.vm.console_tail(30),
-            artifacts: self.vm.artifacts.dir().display().to_string(),
-        }
-    }
-
-    /// Marks the run failed so its artifacts are kept (a check failed after a clean run).
-    pub fn keep_artifacts(&mut self) {
-        self.vm.artifacts.fail();
-    }
-
-    fn log(&mut self, dir: char, line: &str) {
-        let ms = self.vm.started.elapsed().as_secs_f64() * 1000.0;
-        let _ = write!(self.transcript, "{ms:10.3} {dir} {line}");
-        if !line.ends_with('\n') {
-            let _ = writeln!(self.transcript);
+            artifacts: self.artifacts().display().to_string(),
         }
     }
 }
 
-fn artifact_text(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
+fn ended(cause: EndCause) -> Failure {
+    match cause {
+        EndCause::GuestPanic => Failure::Panic,
+        other => Failure::Ended(other),
+    }
+}
+
+/// A line quoted in an error, cut to something a terminal can show.
+fn clip(line: &str) -> String {
+    const MAX: usize = 300;
+    match line.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}... ({} bytes)", &line[..i], line.len()),
+        None => line.to_string(),
+    }
 }
 
 /// The protocol's own name for the operation (its serde tag), interned.
@@ -461,30 +333,4 @@ pub fn op_name(req: &Request) -> &'static str {
     let leaked: &'static str = Box::leak(name.into_boxed_str());
     names.insert(leaked);
     leaked
-}
-
-/// The parameters QEMU added to the first kernel's command line to announce microvm's virtio-mmio
-/// devices. The devices are still there after a kexec, so the next kernel needs them too.
-pub fn machine_device_params(cmdline: &str) -> impl Iterator<Item = &str> {
-    cmdline
-        .split_whitespace()
-        .filter(|w| w.starts_with("virtio_mmio.device="))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_virtio_mmio_devices_are_carried_to_the_next_kernel() {
-        let first = "console=ttyS0 quiet luo_harness.boot=0 virtio_mmio.device=512@0xfeb00e00:12 \
-                     virtio_mmio.device=512@0xfeb00c00:11 foo=bar";
-        let carried: Vec<_> = super::machine_device_params(first).collect();
-        assert_eq!(
-            carried,
-            [
-                "virtio_mmio.device=512@0xfeb00e00:12",
-                "virtio_mmio.device=512@0xfeb00c00:11"
-            ]
-        );
-        assert_eq!(super::machine_device_params("console=ttyS0").count(), 0);
-    }
 }

@@ -50,7 +50,7 @@ impl std::fmt::Display for BootPhases {
 impl BootPhases {
     /// `tsc_khz` is the guest TSC's rate, known only for a first boot (the TSC counts from the VM's
     /// start, which for later boots is not when the host started timing).
-    pub(super) fn new(
+    pub(crate) fn new(
         to_hello: Duration,
         facts: &luo_protocol::BootFacts,
         tsc_khz: Option<u64>,

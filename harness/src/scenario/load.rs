@@ -1,85 +1,72 @@
-//! Reading a scenario file: YAML parse errors and semantic errors both become diagnostics with
-//! file:line:column and a caret under the offending step, before any VM starts.
+//! Reading a scenario file: decoding, YAML and semantic errors all become diagnostics with
+//! file:line:column and the offending line underlined, before any VM starts.
 
-use super::model::{Scenario, Step};
-use super::subst::expand;
-use miette::{NamedSource, SourceSpan};
-use serde_saphyr::Spanned;
-use std::collections::{BTreeMap, BTreeSet};
+use super::diagnostic::{InvalidScenario, diagnostic};
+use super::model::Scenario;
+use super::steps::{MAX_UNROLLED_STEPS, check_all, site};
+use super::template::Template;
+use super::validate::{Problem, Validator};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("{file}:{line}:{column}: {message}")]
-#[diagnostic(code(luo::scenario))]
-pub struct Diagnostic {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-    #[source_code]
-    src: NamedSource<String>,
-    #[label("{label}")]
-    span: SourceSpan,
-    label: String,
-    #[help]
-    help: Option<String>,
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(#[from] InvalidScenario),
 }
 
-/// All problems of one file.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("{} has {} problem(s)", .file, .problems.len())]
-pub struct InvalidScenario {
-    pub file: String,
-    #[related]
-    pub problems: Vec<Diagnostic>,
-}
-
-fn byte_offset(src: &str, line: u64, column: u64) -> usize {
-    let mut off = 0;
-    for (i, l) in src.split_inclusive('\n').enumerate() {
-        if i as u64 + 1 == line {
-            let col = (column.max(1) - 1) as usize;
-            return off
-                + l.char_indices()
-                    .nth(col)
-                    .map_or(l.len().saturating_sub(1), |(b, _)| b);
-        }
-        off += l.len();
+impl crate::outcome::Classify for LoadError {
+    fn kind(&self) -> crate::outcome::Kind {
+        crate::outcome::Kind::BadInput
     }
-    src.len().saturating_sub(1)
 }
 
-fn diagnostic(
-    file: &str,
-    src: &str,
-    line: u64,
-    column: u64,
-    message: String,
-    label: &str,
-    help: Option<String>,
-) -> Diagnostic {
-    let off = byte_offset(src, line, column);
-    let len = src[off..].find('\n').unwrap_or(src.len() - off).max(1);
-    Diagnostic {
-        file: file.to_string(),
-        line,
-        column,
-        message,
-        src: NamedSource::new(file, src.to_string()),
-        span: (off, len).into(),
-        label: label.to_string(),
-        help,
-    }
+pub fn load(path: &Path) -> Result<(Scenario, String), LoadError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let src = decode(&file, bytes)?;
+    let s = parse(&file, &src)?;
+    Ok((s, src))
+}
+
+/// UTF-8, or a diagnostic at the first byte that is not.
+fn decode(file: &str, bytes: Vec<u8>) -> Result<String, InvalidScenario> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let good = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+        let line = good.matches('\n').count() as u64 + 1;
+        let column = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+        let shown = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        InvalidScenario::one(
+            file,
+            &shown,
+            line,
+            column,
+            format!("not UTF-8: byte 0x{:02x} at offset {at}", e.as_bytes()[at]),
+            Some("scenario files are UTF-8 text".into()),
+        )
+    })
 }
 
 pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
     let mut scenario: Scenario = serde_saphyr::from_str(src).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        let message = first_sentence(&e.to_string());
-        InvalidScenario {
-            file: file.into(),
-            problems: vec![diagnostic(file, src, line, column, message, "here", None)],
-        }
+        InvalidScenario::one(
+            file,
+            src,
+            line,
+            column,
+            first_sentence(&e.to_string()),
+            None,
+        )
     })?;
     if scenario.name.is_none() {
         scenario.name = Path::new(file)
@@ -100,14 +87,6 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
     }
 }
 
-pub fn load(path: &Path) -> Result<(Scenario, String), miette::Report> {
-    let src =
-        std::fs::read_to_string(path).map_err(|e| miette::miette!("{}: {e}", path.display()))?;
-    let file = path.display().to_string();
-    let s = parse(&file, &src)?;
-    Ok((s, src))
-}
-
 /// serde-saphyr's message without the snippet it renders itself (ours comes from miette).
 fn first_sentence(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg).trim();
@@ -119,274 +98,102 @@ fn first_sentence(msg: &str) -> String {
     }
 }
 
-pub struct Problem {
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-    pub label: String,
-    pub help: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Device,
-    Session,
-    File,
-}
-
-#[derive(Debug, Clone)]
-struct HandleInfo {
-    kind: Kind,
-    line: u64,
-}
-
-/// Symbolic execution of the steps: which handles exist in which boot.
-#[derive(Default)]
-struct Validator {
-    problems: Vec<Problem>,
-    boot: u32,
-    handles: BTreeMap<String, HandleInfo>,
-    /// Handles of earlier kernels: name -> (boot, line of the kexec that ended it).
-    gone: BTreeMap<String, (u32, u64)>,
-    closed: BTreeMap<String, u64>,
-    /// Created sessions open now: session name -> handle.
-    open_sessions: BTreeMap<String, String>,
-    /// Sessions that were open at the last kexec, and that kexec's line.
-    carried: BTreeSet<String>,
-    last_kexec: Option<u64>,
-    /// Created sessions closed before the last kexec: name -> line of the close.
-    closed_sessions: BTreeMap<String, u64>,
-}
-
-fn errno_known(name: &str) -> bool {
-    luo_protocol::errno_value(name).is_some()
-}
-
-impl Validator {
-    fn problem(&mut self, at: &Spanned<Step>, message: String, help: Option<String>) {
-        self.problems.push(Problem {
-            line: at.referenced.line(),
-            column: at.referenced.column(),
-            message,
-            label: at.value.keyword().to_string(),
-            help,
-        });
+/// Every problem of a parsed scenario: the steps walked in order, each telling the validator what
+/// it uses and creates.
+pub fn validate(s: &Scenario) -> Vec<Problem> {
+    let mut v = Validator::default();
+    let at_top = |message: String| Problem {
+        line: 1,
+        column: 1,
+        message,
+        label: "here".into(),
+        help: None,
+    };
+    if s.steps.is_empty() {
+        v.problems
+            .push(at_top("a scenario needs at least one step".into()));
     }
+    // Counted before anything is unrolled, so any count answers at once.
+    let mut total = 0u64;
+    for step in &s.steps {
+        let n = step.value.unrolled();
+        total = total.saturating_add(n);
+        if total > MAX_UNROLLED_STEPS {
+            let at = site(step);
+            let message = if n > MAX_UNROLLED_STEPS {
+                format!("this repeat unrolls to {n} steps; a scenario may have at most {MAX_UNROLLED_STEPS}")
+            } else {
+                format!("with this step the scenario unrolls to more than {MAX_UNROLLED_STEPS} steps")
+            };
+            v.problem(&at, message, Some("measure fewer objects, or make the loop's body smaller".into()));
+            return v.problems;
+        }
+    }
+    check_all(&s.steps, &mut v, &Template::none());
+    v.problems
+}
 
-    fn need(&mut self, at: &Spanned<Step>, name: &str, kind: Option<Kind>) {
-        let expects_error = at.value.expect().is_some();
-        match self.handles.get(name).cloned() {
-            Some(h) => {
-                if let Some(k) = kind
-                    && h.kind != k
-                    && !expects_error
-                {
-                    let msg = format!(
-                        "`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle",
-                        h.line, h.kind
-                    );
-                    self.problem(
-                        at,
-                        msg,
-                        Some("set `expect:` to the errno if the mismatch is the point".into()),
-                    );
-                }
-            }
-            None => {
-                let (msg, help) = if let Some((boot, kexec)) = self.gone.get(name) {
-                    (
-                        format!(
-                            "`{name}` belonged to boot {boot}, which ended with the kexec at line {kexec}"
-                        ),
-                        Some(
-                            "retrieve it again in this boot (retrieve_session / retrieve_fd)"
-                                .to_string(),
-                        ),
-                    )
-                } else if let Some(line) = self.closed.get(name) {
-                    (format!("`{name}` was closed at line {line}"), None)
-                } else {
-                    (
-                        format!("`{name}` is used before it exists"),
-                        Some("create it first with `as: {name}`".replace("{name}", name)),
-                    )
-                };
-                self.problem(at, msg, help);
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match parse("t.yaml", yaml) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}:{} {}", p.line, p.column, p.message))
+                .collect(),
         }
     }
 
-    fn define(&mut self, at: &Spanned<Step>, name: &str, kind: Kind) {
-        if at.value.expect().is_some() {
-            return; // the call is expected to fail: no handle comes of it
-        }
-        if let Some(h) = self.handles.get(name) {
-            let msg = format!(
-                "`{name}` already names a handle (line {}); close it first or pick another name",
-                h.line
-            );
-            self.problem(at, msg, None);
-            return;
-        }
-        self.closed.remove(name);
-        self.handles.insert(
-            name.to_string(),
-            HandleInfo {
-                kind,
-                line: at.referenced.line(),
-            },
+    #[test]
+    fn a_valid_scenario_has_no_problems() {
+        let ok = "description: d\nsteps:\n  - open_device: {}\n  - create_session: {name: a}\n  - kexec: {}\n  - open_device: {}\n  - retrieve_session: {name: a}\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn nested_repeats_name_their_indices_and_expand_both() {
+        let ok = "description: d\nsteps:\n  - open_device: {}\n  - repeat:\n      count: 3\n      steps:\n        - repeat:\n            count: 2\n            as: j\n            steps:\n              - create_session: {name: \"s-{i}-{j}\"}\n  - kexec: {}\n  - open_device: {}\n  - retrieve_session: {name: s-2-1}\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        // The same index name twice cannot be told apart.
+        let shadow = ok.replace("as: j", "as: i");
+        assert!(
+            problems(&shadow)[0].contains("already names its index `i`"),
+            "{:?}",
+            problems(&shadow)
+        );
+        // An index no repeat names.
+        let unknown = ok.replace("s-{i}-{j}", "s-{k}");
+        assert!(
+            problems(&unknown)[0].starts_with("11:17 no enclosing repeat names its index `k`"),
+            "{:?}",
+            problems(&unknown)
         );
     }
 
-    fn step(&mut self, at: &Spanned<Step>) {
-        if let Some(e) = at.value.expect()
-            && !errno_known(e)
-        {
-            self.problem(
-                at,
-                format!("unknown errno name `{e}` in expect"),
-                Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()),
-            );
-        }
-        let exp = at.value.expect().is_some();
-        match &at.value {
-            Step::OpenDevice(s) => self.define(at, &s.handle, Kind::Device),
-            Step::CreateSession(s) => {
-                self.need(at, &s.device, Some(Kind::Device));
-                if !exp {
-                    self.open_sessions
-                        .insert(s.name.clone(), s.handle().to_string());
-                    self.closed_sessions.remove(&s.name);
-                }
-                self.define(at, s.handle(), Kind::Session);
-            }
-            Step::RetrieveSession(s) => {
-                self.need(at, &s.device, Some(Kind::Device));
-                if !exp {
-                    match self.last_kexec {
-                        None => self.problem(
-                            at,
-                            format!(
-                                "session `{}` is retrieved, but no kexec comes before this step",
-                                s.name
-                            ),
-                            Some("add `- kexec: {}` before it, or `expect: ENOENT`".into()),
-                        ),
-                        Some(k) if !self.carried.contains(&s.name) => {
-                            let why = match self.closed_sessions.get(&s.name) {
-                                Some(c) => format!(
-                                    "it was closed at line {c}, before the kexec at line {k}"
-                                ),
-                                None => format!(
-                                    "no session of that name was open at the kexec at line {k}"
-                                ),
-                            };
-                            self.problem(
-                                at,
-                                format!("session `{}` cannot be retrieved: {why}", s.name),
-                                Some("keep the session open across the kexec, or write `expect: ENOENT`".into()),
-                            );
-                        }
-                        _ => {}
-                    }
-                }
-                self.define(at, s.handle(), Kind::Session);
-            }
-            Step::GetName(s) | Step::Finish(s) => self.need(at, &s.session, Some(Kind::Session)),
-            Step::Close(s) => {
-                self.need(at, &s.handle, None);
-                if !exp && self.handles.remove(&s.handle).is_some() {
-                    self.closed.insert(s.handle.clone(), at.referenced.line());
-                    let names: Vec<String> = self
-                        .open_sessions
-                        .iter()
-                        .filter(|(_, h)| **h == s.handle)
-                        .map(|(n, _)| n.clone())
-                        .collect();
-                    for n in names {
-                        self.open_sessions.remove(&n);
-                        self.closed_sessions.insert(n, at.referenced.line());
-                    }
-                }
-            }
-            Step::CreateMemfd(s) => self.define(at, &s.handle, Kind::File),
-            Step::OpenPath(s) => self.define(at, &s.handle, Kind::File),
-            Step::WritePattern(s) | Step::Verify(s) => self.need(at, &s.fd, None),
-            Step::Seal(s) => self.need(at, &s.fd, None),
-            Step::Truncate(s) => self.need(at, &s.fd, None),
-            Step::Seek(s) => self.need(at, &s.fd, None),
-            Step::Preserve(s) => {
-                self.need(at, &s.session, Some(Kind::Session));
-                self.need(at, &s.fd, None);
-            }
-            Step::RetrieveFd(s) => {
-                self.need(at, &s.session, Some(Kind::Session));
-                if self.last_kexec.is_none() && !exp {
-                    self.problem(
-                        at,
-                        "retrieve_fd before any kexec: nothing can have been preserved".into(),
-                        Some("add `- kexec: {}` before it, or `expect:` the errno".into()),
-                    );
-                }
-                self.define(at, &s.handle, Kind::File);
-            }
-            Step::Observe(s) => self.need(at, &s.handle, None),
-            Step::RawIoctl(s) => self.need(at, &s.handle, None),
-            Step::MeasureMemory(_) | Step::Exec(_) => {}
-            Step::Kexec(k) => {
-                if let Some(v) = &k.kernel
-                    && let Err(e) = luo_kernels::variant::find(v)
-                {
-                    self.problem(at, e.to_string(), None);
-                }
-                let line = at.referenced.line();
-                for (name, _) in std::mem::take(&mut self.handles) {
-                    self.gone.insert(name, (self.boot, line));
-                }
-                self.closed.clear();
-                self.carried = self.open_sessions.keys().cloned().collect();
-                self.open_sessions.clear();
-                self.closed_sessions
-                    .retain(|n, _| !self.carried.contains(n));
-                self.last_kexec = Some(line);
-                self.boot += 1;
-            }
-            Step::Repeat(r) => {
-                if r.count == 0 {
-                    self.problem(at, "repeat with count 0 does nothing".into(), None);
-                }
-                for i in 0..r.count {
-                    for s in &r.steps {
-                        let expanded = Spanned {
-                            value: expand(&s.value, i),
-                            referenced: s.referenced,
-                            defined: s.defined,
-                        };
-                        let before = self.problems.len();
-                        self.step(&expanded);
-                        if self.problems.len() > before {
-                            return; // one report per faulty step, not one per iteration
-                        }
-                    }
-                }
-            }
-        }
+    #[test]
+    fn unrolling_is_counted_before_it_is_walked() {
+        let huge = "description: d\nsteps:\n  - open_device: {}\n  - repeat:\n      count: 4000000000\n      steps:\n        - create_session: {name: \"s{i}\"}\n";
+        let t = std::time::Instant::now();
+        let p = problems(huge);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert!(p.iter().any(|m| m.contains("unroll")), "{p:?}");
     }
-}
 
-pub fn validate(s: &Scenario) -> Vec<Problem> {
-    let mut v = Validator::default();
-    if s.steps.is_empty() {
-        v.problems.push(Problem {
-            line: 1,
-            column: 1,
-            message: "a scenario needs at least one step".into(),
-            label: "here".into(),
-            help: None,
-        });
+    #[test]
+    fn invalid_utf8_is_located_at_its_first_bad_byte() {
+        let e = decode("t.yaml", b"description: d\nsteps: [\xff]\n".to_vec()).unwrap_err();
+        let p = &e.problems[0];
+        assert_eq!((p.line, p.column), (2, 9));
+        assert!(p.message.contains("0xff"));
     }
-    for step in &s.steps {
-        v.step(step);
+
+    #[test]
+    fn unknown_seals_are_rejected() {
+        let bad = "description: d\nsteps:\n  - create_memfd: {as: m, size: 4K}\n  - seal: {fd: m, seals: [grow, banana]}\n";
+        assert_eq!(problems(bad), ["4:5 unknown seal `banana`"]);
     }
-    v.problems
 }

@@ -1,27 +1,60 @@
 //! Scenarios: YAML files of steps across boots, validated before any VM starts, run on the real
 //! kernel, and turned into a report that is compared with a reviewed snapshot.
+//!
+//! Along the data path: [`load`] (decode, parse, [`validate`] through each step) → [`steps`] (each
+//! step defined once) → [`engine`] (runs them through a [`driver::GuestDriver`]) → [`checks`] (what
+//! the replies say) → [`report`] → [`snapshot`].
 
+mod checks;
+pub mod context;
+pub mod diagnostic;
+pub mod driver;
 pub mod engine;
 pub mod load;
 pub mod model;
 pub mod report;
-pub mod subst;
+pub mod requires;
+pub mod snapshot;
+pub mod steps;
+pub mod template;
+pub mod validate;
+pub mod values;
 
-pub use load::{InvalidScenario, load, parse};
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+pub(crate) use fake::{FakeGuest, plan as fake_plan};
+/// A scripted guest that answers as the agent would (tests only).
+#[cfg(test)]
+pub(crate) fn fake_guest() -> FakeGuest {
+    FakeGuest::agreeable()
+}
+#[cfg(test)]
+mod tests;
+
+pub use diagnostic::InvalidScenario;
+pub use engine::Ran;
+pub use load::{LoadError, load, parse};
 pub use model::Scenario;
 pub use report::{Metrics, Report};
+pub use requires::Requires;
 
-use crate::Prepared;
-use crate::guest::GuestError;
+use crate::guest::{Guest, GuestError};
+use crate::plan::Plan;
+use std::time::Duration;
 
-/// Runs one scenario on a prepared kernel and image.
-pub async fn run(
-    scenario: &Scenario,
-    prepared: &Prepared,
-    variant: &str,
-) -> Result<(Report, Metrics), GuestError> {
-    let engine = engine::Engine::start(scenario, prepared, variant).await?;
-    engine.run(scenario).await
+/// Boots a VM for `scenario` on the plan's kernel and runs it.
+pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
+    let mut cfg = plan.vm_config(scenario.name());
+    // The scenario's own memory size wins over the run's.
+    if let Some(m) = scenario.memory_mib {
+        cfg.memory_mib = m;
+    }
+    if let Some(t) = scenario.step_timeout_s {
+        cfg.timeouts = cfg.timeouts.with_request(Duration::from_secs(t));
+    }
+    let guest = Guest::boot(cfg).await?;
+    engine::drive(scenario, plan, guest).await
 }
 
 /// The JSON Schema of the scenario format, for editors (yaml-language-server).

@@ -1,10 +1,10 @@
 //! What a scenario run produced, in a form free of addresses, times, pids and fd numbers, so it can
 //! be an insta snapshot. Raw figures (timings, byte counts) go to [`Metrics`] instead.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub scenario: String,
     pub description: String,
@@ -13,33 +13,39 @@ pub struct Report {
     /// One line per step: `L12 create_session a: ok`.
     pub steps: Vec<String>,
     /// Labelled observations of handles.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub observations: BTreeMap<String, Observed>,
     /// Per boot: how many session fds were observed and how many distinct inodes they have.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_identity: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory: Vec<MemoryDelta>,
     /// Suspicious kernel log lines (WARNING, BUG, Oops, ...), quoted; empty when clean.
     pub kernel_log: Vec<String>,
     pub failures: Vec<String>,
+    /// Why the scenario did not run to the end on this kernel: a requirement it lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub passed: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The kernel the scenario booted first. `release` and `source` say which build it was; snapshot
+/// comparisons leave them out (see snapshot.rs), so a tree that behaves like stock matches stock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KernelFacts {
     pub release: String,
     pub variant: String,
+    pub source: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BootFacts {
     pub boot: u32,
     pub liveupdate_number: Option<u64>,
     pub kho_exec_from: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Observed {
     pub boot: u32,
     /// Stable label of (st_dev, st_ino) within the run: inode-1, inode-2, ... in order of appearance.
@@ -56,7 +62,7 @@ pub struct Observed {
     pub cloexec: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MemoryDelta {
     pub from: String,
     pub to: String,
@@ -68,12 +74,12 @@ pub struct MemoryDelta {
     pub slab_bytes_per_object: Option<u64>,
     /// Caches that grew by at least half an object per object, with their growth per object
     /// rounded to a tenth.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grown_caches: Vec<String>,
 }
 
 /// Raw figures, written next to the report: these vary from run to run and never go in snapshots.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metrics {
     pub scenario: String,
     pub boots_ms: Vec<f64>,
@@ -82,7 +88,7 @@ pub struct Metrics {
     pub memory: Vec<RawMemory>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RawMemory {
     pub label: String,
     pub meminfo_kb: BTreeMap<String, u64>,
@@ -117,23 +123,6 @@ pub fn mode_text(mode: u32) -> String {
         _ => "(no file type)",
     };
     format!("{:04o} {kind}", mode & 0o7777)
-}
-
-impl Report {
-    pub fn render_human(&self) -> String {
-        let mut s = format!(
-            "{} — {}\n",
-            self.scenario,
-            if self.passed { "PASS" } else { "FAIL" }
-        );
-        for f in &self.failures {
-            s.push_str(&format!("  failure: {f}\n"));
-        }
-        for l in &self.kernel_log {
-            s.push_str(&format!("  kernel log: {l}\n"));
-        }
-        s
-    }
 }
 
 #[cfg(test)]

@@ -78,12 +78,10 @@ impl Drop for Artifacts {
     fn drop(&mut self) {
         super::process::unregister_artifacts(&self.dir);
         if self.kept() {
-            if self.failed || std::thread::panicking() {
-                // stderr, not the reporter: this must reach the user even from a panicking test.
-                eprintln!(
-                    "luo-harness: artifacts of the failed run kept in {}",
-                    self.dir.display()
-                );
+            // Whoever reports the failure names the directory (GuestError, the scenario result);
+            // this is for a panic, which reports nothing else.
+            if std::thread::panicking() {
+                tracing::warn!(dir = %self.dir.display(), "artifacts of the failed run kept");
             }
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

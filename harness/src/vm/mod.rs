@@ -1,169 +1,69 @@
-//! VM lifecycle: virtiofsd + QEMU + QMP for one guest, killed on every path.
+//! The VM as processes: virtiofsd + QEMU + QMP for one guest, their artifacts, and why they ended.
+//! Nothing here speaks the agent protocol: [`Vm::start`] hands the agent's connection to whoever
+//! does (the guest layer, or the bare benchmark).
 
 pub mod accel;
 pub mod artifacts;
+mod config;
+mod end;
+mod error;
 pub mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod virtiofsd;
 
-use crate::guest::{Guest, GuestError};
+pub use config::{DEFAULT_MEMORY_MIB, VmConfig};
+pub use end::{EndCause, VmEnd};
+pub use error::VmError;
+pub use qemu::qemu_binary;
+
 use artifacts::Artifacts;
-use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, SHARE_TAG};
 use process::Child;
-use qemu::{Accel, Machine, QemuSpec};
+use qmp::{Qmp, QmpEvent};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 
-#[derive(Debug, Clone)]
-pub struct VmConfig {
-    /// Used in artifact directory names and log spans.
-    pub name: String,
-    /// The bzImage: kexec loads it, and the first boot starts from it unless `cold_boot` is set.
-    pub kernel: PathBuf,
-    /// An ELF vmlinux of the same kernel with a PVH entry, for the first boot only: QEMU loads its
-    /// segments and enters it directly (no real-mode setup, no decompression).
-    pub cold_boot: Option<PathBuf>,
-    pub initrd: PathBuf,
-    /// Appended to [`qemu::BASE_CMDLINE`] on the first boot (and by default on kexec boots).
-    pub extra_cmdline: String,
-    pub memory_mib: u32,
-    pub cpus: u32,
-    pub machine: Machine,
-    pub accel: Accel,
-    pub boot_timeout: Duration,
-    pub request_timeout: Duration,
-    /// Serve the artifacts' share/ over virtiofs (needed for kexec and exec).
-    pub virtiofs: bool,
-    /// Keep the artifacts even on success (default: the LUO_HARNESS_KEEP environment variable).
-    pub keep: bool,
-    /// Remove the artifacts even on failure (the accelerator probe).
-    pub discard_artifacts: bool,
-    /// A second QMP monitor QEMU serves at this path, for a tool watching the VM beside the
-    /// runner (`luo-harness profile`); the caller picks the path so it can connect from the start.
-    pub watch_monitor: Option<PathBuf>,
-}
-
-impl VmConfig {
-    pub fn new(name: &str, kernel: PathBuf, initrd: PathBuf, accel: Accel) -> VmConfig {
-        VmConfig {
-            name: name.to_string(),
-            kernel,
-            cold_boot: None,
-            initrd,
-            extra_cmdline: String::new(),
-            // KHO scratch is carved out of this at boot (about 200 MiB of a 256 MiB guest is still
-            // free for the tests); smaller guests boot faster under TCG.
-            memory_mib: 256,
-            cpus: 1,
-            machine: Machine::Pc,
-            accel,
-            boot_timeout: Duration::from_secs(if accel == Accel::Tcg { 30 } else { 10 }),
-            request_timeout: Duration::from_secs(30),
-            virtiofs: true,
-            keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
-            discard_artifacts: false,
-            watch_monitor: None,
-        }
-    }
-
-    /// What QEMU loads: the PVH vmlinux when there is one, else the bzImage.
-    pub fn first_boot_kernel(&self) -> &Path {
-        self.cold_boot.as_deref().unwrap_or(&self.kernel)
-    }
-
-    pub fn cmdline(&self, boot_index: u32) -> String {
-        let mut c = format!("{} {BOOT_INDEX_PARAM}={boot_index}", qemu::BASE_CMDLINE);
-        if let Some(khz) = qemu::host_tsc_khz() {
-            // The guest has no HPET or ACPI PM timer to calibrate its TSC against (no ACPI) and
-            // would fall back to a jiffies clock; under TCG its TSC is the host's.
-            c.push_str(&format!(" tsc_early_khz={khz}"));
-        }
-        if self.accel == Accel::Tcg {
-            // Without a TSC-deadline timer (no CPU model TCG offers has one) the kernel calibrates
-            // the local APIC timer against the PIT: a fixed 100 ms of guest time, about 220 ms under
-            // TCG. The PIT (or HPET) then drives the tick instead; interrupts still go through the
-            // local APIC and IOAPIC as usual.
-            c.push_str(" noapictimer");
-        }
-        if !self.extra_cmdline.trim().is_empty() {
-            c.push(' ');
-            c.push_str(self.extra_cmdline.trim());
-        }
-        c
-    }
-
-    /// The QEMU command line for this VM, with its sockets (the caller binds them) and console log
-    /// in `dir`; the runner and the bare-QEMU benchmark both start QEMU from this.
-    pub fn qemu_spec(&self, dir: &Path) -> Result<QemuSpec, GuestError> {
-        Ok(QemuSpec {
-            machine: self.machine,
-            binary: qemu_binary().ok_or(GuestError::Setup {
-                what: "finding QEMU".into(),
-                message: "qemu-system-x86_64 not found (install it with ci/install-deps)".into(),
-            })?,
-            accel: self.accel,
-            memory_mib: self.memory_mib,
-            cpus: self.cpus,
-            kernel: self.first_boot_kernel().to_path_buf(),
-            initrd: self.initrd.clone(),
-            cmdline: self.cmdline(0),
-            console_log: dir.join("console.log"),
-            agent_socket: dir.join("agent.sock"),
-            qmp_socket: dir.join("qmp.sock"),
-            watch_monitor: self.watch_monitor.clone(),
-            virtiofs: self
-                .virtiofs
-                .then(|| (dir.join("vfs.sock"), SHARE_TAG.to_string())),
-            agent_port_name: AGENT_PORT_NAME.to_string(),
-            bios: std::env::var_os("LUO_HARNESS_BIOS")
-                .filter(|b| !b.is_empty())
-                .map(PathBuf::from),
-        })
-    }
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
+    move |source| VmError::Setup { what, source }
 }
 
 /// A running VM: its processes and artifacts. Dropping it kills QEMU and virtiofsd.
 pub struct Vm {
-    pub config: VmConfig,
-    pub artifacts: Artifacts,
-    pub qemu: Child,
-    pub virtiofsd: Option<Child>,
-    pub qmp: Option<qmp::Qmp>,
-    pub started: Instant,
-}
-
-pub fn qemu_binary() -> Option<PathBuf> {
-    std::env::var_os("LUO_HARNESS_QEMU")
-        .map(PathBuf::from)
-        .or_else(|| luo_kernels::hosttools::which("qemu-system-x86_64"))
+    config: VmConfig,
+    artifacts: Artifacts,
+    qemu: Child,
+    _virtiofsd: Option<Child>,
+    qmp: Qmp,
+    agent: Option<UnixStream>,
+    started: Instant,
+    guest_panicked: bool,
+    shutdown: Option<(bool, String)>,
 }
 
 impl Vm {
-    /// Boots the VM and waits for the agent's hello.
+    /// Starts virtiofsd and QEMU and waits until QEMU has connected its agent port and QMP.
     #[tracing::instrument(name = "vm", skip_all, fields(name = %cfg.name, accel = %cfg.accel))]
-    pub async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
-        process::install_signal_handlers();
+    pub async fn start(cfg: VmConfig) -> Result<Vm, VmError> {
         let mut artifacts = Artifacts::create(&cfg.name, cfg.keep)
-            .map_err(|e| GuestError::setup("creating the artifacts directory", e))?;
+            .map_err(setup("creating the artifacts directory"))?;
         if cfg.discard_artifacts {
             artifacts.discard();
         }
         let started = Instant::now();
         let spec = cfg.qemu_spec(artifacts.dir())?;
-        let agent_listener = UnixListener::bind(&spec.agent_socket)
-            .map_err(|e| GuestError::setup("binding the agent socket", e))?;
-        let qmp_listener = UnixListener::bind(&spec.qmp_socket)
-            .map_err(|e| GuestError::setup("binding the QMP socket", e))?;
+        let agent_listener =
+            UnixListener::bind(&spec.agent_socket).map_err(setup("binding the agent socket"))?;
+        let qmp_listener =
+            UnixListener::bind(&spec.qmp_socket).map_err(setup("binding the QMP socket"))?;
         let virtiofsd = match &spec.virtiofs {
             Some((vfs_sock, _)) => {
                 let l = std::os::unix::net::UnixListener::bind(vfs_sock)
-                    .map_err(|e| GuestError::setup("binding the virtiofs socket", e))?;
+                    .map_err(setup("binding the virtiofs socket"))?;
                 let log = artifacts.path("virtiofsd.log");
                 Some(
                     virtiofsd::spawn(&l, &artifacts.share(), &log)
-                        .map_err(|e| GuestError::setup("starting virtiofsd", e))?,
+                        .map_err(setup("starting virtiofsd"))?,
                 )
             }
             None => None,
@@ -173,30 +73,121 @@ impl Vm {
             artifacts.path("qemu.cmdline"),
             format!("{} {}\n", spec.binary.display(), shell_words(&args)),
         )
-        .ok();
+        .map_err(setup("writing qemu.cmdline"))?;
         let mut cmd = std::process::Command::new(&spec.binary);
         cmd.args(&args)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null());
-        cmd.stderr(
-            std::fs::File::create(artifacts.path("qemu.stderr"))
-                .map_err(|e| GuestError::setup("creating qemu.stderr", e))?,
-        );
-        let qemu = Child::spawn(cmd, "qemu").map_err(|e| GuestError::setup("starting QEMU", e))?;
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(artifacts.path("qemu.stderr"))
+                    .map_err(setup("creating qemu.stderr"))?,
+            );
+        let mut qemu = Child::spawn(cmd, "qemu").map_err(setup("starting QEMU"))?;
         tracing::debug!(pid = qemu.pid(), "qemu started");
-        let vm = Vm {
+        let timeout = cfg.timeouts.boot;
+        let accepted = tokio::select! {
+            r = async { tokio::try_join!(agent_listener.accept(), qmp_listener.accept()) } => r.map_err(|e| e.to_string()),
+            s = qemu.wait() => Err(format!("QEMU exited before connecting: {}", s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))),
+            _ = tokio::time::sleep(timeout) => Err(format!("QEMU did not connect to its sockets within {timeout:?}")),
+        };
+        let fail = |artifacts: &mut Artifacts, message: String| {
+            artifacts.fail();
+            VmError::Start {
+                message,
+                stderr: std::fs::read_to_string(artifacts.path("qemu.stderr")).unwrap_or_default(),
+                artifacts: artifacts.dir().display().to_string(),
+            }
+        };
+        let ((agent, _), (qmp_stream, _)) = match accepted {
+            Ok(x) => x,
+            Err(msg) => return Err(fail(&mut artifacts, msg)),
+        };
+        let qmp = match Qmp::negotiate(qmp_stream, &artifacts.path("qmp.jsonl")).await {
+            Ok(q) => q,
+            Err(e) => return Err(fail(&mut artifacts, format!("QMP: {e}"))),
+        };
+        Ok(Vm {
             config: cfg,
             artifacts,
             qemu,
-            virtiofsd,
-            qmp: None,
+            _virtiofsd: virtiofsd,
+            qmp,
+            agent: Some(agent),
             started,
-        };
-        Guest::connect(vm, agent_listener, qmp_listener).await
+            guest_panicked: false,
+            shutdown: None,
+        })
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
+    }
+    /// Keeps the artifacts when the VM is dropped (a failure worth looking at).
+    pub fn keep_artifacts(&mut self) {
+        self.artifacts.fail();
+    }
+    /// When the runner began starting this VM (before any process).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+    pub fn qmp(&self) -> &Qmp {
+        &self.qmp
+    }
+    /// The agent's end of the virtio-serial port, once.
+    pub fn take_agent(&mut self) -> Option<UnixStream> {
+        self.agent.take()
     }
 
     pub fn console_tail(&self, lines: usize) -> String {
         artifacts::tail(&self.artifacts.console(), lines)
+    }
+
+    /// Puts a host file into the guest's share at `rel` (a hard link where it can, else a copy).
+    pub fn stage(&self, src: &Path, rel: &str) -> std::io::Result<PathBuf> {
+        let dst = self.artifacts.share().join(rel);
+        if let Some(d) = dst.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let _ = std::fs::remove_file(&dst);
+        std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))?;
+        Ok(dst)
+    }
+
+    fn note(&mut self, ev: QmpEvent) {
+        match ev {
+            QmpEvent::GuestPanicked { .. } => self.guest_panicked = true,
+            QmpEvent::Shutdown { guest, reason } => self.shutdown = Some((guest, reason)),
+            _ => {}
+        }
+    }
+
+    /// Waits until QEMU has exited and says why. Cancel-safe: what QMP said so far is kept.
+    pub async fn ended(&mut self) -> VmEnd {
+        loop {
+            tokio::select! {
+                s = self.qemu.wait() => {
+                    while let Ok(ev) = self.qmp.events.try_recv() {
+                        self.note(ev);
+                    }
+                    let status = s.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0));
+                    return VmEnd {
+                        status,
+                        guest_panicked: self.guest_panicked,
+                        shutdown: self.shutdown.clone(),
+                        console_panic: self.console_tail(200).contains("Kernel panic"),
+                    };
+                }
+                Some(ev) = self.qmp.events.recv() => self.note(ev),
+            }
+        }
+    }
+
+    /// [`Vm::ended`] with a deadline.
+    pub async fn ended_within(&mut self, d: Duration) -> Option<VmEnd> {
+        tokio::time::timeout(d, self.ended()).await.ok()
     }
 }
 
@@ -213,48 +204,4 @@ fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(cpus: u32) -> VmConfig {
-        let mut c = VmConfig::new("t", "/k".into(), "/i".into(), Accel::Tcg);
-        c.cpus = cpus;
-        c.extra_cmdline = " foo=1 ".into();
-        c
-    }
-
-    #[test]
-    fn cmdline_carries_boot_index_and_extra_last() {
-        let c = config(1).cmdline(3);
-        assert!(c.starts_with(qemu::BASE_CMDLINE));
-        assert!(c.contains(&format!(" {BOOT_INDEX_PARAM}=3")));
-        assert!(
-            c.ends_with(" foo=1"),
-            "extra parameters come last so they win: {c}"
-        );
-    }
-
-    #[test]
-    fn apic_timer_is_skipped_only_under_tcg() {
-        let has = |c: &VmConfig| c.cmdline(0).split(' ').any(|w| w == "noapictimer");
-        let mut c = config(1);
-        assert!(has(&c));
-        c.accel = Accel::Kvm;
-        assert!(
-            !has(&c),
-            "KVM guests have a TSC-deadline timer and need no workaround"
-        );
-    }
-
-    #[test]
-    fn cold_boot_image_is_only_for_qemu_and_kexec_keeps_the_bzimage() {
-        let mut c = config(1);
-        assert_eq!(c.first_boot_kernel(), Path::new("/k"));
-        c.cold_boot = Some("/k.elf".into());
-        assert_eq!(c.first_boot_kernel(), Path::new("/k.elf"));
-        assert_eq!(c.kernel, Path::new("/k"), "what kexec loads");
-    }
 }

@@ -3,8 +3,9 @@
 //! - Each child gets `PR_SET_PDEATHSIG(SIGKILL)`: the kernel kills it if the runner dies, even by
 //!   SIGKILL. The signal fires when the *thread* that forked exits, so every child is forked from one
 //!   thread that lives as long as the process.
-//! - Each child gets its own process group, so a terminal's Ctrl-C reaches only the runner, which
-//!   then kills every registered child, keeps the artifacts and exits (see [`install_signal_handlers`]).
+//! - Each child gets its own process group, so a terminal's Ctrl-C reaches only the runner, whose
+//!   handler then kills every registered child ([`kill_all_children`]) and names the artifacts of
+//!   the VMs that were running ([`live_artifact_dirs`]).
 //! - [`Child`] kills its process on drop, which covers errors and panics.
 //! - Exit is awaited through a pidfd, so waiting needs no thread and no polling.
 
@@ -197,33 +198,10 @@ pub fn kill_all_children() {
     }
 }
 
-/// On SIGINT/SIGTERM/SIGHUP: kill the children, say where the artifacts are, exit 130.
-pub fn install_signal_handlers() {
-    use tokio::signal::unix::{SignalKind, signal};
-    static ONCE: OnceLock<()> = OnceLock::new();
-    if ONCE.set(()).is_err() {
-        return;
-    }
-    for kind in [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-    ] {
-        let Ok(mut s) = signal(kind) else { continue };
-        tokio::spawn(async move {
-            s.recv().await;
-            kill_all_children();
-            let dirs: Vec<PathBuf> = live_artifacts()
-                .lock()
-                .map(|a| a.keys().cloned().collect())
-                .unwrap_or_default();
-            for d in dirs {
-                eprintln!(
-                    "luo-harness: interrupted; artifacts kept in {}",
-                    d.display()
-                );
-            }
-            std::process::exit(130);
-        });
-    }
+/// Artifact directories of VMs that are running now (what an interrupted run should name).
+pub fn live_artifact_dirs() -> Vec<PathBuf> {
+    live_artifacts()
+        .lock()
+        .map(|a| a.keys().cloned().collect())
+        .unwrap_or_default()
 }

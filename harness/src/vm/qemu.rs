@@ -165,6 +165,13 @@ impl QemuSpec {
     }
 }
 
+/// The QEMU binary: `LUO_HARNESS_QEMU`, or qemu-system-x86_64 on the PATH.
+pub fn qemu_binary() -> Option<PathBuf> {
+    std::env::var_os("LUO_HARNESS_QEMU")
+        .map(PathBuf::from)
+        .or_else(|| luo_kernels::hosttools::which("qemu-system-x86_64"))
+}
+
 /// The kernel command line every boot gets, before the per-boot parameters. Chosen for boot speed
 /// under TCG (each option measured): quiet console, no speculative-execution mitigations, trusted
 /// TSC, one UART, no PS/2 probing, no PC speaker, and expedited RCU grace periods (boot waits on

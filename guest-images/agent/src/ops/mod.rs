@@ -1,0 +1,116 @@
+//! One request in, one outcome out. [`State::dispatch`] sends each request to the module of its
+//! family: LUO sessions and their files, plain files, programs, the system.
+
+mod files;
+mod programs;
+mod sessions;
+mod system;
+
+use crate::exec::Children;
+use crate::fds::Fds;
+use crate::sys;
+use luo_protocol::{AgentError, Outcome, Reply, Request, SHARE_MOUNT};
+
+/// What the main loop must do after sending the reply.
+pub enum After {
+    Nothing,
+    PowerOff,
+    KexecReboot,
+    Exit(i32),
+}
+
+#[derive(Default)]
+pub struct State {
+    fds: Fds,
+    children: Children,
+}
+
+type R = Result<Reply, AgentError>;
+
+fn sc(call: impl Into<String>) -> impl FnOnce(i32) -> AgentError {
+    let call = call.into();
+    move |e| AgentError::syscall(call, e)
+}
+
+impl State {
+    pub fn handle(&mut self, req: Request) -> (Outcome, After) {
+        let after = match req {
+            Request::PowerOff => After::PowerOff,
+            Request::KexecReboot => After::KexecReboot,
+            Request::Exit { code } => After::Exit(code),
+            _ => After::Nothing,
+        };
+        match self.dispatch(req) {
+            Ok(r) => (Outcome::Ok(r), after),
+            Err(e) => (Outcome::Err(e), After::Nothing),
+        }
+    }
+
+    fn dispatch(&mut self, req: Request) -> R {
+        use Request::*;
+        match req {
+            Ping | PowerOff | KexecReboot | Exit { .. } => Ok(Reply::Done),
+            r @ (OpenDevice { .. }
+            | CreateSession { .. }
+            | RetrieveSession { .. }
+            | GetSessionName { .. }
+            | FinishSession { .. }
+            | PreserveFd { .. }
+            | RetrieveFd { .. }
+            | RawIoctl { .. }
+            | CreateSessions { .. }
+            | RetrieveSessions { .. }) => sessions::handle(&mut self.fds, r),
+            r @ (Close { .. }
+            | CreateMemfd { .. }
+            | OpenPath { .. }
+            | Dup { .. }
+            | WritePattern { .. }
+            | VerifyPattern { .. }
+            | HashContents { .. }
+            | AddSeals { .. }
+            | Truncate { .. }
+            | Seek { .. }
+            | Observe { .. }) => files::handle(&mut self.fds, r),
+            r @ (Exec { .. } | Wait { .. }) => programs::handle(&mut self.children, r),
+            r
+            @ (ReadFile { .. } | MemorySnapshot | KernelLog | KernelConfig | KexecLoad { .. }) => {
+                system::handle(r)
+            }
+        }
+    }
+}
+
+/// A new handle for the fd `f` makes; the handle must be free first.
+fn open_new(fds: &mut Fds, handle: &str, call: &str, f: impl FnOnce() -> Result<i32, i32>) -> R {
+    fds.ensure_free(handle, call)?;
+    let fd = f().map_err(sc(call))?;
+    fds.insert(handle, fd);
+    Ok(Reply::Opened { fd })
+}
+
+/// A request that reached the wrong family's handler (a dispatch bug, reported, never a panic).
+fn misrouted(family: &str, req: &Request) -> AgentError {
+    AgentError::new(
+        luo_protocol::ErrorKind::BadRequest,
+        family,
+        format!("not a {family} request: {req:?}"),
+    )
+}
+
+fn open(path: &str, flags: i32) -> Result<i32, i32> {
+    let c = sys::cstring(path)?;
+    // SAFETY: valid C string.
+    sys::check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) } as i64).map(|f| f as i32)
+}
+
+/// Paths in requests are relative to the share unless absolute.
+fn share_path(p: &str) -> String {
+    if !p.starts_with('/') || p.starts_with(SHARE_MOUNT) {
+        crate::boot::ensure_share();
+    }
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("{SHARE_MOUNT}/{p}")
+    }
+}

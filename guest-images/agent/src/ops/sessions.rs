@@ -1,0 +1,131 @@
+//! LUO: the device, sessions, the files preserved in them, raw ioctls and timed batches.
+
+use super::{R, misrouted, open_new, sc};
+use crate::fds::Fds;
+use crate::{luo, sys};
+use luo_protocol::{AgentError, Reply, Request};
+
+fn ioctl_call(nr: u8) -> String {
+    format!("ioctl({})", luo::command_name(nr))
+}
+
+pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
+    match req {
+        Request::OpenDevice { handle } => open_new(fds, &handle, "open(/dev/liveupdate)", || {
+            super::open("/dev/liveupdate", libc::O_RDWR)
+        }),
+        Request::CreateSession {
+            device,
+            handle,
+            name,
+        } => session(fds, &device, &handle, &name, false),
+        Request::RetrieveSession {
+            device,
+            handle,
+            name,
+        } => session(fds, &device, &handle, &name, true),
+        Request::GetSessionName { session } => {
+            let call = ioctl_call(luo::CMD_GET_NAME);
+            let fd = fds.get(&session, &call)?;
+            luo::get_name(fd)
+                .map(|name| Reply::Name { name })
+                .map_err(sc(call))
+        }
+        Request::FinishSession { session } => {
+            let call = ioctl_call(luo::CMD_FINISH);
+            let fd = fds.get(&session, &call)?;
+            luo::finish(fd).map(|_| Reply::Done).map_err(sc(call))
+        }
+        Request::PreserveFd { session, fd, token } => {
+            let call = ioctl_call(luo::CMD_PRESERVE_FD);
+            let (s, f) = (fds.get(&session, &call)?, fds.get(&fd, &call)?);
+            luo::preserve_fd(s, f, token)
+                .map(|_| Reply::Done)
+                .map_err(sc(call))
+        }
+        Request::RetrieveFd {
+            session,
+            handle,
+            token,
+        } => {
+            let call = ioctl_call(luo::CMD_RETRIEVE_FD);
+            let s = fds.get(&session, &call)?;
+            open_new(fds, &handle, &call, || luo::retrieve_fd(s, token))
+        }
+        Request::RawIoctl { handle, nr, arg } => {
+            let call = ioctl_call(nr);
+            let fd = fds.get(&handle, &call)?;
+            let (r, arg) = luo::raw(fd, nr, &arg);
+            r.map(|ret| Reply::Raw { ret, arg }).map_err(sc(call))
+        }
+        Request::CreateSessions {
+            device,
+            prefix,
+            count,
+        } => {
+            let call = ioctl_call(luo::CMD_CREATE_SESSION);
+            let dev = fds.get(&device, &call)?;
+            timed(fds, count, &call, |i| {
+                luo::open_session(dev, &format!("{prefix}{i}"), false)
+                    .map(|fd| (format!("{prefix}{i}"), fd))
+            })
+        }
+        Request::RetrieveSessions {
+            device,
+            prefix,
+            count,
+            finish,
+        } => {
+            let call = ioctl_call(luo::CMD_RETRIEVE_SESSION);
+            let dev = fds.get(&device, &call)?;
+            timed(fds, count, &call, |i| {
+                let fd = luo::open_session(dev, &format!("{prefix}{i}"), true)?;
+                if finish {
+                    luo::finish(fd)?;
+                }
+                Ok((format!("{prefix}{i}"), fd))
+            })
+        }
+        other => Err(misrouted("session", &other)),
+    }
+}
+
+fn session(fds: &mut Fds, device: &str, handle: &str, name: &str, retrieve: bool) -> R {
+    let call = ioctl_call(if retrieve {
+        luo::CMD_RETRIEVE_SESSION
+    } else {
+        luo::CMD_CREATE_SESSION
+    });
+    let dev = fds.get(device, &call)?;
+    open_new(fds, handle, &call, || {
+        luo::open_session(dev, name, retrieve)
+    })
+}
+
+/// Runs `op` `count` times against the monotonic clock; each result's fd gets its handle name.
+fn timed(
+    fds: &mut Fds,
+    count: u32,
+    call: &str,
+    mut op: impl FnMut(u32) -> Result<(String, i32), i32>,
+) -> R {
+    let mut made = Vec::with_capacity(count as usize);
+    let t0 = sys::monotonic_ns();
+    for i in 0..count {
+        match op(i) {
+            Ok(m) => made.push(m),
+            Err(e) => {
+                for (_, fd) in made {
+                    // SAFETY: fds we just created.
+                    unsafe { libc::close(fd) };
+                }
+                return Err(AgentError::syscall(format!("{call} #{i}"), e));
+            }
+        }
+    }
+    let ns = sys::monotonic_ns() - t0;
+    for (name, fd) in made {
+        fds.insert(&name, fd);
+    }
+    Ok(Reply::Timed { count, ns })
+}

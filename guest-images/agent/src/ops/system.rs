@@ -1,0 +1,89 @@
+//! The system: files of /proc, /sys and debugfs, memory, the kernel's log and its own config, and
+//! loading the next kernel.
+
+use super::{R, misrouted, sc};
+use crate::{boot, memory, sys};
+use luo_protocol::{AgentError, Reply, Request};
+
+pub(super) fn handle(req: Request) -> R {
+    match req {
+        Request::ReadFile { path, max_bytes } => read_file(&path, max_bytes),
+        Request::MemorySnapshot => Ok(Reply::Memory(memory::snapshot())),
+        Request::KernelLog => Ok(Reply::Log {
+            lines: boot::kernel_log(),
+        }),
+        Request::KernelConfig => kernel_config(),
+        Request::KexecLoad {
+            kernel,
+            initrd,
+            cmdline,
+        } => kexec_load(&kernel, &initrd, &cmdline),
+        other => Err(misrouted("system", &other)),
+    }
+}
+
+/// /proc/config.gz, decompressed (CONFIG_IKCONFIG_PROC).
+fn kernel_config() -> R {
+    use std::io::Read;
+    const PATH: &str = "/proc/config.gz";
+    let call = format!("read({PATH})");
+    let f = std::fs::File::open(PATH)
+        .map_err(|e| AgentError::syscall(&call, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut text)
+        .map_err(|e| AgentError::new(luo_protocol::ErrorKind::Syscall, &call, e.to_string()))?;
+    Ok(Reply::Text {
+        text,
+        truncated: false,
+    })
+}
+
+fn read_file(path: &str, max: u64) -> R {
+    use std::io::Read;
+    let call = format!("read({path})");
+    let f = std::fs::File::open(path)
+        .map_err(|e| AgentError::syscall(&call, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| AgentError::syscall(&call, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let truncated = buf.len() as u64 > max;
+    buf.truncate(max as usize);
+    Ok(Reply::Text {
+        text: String::from_utf8_lossy(&buf).into_owned(),
+        truncated,
+    })
+}
+
+fn kexec_load(kernel: &str, initrd: &str, cmdline: &str) -> R {
+    let (kp, ip) = (super::share_path(kernel), super::share_path(initrd));
+    let k = super::open(&kp, libc::O_RDONLY).map_err(sc(format!("open({kp})")))?;
+    let i = match super::open(&ip, libc::O_RDONLY) {
+        Ok(i) => i,
+        Err(e) => {
+            unsafe { libc::close(k) };
+            return Err(AgentError::syscall(format!("open({ip})"), e));
+        }
+    };
+    let c = sys::cstring(cmdline).map_err(sc("kexec_file_load"));
+    let r = c.and_then(|c| {
+        // SAFETY: fds are open, the command line is NUL-terminated and its length includes the NUL.
+        sys::check(unsafe {
+            libc::syscall(
+                libc::SYS_kexec_file_load,
+                k,
+                i,
+                c.as_bytes_with_nul().len(),
+                c.as_ptr(),
+                0u64,
+            )
+        })
+        .map_err(sc("kexec_file_load"))
+    });
+    unsafe {
+        libc::close(k);
+        libc::close(i);
+    }
+    r.map(|_| Reply::Done)
+}

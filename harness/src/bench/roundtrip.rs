@@ -1,0 +1,294 @@
+//! `bench roundtrip`: the memfd round trip (boot, create a session with a 1 MiB patterned memfd,
+//! kexec, retrieve, verify, power off), alternated in one run with the bare VM and with the
+//! kernel's own vmtest.sh flow on the same kernel and on its own kernel.
+
+use super::{BenchError, bare, median};
+use crate::events::EventSink;
+use crate::guest::{BootPhases, Guest, GuestError};
+use crate::plan::{self, KernelChoice, Needs, Plan, PlanRequest};
+use crate::vm::accel::AccelChoice;
+use luo_kernels::BuildRequest;
+use luo_protocol::{Reply, Request};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct RoundtripOptions {
+    /// Round trips per flow (at least 1).
+    pub runs: usize,
+    pub accel: AccelChoice,
+    /// Skip the kernel's own vmtest.sh flow.
+    pub no_upstream: bool,
+    /// A prebuilt bzImage instead of the default kernel (the vmtest.sh flow still builds its
+    /// programs from the default source).
+    pub kernel: Option<PathBuf>,
+    /// Extra kernel command line for both boots.
+    pub cmdline: String,
+}
+
+/// Timings of one harness round trip.
+#[derive(Debug, Clone, Default)]
+pub struct RoundtripTiming {
+    pub total: Duration,
+    /// The whole `Vm::boot` call: sockets, virtiofsd, QEMU, QMP, up to the hello.
+    pub boot_call: Duration,
+    pub first_hello: Duration,
+    pub first_phases: BootPhases,
+    pub blackout: Duration,
+    pub kexec_phases: BootPhases,
+    pub requests: Vec<Duration>,
+    pub power_off: Duration,
+}
+
+pub const ROUNDTRIP_BYTES: u64 = 1 << 20;
+
+/// Boot, create a session with a 1 MiB patterned memfd, kexec, retrieve, verify, power off.
+pub async fn one_roundtrip(p: &Plan, extra_cmdline: &str) -> Result<RoundtripTiming, GuestError> {
+    let t0 = Instant::now();
+    let mut cfg = p.vm_config("bench-roundtrip");
+    cfg.extra_cmdline = extra_cmdline.to_string();
+    let mut g = Guest::boot(cfg).await?;
+    let mut t = RoundtripTiming {
+        boot_call: t0.elapsed(),
+        first_hello: g.boots()[0].to_hello,
+        first_phases: g.boots()[0].phases,
+        ..Default::default()
+    };
+    let timed =
+        async |g: &mut Guest, r: Request, t: &mut RoundtripTiming| -> Result<Reply, GuestError> {
+            let s = Instant::now();
+            let reply = g.request(r).await?;
+            t.requests.push(s.elapsed());
+            Ok(reply)
+        };
+    let (dev, s, m) = ("dev".to_string(), "s".to_string(), "m".to_string());
+    let before_kexec = [
+        Request::OpenDevice {
+            handle: dev.clone(),
+        },
+        Request::CreateSession {
+            device: dev.clone(),
+            handle: s.clone(),
+            name: "bench".into(),
+        },
+        Request::CreateMemfd {
+            handle: m.clone(),
+            name: "bench".into(),
+            size: ROUNDTRIP_BYTES,
+            hugetlb: false,
+        },
+        Request::WritePattern {
+            handle: m.clone(),
+            seed: 7,
+            offset: 0,
+            len: ROUNDTRIP_BYTES,
+        },
+        Request::PreserveFd {
+            session: s.clone(),
+            fd: m.clone(),
+            token: 1,
+        },
+    ];
+    let after_kexec = [
+        Request::OpenDevice {
+            handle: dev.clone(),
+        },
+        Request::RetrieveSession {
+            device: dev,
+            handle: s.clone(),
+            name: "bench".into(),
+        },
+        Request::RetrieveFd {
+            session: s.clone(),
+            handle: m.clone(),
+            token: 1,
+        },
+        Request::VerifyPattern {
+            handle: m,
+            seed: 7,
+            offset: 0,
+            len: ROUNDTRIP_BYTES,
+        },
+        Request::FinishSession { session: s },
+    ];
+    for r in before_kexec {
+        timed(&mut g, r, &mut t).await?;
+    }
+    t.blackout = g.kexec_same().await?;
+    t.kexec_phases = g.boots()[1].phases;
+    for r in after_kexec {
+        timed(&mut g, r, &mut t).await?;
+    }
+    let s0 = Instant::now();
+    g.power_off().await?;
+    t.power_off = s0.elapsed();
+    t.total = t0.elapsed();
+    Ok(t)
+}
+
+/// The figures of one `bench roundtrip` invocation.
+pub struct RoundtripFigures {
+    pub runs: usize,
+    pub accel: String,
+    pub kernel: String,
+    pub ours: Vec<RoundtripTiming>,
+    /// Boots to hello of the same VM without the guest layer.
+    pub bare: Vec<Duration>,
+    /// (flow name, wall times).
+    pub upstream: Vec<(&'static str, Vec<Duration>)>,
+}
+
+/// The kernel vmtest.sh itself would build: the selftest fragments + olddefconfig (minutes, once).
+async fn upstream_recipe_kernel(sink: &dyn EventSink) -> Result<PathBuf, BenchError> {
+    let req = BuildRequest {
+        recipe: luo_kernels::Recipe::UpstreamSelftest,
+        ..Default::default()
+    };
+    Ok(plan::build_kernel(&req, sink).await?.bzimage)
+}
+
+pub async fn roundtrip(
+    a: &RoundtripOptions,
+    sink: &dyn EventSink,
+) -> Result<RoundtripFigures, BenchError> {
+    let req = PlanRequest {
+        kernel: match &a.kernel {
+            Some(k) => KernelChoice::Prebuilt(k.clone()),
+            None => KernelChoice::default(),
+        },
+        accel: Some(a.accel),
+        ..Default::default()
+    };
+    let p = plan::resolve(&req, &Needs::default(), sink).await?;
+    let mut flows = Vec::new();
+    if !a.no_upstream {
+        let same = crate::upstream::UpstreamFlow::prepare(&p, &p.boot.bzimage, sink).await?;
+        flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
+        let theirs = upstream_recipe_kernel(sink).await?;
+        let own = crate::upstream::UpstreamFlow::prepare(&p, &theirs, sink).await?;
+        flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
+    }
+    let mut ours = Vec::new();
+    let mut bare_cfg = p.vm_config("bench-bare");
+    bare_cfg.extra_cmdline = a.cmdline.clone();
+    let mut bare_boots = Vec::new();
+    for i in 0..a.runs {
+        ours.push(one_roundtrip(&p, &a.cmdline).await?);
+        bare_boots.push(bare::boot_to_hello(&bare_cfg).await?);
+        for (_, flow, times) in flows.iter_mut() {
+            times.push(flow.run().await.map_err(BenchError::Flow)?);
+        }
+        sink.emit(crate::events::Event::Progress {
+            task: "round trips".into(),
+            done: i as u64 + 1,
+            total: a.runs as u64,
+            what: String::new(),
+        });
+    }
+    Ok(RoundtripFigures {
+        runs: a.runs,
+        accel: p.accel.to_string(),
+        kernel: p.boot.bzimage.display().to_string(),
+        ours,
+        bare: bare_boots,
+        upstream: flows.into_iter().map(|(n, _, t)| (n, t)).collect(),
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl std::fmt::Display for RoundtripFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ours = &self.ours;
+        let mut totals: Vec<_> = ours.iter().map(|t| t.total).collect();
+        let med = median(&mut totals);
+        let (lo, hi) = (
+            totals.first().copied().unwrap_or_default(),
+            totals.last().copied().unwrap_or_default(),
+        );
+        let phase = |g: &dyn Fn(&RoundtripTiming) -> Duration| {
+            ms(median(&mut ours.iter().map(g).collect::<Vec<_>>()))
+        };
+        let mut reqs: Vec<_> = ours
+            .iter()
+            .flat_map(|t| t.requests.iter().copied())
+            .collect();
+        let req_median = median(&mut reqs);
+        let req_p90 = reqs.get(reqs.len() * 9 / 10).copied().unwrap_or_default();
+        writeln!(
+            f,
+            "memfd round trip, {} runs each, alternating, accel {}, kernel {}",
+            self.runs, self.accel, self.kernel
+        )?;
+        writeln!(
+            f,
+            "  luo-harness                  median {}  (min {}, max {})",
+            ms(med),
+            ms(lo),
+            ms(hi)
+        )?;
+        writeln!(
+            f,
+            "    QEMU start -> first hello  median {}",
+            phase(&|t| t.first_hello)
+        )?;
+        writeln!(
+            f,
+            "      QEMU start-up {}, firmware and kernel loading {}, kernel {}, agent {}",
+            phase(&|t| t.first_phases.qemu_start.unwrap_or_default()),
+            phase(&|t| t
+                .first_phases
+                .before_kernel
+                .saturating_sub(t.first_phases.qemu_start.unwrap_or_default())),
+            phase(&|t| t.first_phases.kernel),
+            phase(&|t| t.first_phases.agent)
+        )?;
+        writeln!(
+            f,
+            "    reboot call -> new hello   median {}  (blackout seen from the host)",
+            phase(&|t| t.blackout)
+        )?;
+        writeln!(
+            f,
+            "      old kernel shutdown, purgatory, decompression {}, kernel {}, agent {}",
+            phase(&|t| t.kexec_phases.before_kernel),
+            phase(&|t| t.kexec_phases.kernel),
+            phase(&|t| t.kexec_phases.agent)
+        )?;
+        writeln!(
+            f,
+            "    request round trip         median {}  (p90 {})",
+            ms(req_median),
+            ms(req_p90)
+        )?;
+        writeln!(
+            f,
+            "    power off -> QEMU exit     median {}",
+            phase(&|t| t.power_off)
+        )?;
+        let runner = median(&mut ours.iter().map(|t| t.boot_call).collect::<Vec<_>>());
+        let bare = median(&mut self.bare.clone());
+        writeln!(
+            f,
+            "    guest layer overhead       median {:+.0} ms  (Guest::boot to hello {} vs the VM layer alone {})",
+            (runner.as_secs_f64() - bare.as_secs_f64()) * 1000.0,
+            ms(runner),
+            ms(bare)
+        )?;
+        for (name, times) in &self.upstream {
+            let mut t = times.clone();
+            let tm = median(&mut t);
+            writeln!(
+                f,
+                "  {name:<29} median {}  (min {}, max {})  -> luo-harness is {:.2}x faster",
+                ms(tm),
+                ms(t.first().copied().unwrap_or_default()),
+                ms(t.last().copied().unwrap_or_default()),
+                tm.as_secs_f64() / med.as_secs_f64().max(1e-9)
+            )?;
+        }
+        Ok(())
+    }
+}

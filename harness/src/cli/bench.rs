@@ -1,0 +1,66 @@
+//! `luo-harness bench`: figures printed, never asserted.
+
+use super::failed::Failed;
+use super::terminal::Terminal;
+use super::{check, collect};
+use clap::{Args, Subcommand};
+use luo_harness::bench;
+use luo_harness::vm::accel::AccelChoice;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// The memfd round trip (boot, create, preserve, kexec, retrieve, verify, power off), alternated
+    /// with the kernel's own vmtest.sh flow for luo_kexec_simple on the same kernel.
+    Roundtrip(RoundtripArgs),
+    /// The whole scenario set on the default kernel, as many at once as there are cores: wall time
+    /// and the slowest scenarios.
+    Scenarios {
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct RoundtripArgs {
+    /// Round trips per flow.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+    /// Skip the kernel's own vmtest.sh flow.
+    #[arg(long)]
+    no_upstream: bool,
+    /// A prebuilt bzImage instead of the default kernel (the vmtest.sh flow still builds its
+    /// programs from the default source).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// Extra kernel command line for both boots.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+}
+
+pub async fn bench(cmd: BenchCommand) -> Result<u8, Failed> {
+    let terminal = Terminal::default();
+    match cmd {
+        BenchCommand::Roundtrip(a) => {
+            let o = bench::roundtrip::RoundtripOptions {
+                runs: a.runs as usize,
+                accel: a.accel,
+                no_upstream: a.no_upstream,
+                kernel: a.kernel,
+                cmdline: a.cmdline,
+            };
+            print!("{}", bench::roundtrip::roundtrip(&o, &terminal).await?);
+        }
+        BenchCommand::Scenarios { dir } => {
+            let files = collect::files(&[dir])?;
+            let loaded = match collect::load_all(&files) {
+                Ok(v) => v,
+                Err(problems) => return Ok(check::report_invalid(problems, files.len())),
+            };
+            print!("{}", bench::scenarios::scenarios(loaded, &terminal).await?);
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,92 @@
+//! How talking to a guest can fail, and what kind of failure each is.
+
+use crate::outcome::{Classify, Kind};
+use crate::vm::{EndCause, VmError};
+use luo_protocol::AgentError;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum GuestError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Vm(#[from] VmError),
+    #[error(
+        "{failure} (boot {boot}, step `{step}`)\n--- console, last lines ---\n{console}\n--- artifacts kept in {artifacts} ---"
+    )]
+    Failed {
+        failure: Failure,
+        boot: u32,
+        step: String,
+        console: String,
+        artifacts: String,
+    },
+    #[error("boot {boot}, step `{step}`: {error}")]
+    Agent {
+        boot: u32,
+        step: String,
+        error: AgentError,
+    },
+    #[error("{what}: {source}")]
+    Stage {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("the guest kernel panicked")]
+    Panic,
+    #[error("{0}")]
+    Ended(EndCause),
+    #[error("no hello from the agent within {0:?}")]
+    BootTimeout(Duration),
+    #[error("no reply from the agent within {0:?}")]
+    Timeout(Duration),
+    #[error("agent protocol: {0}")]
+    Protocol(String),
+}
+
+impl GuestError {
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            GuestError::Failed { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+    /// The errno name when the agent reported a failed system call.
+    pub fn errno(&self) -> Option<&str> {
+        match self {
+            GuestError::Agent { error, .. } => error.errno.as_deref(),
+            _ => None,
+        }
+    }
+    /// The artifacts directory kept for this failure, if the message names one.
+    pub fn artifacts(&self) -> Option<&str> {
+        match self {
+            GuestError::Failed { artifacts, .. } => Some(artifacts),
+            GuestError::Vm(VmError::Start { artifacts, .. }) => Some(artifacts),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for GuestError {
+    /// The kernel under test is blamed for what it does while QEMU is fine: panicking, stopping the
+    /// VM, not saying hello, not answering. QEMU dying, the protocol and the host are the harness's.
+    fn kind(&self) -> Kind {
+        match self {
+            GuestError::Failed { failure, .. } => match failure {
+                Failure::Panic | Failure::BootTimeout(_) | Failure::Timeout(_) => {
+                    Kind::KernelFailure
+                }
+                Failure::Ended(EndCause::GuestPanic | EndCause::GuestStopped { .. }) => {
+                    Kind::KernelFailure
+                }
+                Failure::Ended(_) | Failure::Protocol(_) => Kind::InfraFailure,
+            },
+            GuestError::Agent { .. } => Kind::Fail,
+            GuestError::Vm(_) | GuestError::Stage { .. } => Kind::InfraFailure,
+        }
+    }
+}

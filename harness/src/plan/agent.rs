@@ -1,0 +1,60 @@
+//! The guest agent binary: the static build embedded at compile time (harness/build.rs), or the
+//! file `LUO_HARNESS_AGENT` names (a development or fault-injecting build).
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/luo-agent"));
+
+/// The agent's bytes and where they came from.
+pub struct Agent {
+    pub bytes: Cow<'static, [u8]>,
+    pub from: String,
+}
+
+/// `LUO_HARNESS_AGENT` names a file that cannot be read.
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+pub fn agent() -> Result<Agent, Unreadable> {
+    match std::env::var_os("LUO_HARNESS_AGENT").filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let path = PathBuf::from(p);
+            let bytes = std::fs::read(&path).map_err(|source| Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Agent {
+                bytes: Cow::Owned(bytes),
+                from: path.display().to_string(),
+            })
+        }
+        None => Ok(Agent {
+            bytes: Cow::Borrowed(EMBEDDED),
+            from: "embedded".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_agent_is_a_static_x86_64_executable() {
+        let elf = super::EMBEDDED;
+        assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
+        assert_eq!(elf[4], 2, "not 64-bit");
+        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 62, "not x86-64");
+        // No program interpreter: it runs as PID 1 in an initramfs without a libc.
+        let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+        let (phentsize, phnum) = (
+            u16::from_le_bytes([elf[54], elf[55]]) as usize,
+            u16::from_le_bytes([elf[56], elf[57]]) as usize,
+        );
+        for i in 0..phnum {
+            let p_type = u32::from_le_bytes(elf[phoff + i * phentsize..][..4].try_into().unwrap());
+            assert_ne!(p_type, 3, "PT_INTERP: the agent is dynamically linked");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! A kernel as the run carries it: not a path but everything known of it.
+
+use luo_kernels::BuiltKernel;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedKernel {
+    /// Where it came from: `debian:<package>=<version>`, `tree:<path>`, `file:<path>`.
+    pub source: String,
+    /// Its session-inode design (kernels/variants), or `prebuilt` for a kernel built elsewhere.
+    pub variant: String,
+    /// What kexec loads (and a cold boot, without a PVH entry).
+    pub bzimage: PathBuf,
+    /// The same kernel as an ELF with a PVH entry: cold boots start from it.
+    pub pvh_vmlinux: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub system_map: Option<PathBuf>,
+    /// `make kernelrelease`, when built here.
+    pub release: Option<String>,
+}
+
+pub const PREBUILT: &str = "prebuilt";
+
+impl PlannedKernel {
+    pub fn built(k: &BuiltKernel) -> PlannedKernel {
+        PlannedKernel {
+            source: k.meta.source.clone(),
+            variant: k.meta.variant.clone(),
+            bzimage: k.bzimage(),
+            pvh_vmlinux: k.pvh_vmlinux(),
+            config: Some(k.config()),
+            system_map: Some(k.system_map()),
+            release: Some(k.meta.release.clone()),
+        }
+    }
+
+    /// A bzImage built elsewhere. It brings no System.map, config or PVH vmlinux unless they lie
+    /// beside it (`System.map`, `config` or `.config`, `vmlinux`).
+    pub fn prebuilt(bzimage: &Path) -> PlannedKernel {
+        let beside = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| bzimage.with_file_name(n))
+                .find(|p| p.is_file() && p != bzimage)
+        };
+        let config = beside(&["config", ".config"]);
+        let pvh = beside(&["vmlinux"]).filter(|_| {
+            config
+                .as_ref()
+                .and_then(|c| std::fs::read_to_string(c).ok())
+                .is_some_and(|t| t.lines().any(|l| l == "CONFIG_PVH=y"))
+        });
+        PlannedKernel {
+            source: format!("file:{}", bzimage.display()),
+            variant: PREBUILT.into(),
+            bzimage: bzimage.to_path_buf(),
+            pvh_vmlinux: pvh,
+            config,
+            system_map: beside(&["System.map"]),
+            release: None,
+        }
+    }
+
+    /// `debian:linux-source-7.3=7.3.4-1~bpo13+1 stock`, for messages and progress.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.source, self.variant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prebuilt_kernel_uses_only_what_lies_beside_it() {
+        let d = tempfile::tempdir().unwrap();
+        let bz = d.path().join("bzImage");
+        std::fs::write(&bz, b"k").unwrap();
+        let bare = PlannedKernel::prebuilt(&bz);
+        assert_eq!(
+            (bare.config, bare.system_map, bare.pvh_vmlinux),
+            (None, None, None)
+        );
+        assert_eq!(bare.variant, PREBUILT);
+        std::fs::write(d.path().join("System.map"), b"").unwrap();
+        std::fs::write(d.path().join("vmlinux"), b"").unwrap();
+        std::fs::write(d.path().join(".config"), "CONFIG_X=y\n").unwrap();
+        let k = PlannedKernel::prebuilt(&bz);
+        assert!(k.system_map.is_some() && k.config.is_some());
+        assert_eq!(
+            k.pvh_vmlinux, None,
+            "a vmlinux without CONFIG_PVH cannot be booted directly"
+        );
+        std::fs::write(d.path().join(".config"), "CONFIG_PVH=y\n").unwrap();
+        assert!(PlannedKernel::prebuilt(&bz).pvh_vmlinux.is_some());
+    }
+}

@@ -1,0 +1,100 @@
+//! The formats a run is shown in, each a consumer of the run's [`Event`]s in its own module: human
+//! (a summary table), JSON, KTAP and JUnit. Each writes to what it is given and is tested on fixed
+//! results.
+
+mod format;
+mod human;
+mod json;
+mod junit;
+mod ktap;
+
+pub use format::Render;
+pub use human::Human;
+pub use json::Json;
+pub use junit::Junit;
+pub use ktap::Ktap;
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Fixed results for the renderers' tests: one of every kind.
+    use crate::outcome::Outcome;
+    use crate::result::ScenarioResult;
+    use crate::scenario::snapshot::SnapshotStatus;
+    use std::time::Duration;
+
+    pub fn result(name: &str, outcome: Outcome) -> ScenarioResult {
+        let mut r = ScenarioResult::new(
+            format!("scenarios/{name}.yaml").into(),
+            name.into(),
+            outcome,
+        );
+        r.duration = Duration::from_millis(1500);
+        r
+    }
+
+    pub fn all() -> Vec<ScenarioResult> {
+        let mut differs = result(
+            "memfd-roundtrip",
+            Outcome::Fail {
+                reason: "the report differs from snapshots/stock/memfd-roundtrip.snap".into(),
+            },
+        );
+        differs.snapshot = SnapshotStatus::Differs {
+            path: "snapshots/stock/memfd-roundtrip.snap".into(),
+            diff: "--- a\n+++ b\n@@ -1 +1 @@\n-  - \"L9 verify m: ok\"\n+  - \"L9 verify m: EIO as expected\"\n".into(),
+        };
+        differs.artifacts = Some("/tmp/luo-harness/memfd-roundtrip-1-0".into());
+        vec![
+            result("multi-session", Outcome::Pass),
+            differs,
+            result(
+                "errno-contract",
+                Outcome::Fail {
+                    reason: "L7 create_session: expected EEXIST, but the call succeeded".into(),
+                },
+            ),
+            result(
+                "needs-7.4",
+                Outcome::Skip {
+                    reason: "boot 0: requires kernel >= 7.4, running 7.3.4".into(),
+                },
+            ),
+            result(
+                "panics",
+                Outcome::KernelFailure {
+                    reason: "the guest kernel panicked (boot 1, step `kexec into boot 1`)\n--- console ---\nKernel panic - not syncing".into(),
+                },
+            ),
+            result(
+                "nested <&> \"quotes\"",
+                Outcome::InfraFailure {
+                    reason: "internal error: the scenario's task panicked: boom".into(),
+                },
+            ),
+        ]
+    }
+
+    /// The events of a run with [`all`].
+    pub fn events() -> Vec<crate::events::Event> {
+        use crate::events::Event;
+        let results = all();
+        let mut e = vec![Event::RunStarted {
+            scenarios: results.iter().map(|r| r.name.clone()).collect(),
+        }];
+        e.extend(
+            results
+                .into_iter()
+                .map(|r| Event::ScenarioFinished(Box::new(r))),
+        );
+        e.push(Event::RunFinished);
+        e
+    }
+
+    pub fn render(r: &mut dyn super::format::Render) -> String {
+        let mut out = Vec::new();
+        for e in events() {
+            r.event(&e, &mut out).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+}

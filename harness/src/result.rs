@@ -1,0 +1,37 @@
+//! One scenario's result as a run reports it: the outcome, the report and metrics when it ran, how
+//! the report compared with its snapshot, and where its artifacts were kept.
+
+use crate::outcome::Outcome;
+use crate::scenario::snapshot::SnapshotStatus;
+use crate::scenario::{Metrics, Report};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub file: PathBuf,
+    pub name: String,
+    pub outcome: Outcome,
+    pub report: Option<Report>,
+    pub metrics: Option<Metrics>,
+    pub snapshot: SnapshotStatus,
+    /// Kept when the scenario did not pass.
+    pub artifacts: Option<PathBuf>,
+    pub duration: Duration,
+}
+
+impl ScenarioResult {
+    /// A result with nothing but its outcome (no report, snapshot not compared).
+    pub fn new(file: PathBuf, name: String, outcome: Outcome) -> ScenarioResult {
+        ScenarioResult {
+            file,
+            name,
+            outcome,
+            report: None,
+            metrics: None,
+            snapshot: SnapshotStatus::NotCompared,
+            artifacts: None,
+            duration: Duration::ZERO,
+        }
+    }
+}

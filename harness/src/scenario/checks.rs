@@ -1,0 +1,167 @@
+//! What the guest reports, turned into the report's observations, session-identity verdicts,
+//! memory deltas, suspicious kernel-log lines and unmet requirements.
+
+use super::context::{StepContext, StepFailure};
+use super::driver::GuestDriver;
+use super::report::*;
+use luo_protocol::{MemorySnapshot, Observation, Reply, Request};
+use std::collections::BTreeMap;
+
+/// Patterns that make a kernel log line suspicious (any hit fails the scenario).
+const SUSPICIOUS: &[&str] = &[
+    "WARNING:",
+    "BUG:",
+    "Oops",
+    "KASAN",
+    "incompatible",
+    "Kernel panic",
+    "Call Trace",
+];
+
+impl<G: GuestDriver> StepContext<'_, G> {
+    pub(crate) fn observed(&mut self, o: &Observation, handle: &str) -> Observed {
+        let boot = self.guest.boot_index();
+        let n = self.inodes.len() + 1;
+        let inode = self
+            .inodes
+            .entry((boot, o.st_dev, o.st_ino))
+            .or_insert_with(|| format!("inode-{n}"))
+            .clone();
+        if self.session_handles.contains(handle) {
+            self.session_inodes
+                .entry(boot)
+                .or_default()
+                .push(inode.clone());
+        }
+        let is_regular = o.st_mode & 0o170000 == 0o100000;
+        Observed {
+            boot,
+            inode,
+            fs: magic_name(o.fs_magic),
+            mode: mode_text(o.st_mode),
+            link: o.link.clone(),
+            size: is_regular.then_some(o.st_size),
+            seals: o.seals.clone(),
+            position: if is_regular { o.position } else { None },
+            cloexec: o.cloexec,
+        }
+    }
+
+    pub(crate) fn summarise_identity(&mut self) {
+        for (boot, labels) in &self.session_inodes {
+            let distinct: std::collections::BTreeSet<_> = labels.iter().collect();
+            let verdict = match (labels.len(), distinct.len()) {
+                (1, _) => "one session fd observed".to_string(),
+                (n, 1) => format!("{n} session fds share one inode"),
+                (n, d) if n == d => format!("{n} session fds, each with its own inode"),
+                (n, d) => format!("{n} session fds, {d} distinct inodes"),
+            };
+            self.report
+                .session_identity
+                .push(format!("boot {boot}: {verdict}"));
+        }
+    }
+
+    pub(crate) fn record_memory(
+        &mut self,
+        label: &str,
+        objects: Option<u64>,
+        snap: MemorySnapshot,
+    ) {
+        let meminfo: BTreeMap<String, u64> = snap.meminfo.iter().cloned().collect();
+        let slab_bytes: BTreeMap<String, u64> = snap
+            .slabs
+            .iter()
+            .map(|c| (c.name.clone(), c.num_slabs * c.pages_per_slab * 4096))
+            .collect();
+        self.metrics.memory.push(RawMemory {
+            label: label.into(),
+            meminfo_kb: meminfo.clone(),
+            slab_bytes,
+        });
+        if let Some((prev_label, prev)) = &self.last_memory {
+            let kb = |s: &MemorySnapshot, k: &str| {
+                s.meminfo
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(0, |(_, v)| *v) as i64
+            };
+            let slab_delta = (kb(&snap, "Slab") - kb(prev, "Slab")) * 1024;
+            let per_object = objects.filter(|n| *n >= 100).map(|n| {
+                let per = slab_delta.max(0) as f64 / n as f64;
+                ((per / 64.0).round() * 64.0) as u64
+            });
+            let mut grown = Vec::new();
+            if let Some(n) = objects.filter(|n| *n >= 100) {
+                for c in &snap.slabs {
+                    let before = prev
+                        .slabs
+                        .iter()
+                        .find(|p| p.name == c.name)
+                        .map_or(0, |p| p.active_objs);
+                    let per = (c.active_objs as f64 - before as f64) / n as f64;
+                    if per >= 0.5 {
+                        grown.push(format!(
+                            "{}: +{:.1} per object ({} B each)",
+                            c.name,
+                            (per * 10.0).round() / 10.0,
+                            c.objsize
+                        ));
+                    }
+                }
+            }
+            self.report.memory.push(MemoryDelta {
+                from: prev_label.clone(),
+                to: label.into(),
+                objects,
+                slab_bytes_per_object: per_object,
+                grown_caches: grown,
+            });
+        }
+        self.last_memory = Some((label.to_string(), snap));
+    }
+
+    pub(crate) async fn scan_kernel_log(&mut self) -> Result<(), StepFailure> {
+        let boot = self.guest.boot_index();
+        if let Some(Reply::Log { lines }) = self.call(Request::KernelLog, None).await? {
+            for l in lines {
+                if l.contains("ommand line:") {
+                    continue;
+                }
+                if SUSPICIOUS.iter().any(|p| l.contains(p)) {
+                    // Strip the timestamp: it differs from run to run.
+                    let text = l.split_once("] ").map_or(l.as_str(), |(_, t)| t);
+                    self.report.kernel_log.push(format!("boot {boot}: {text}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the running kernel does not qualify for the scenario, if it does not.
+    pub(crate) async fn unmet_requirements(&mut self) -> Result<Option<String>, StepFailure> {
+        let release = self.guest.hello().boot.release.clone();
+        if let Some(why) = self.requires.release_unmet(&release) {
+            return Ok(Some(why));
+        }
+        if self.requires.config.is_empty() {
+            return Ok(None);
+        }
+        let config = match self.guest.try_request(Request::KernelConfig, None).await? {
+            Ok(Reply::Text { text, .. }) => text,
+            Ok(other) => {
+                return Err(StepFailure::Check(format!(
+                    "unexpected reply to kernel_config: {other:?}"
+                )));
+            }
+            Err(e) => {
+                return Ok(Some(format!(
+                    "requires {} but the kernel's own config cannot be read ({e}; it needs CONFIG_IKCONFIG_PROC)",
+                    self.requires.config.join(", ")
+                )));
+            }
+        };
+        let unmet = self.requires.config_unmet(&config);
+        Ok((!unmet.is_empty()).then(|| unmet.join("; ")))
+    }
+}

@@ -1,0 +1,161 @@
+//! Runs a validated scenario on a booted guest: each step in order until one fails, then the
+//! kernel log and the identity summary, and the outcome.
+
+use super::context::{StepContext, StepFailure};
+use super::driver::GuestDriver;
+use super::model::Scenario;
+use super::report::{BootFacts, KernelFacts, Metrics, Report};
+use crate::guest::GuestError;
+use crate::outcome::Outcome;
+use crate::plan::Plan;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What a scenario that ran to its end (pass, fail or skip) produced.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    pub report: Report,
+    pub metrics: Metrics,
+    pub outcome: Outcome,
+    /// The VM's artifacts, kept when the scenario did not pass.
+    pub artifacts: Option<PathBuf>,
+}
+
+fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -> Report {
+    Report {
+        scenario: scenario.name().to_string(),
+        description: scenario.description.trim().to_string(),
+        kernel: KernelFacts {
+            release: hello.boot.release.clone(),
+            variant: plan.boot.variant.clone(),
+            source: plan.boot.source.clone(),
+        },
+        boots: vec![BootFacts {
+            boot: 0,
+            liveupdate_number: hello.boot.liveupdate_number,
+            kho_exec_from: hello.boot.kho_exec_from.clone(),
+        }],
+        steps: vec![],
+        observations: BTreeMap::new(),
+        session_identity: vec![],
+        memory: vec![],
+        kernel_log: vec![],
+        failures: vec![],
+        skipped: None,
+        passed: false,
+    }
+}
+
+/// Runs every step on `guest`, which has said its first hello; stops at the first unmet
+/// expectation. A VM failure is the error; anything the scenario can say is in the report.
+pub async fn drive<G: GuestDriver>(
+    scenario: &Scenario,
+    plan: &Plan,
+    guest: G,
+) -> Result<Ran, GuestError> {
+    let report = first_report(scenario, plan, guest.hello());
+    let metrics = Metrics {
+        scenario: report.scenario.clone(),
+        boots_ms: vec![guest.first_boot().as_secs_f64() * 1000.0],
+        ..Default::default()
+    };
+    let mut cx = StepContext::new(guest, plan, &scenario.requires, report, metrics);
+    let mut skipped = None;
+    let mut vm_failure = None;
+    match cx.unmet_requirements().await {
+        Ok(why) => skipped = why.map(|w| format!("boot 0: {w}")),
+        Err(StepFailure::Vm(e)) => vm_failure = Some(e),
+        Err(other) => cx
+            .report
+            .failures
+            .push(format!("checking requirements: {other:?}")),
+    }
+    if skipped.is_none() && vm_failure.is_none() && cx.report.failures.is_empty() {
+        for step in &scenario.steps {
+            let line = step.referenced.line();
+            let keyword = step.value.keyword();
+            let t0 = Instant::now();
+            let result = step.value.run(&mut cx).await;
+            cx.metrics.steps_ms.push((
+                format!("L{line} {keyword}"),
+                t0.elapsed().as_secs_f64() * 1000.0,
+            ));
+            match result {
+                Ok(summary) => cx.report.steps.push(format!("L{line} {summary}")),
+                Err(StepFailure::Vm(e)) => {
+                    vm_failure = Some(e);
+                    break;
+                }
+                Err(StepFailure::Skip(why)) => {
+                    skipped = Some(why);
+                    break;
+                }
+                Err(f) => {
+                    let msg = f
+                        .located(line, keyword)
+                        .expect("a check failure has a line");
+                    cx.report.steps.push(msg.clone());
+                    cx.report.failures.push(msg);
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(e) = vm_failure {
+        cx.guest.keep_artifacts();
+        return Err(e);
+    }
+    match cx.scan_kernel_log().await {
+        Ok(()) => {}
+        Err(StepFailure::Vm(e)) => {
+            cx.guest.keep_artifacts();
+            return Err(e);
+        }
+        Err(other) => cx
+            .report
+            .failures
+            .push(format!("reading the kernel log: {other:?}")),
+    }
+    cx.summarise_identity();
+    let StepContext {
+        mut guest,
+        mut report,
+        metrics,
+        ..
+    } = cx;
+    report.skipped = skipped.clone();
+    report.passed = skipped.is_none() && report.failures.is_empty() && report.kernel_log.is_empty();
+    let outcome = match (&skipped, report.passed) {
+        (Some(why), _) => Outcome::Skip {
+            reason: why.clone(),
+        },
+        (None, true) => Outcome::Pass,
+        (None, false) => Outcome::Fail {
+            reason: report
+                .failures
+                .first()
+                .or(report.kernel_log.first())
+                .cloned()
+                .unwrap_or_default(),
+        },
+    };
+    let artifacts = if outcome.passed() {
+        None
+    } else {
+        guest.keep_artifacts();
+        guest.artifacts()
+    };
+    if outcome.passed() {
+        guest.power_off().await?;
+    } else {
+        // The outcome is decided; a VM that will not power off changes nothing about it.
+        let _ = guest.power_off().await;
+    }
+    Ok(Ran {
+        report,
+        metrics,
+        outcome,
+        artifacts,
+    })
+}

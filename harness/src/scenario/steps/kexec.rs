@@ -1,0 +1,81 @@
+//! `kexec`: kexec_file_load + reboot(KEXEC) into the next kernel (the running one, or a variant of
+//! the same source), holding every open fd, and the new kernel's hello.
+
+use super::kind::StepKind;
+use crate::guest::KexecTarget;
+use crate::plan::Needs;
+use crate::scenario::context::{StepContext, StepFailure, StepResult};
+use crate::scenario::driver::GuestDriver;
+use crate::scenario::report::BootFacts;
+use crate::scenario::template::Template;
+use crate::scenario::validate::{Site, Validator};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kexec {
+    /// Extra kernel command line for the next kernel.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// Kexec into this kernel variant (kernels/variants/) of the same source instead of the running one.
+    #[serde(default)]
+    pub kernel: Option<String>,
+}
+
+impl StepKind for Kexec {
+    const KEYWORD: &'static str = "kexec";
+    fn expand(&self, t: &Template) -> Self {
+        Kexec {
+            cmdline: t.opt(&self.cmdline),
+            kernel: self.kernel.clone(),
+        }
+    }
+    fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
+        if let Some(name) = &self.kernel
+            && let Err(e) = luo_kernels::variant::find(name)
+        {
+            v.problem(at, e.to_string(), None);
+        }
+        v.kexec(at);
+    }
+    fn needs(&self, needs: &mut Needs) {
+        if let Some(v) = &self.kernel {
+            needs.variants.insert(v.clone());
+        }
+    }
+    async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
+        cx.scan_kernel_log().await?;
+        let kernel = cx
+            .plan
+            .kexec_kernel(self.kernel.as_deref())
+            .ok_or_else(|| {
+                // The plan resolves every kernel a scenario names before any VM starts.
+                StepFailure::Check(format!("the run plan has no kernel {:?}", self.kernel))
+            })?;
+        let target = KexecTarget {
+            kernel: kernel.bzimage.clone(),
+            initrd: cx.plan.initrd.clone(),
+            extra_cmdline: self.cmdline.clone(),
+        };
+        let blackout = cx.guest.kexec(&target).await?;
+        let ms = blackout.as_secs_f64() * 1000.0;
+        cx.metrics.blackouts_ms.push(ms);
+        cx.metrics.boots_ms.push(ms);
+        let boot = cx.guest.boot_index();
+        let facts = cx.guest.hello().boot.clone();
+        cx.report.boots.push(BootFacts {
+            boot,
+            liveupdate_number: facts.liveupdate_number,
+            kho_exec_from: facts.kho_exec_from,
+        });
+        cx.new_boot();
+        if let Some(why) = cx.unmet_requirements().await? {
+            return Err(StepFailure::Skip(format!("boot {boot}: {why}")));
+        }
+        Ok(match &self.kernel {
+            Some(v) => format!("{} into boot {boot} ({v}): ok", Self::KEYWORD),
+            None => format!("{} into boot {boot}: ok", Self::KEYWORD),
+        })
+    }
+}

@@ -1,0 +1,346 @@
+//! The engine without QEMU: scenario text in, requests and report out, through the scripted fake
+//! agent. What a real kernel does is for the VM tests and the scenario files; these check that each
+//! step asks for what it says and reports what it was told.
+
+use super::engine::drive;
+use super::fake::{self, FakeGuest, Script};
+use super::parse;
+use crate::guest::{Failure, GuestError};
+use crate::outcome::Outcome;
+use luo_protocol::{AgentError, Reply, Request};
+use std::time::Duration;
+
+fn run(yaml: &str, guest: FakeGuest) -> (super::Ran, std::sync::Arc<std::sync::Mutex<fake::Seen>>) {
+    let scenario = parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{:?}", miette::Report::new(e)));
+    let seen = guest.seen.clone();
+    let plan = fake::plan();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ran = rt
+        .block_on(drive(&scenario, &plan, guest))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (ran, seen)
+}
+
+fn ops(seen: &fake::Seen) -> Vec<String> {
+    seen.requests
+        .iter()
+        .map(|(r, _)| crate::guest::op_name(r).to_string())
+        .collect()
+}
+
+const ROUNDTRIP: &str = "description: d
+steps:
+  - open_device: {}
+  - create_session: {name: a, as: s}
+  - create_memfd: {as: m, size: 4K, seed: 7}
+  - preserve: {session: s, fd: m, token: 1}
+  - kexec: {}
+  - open_device: {}
+  - retrieve_session: {name: a, as: s}
+  - retrieve_fd: {session: s, token: 1, as: m}
+  - verify: {fd: m, seed: 7}
+  - finish: {session: s}
+";
+
+#[test]
+fn each_step_makes_its_requests_and_leaves_its_line() {
+    let (ran, seen) = run(ROUNDTRIP, FakeGuest::agreeable());
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        ops(&seen),
+        [
+            "open_device",
+            "create_session",
+            "create_memfd",
+            "write_pattern",
+            "preserve_fd",
+            "kernel_log",
+            "open_device",
+            "retrieve_session",
+            "retrieve_fd",
+            "observe",
+            "verify_pattern",
+            "finish_session",
+            "kernel_log"
+        ],
+        "the verify learns the retrieved file's size first; the log is read before the kexec and at the end"
+    );
+    assert_eq!(seen.kexecs.len(), 1);
+    assert_eq!(
+        seen.kexecs[0].kernel,
+        std::path::Path::new("/cache/stock/bzImage")
+    );
+    assert!(seen.powered_off && !seen.kept);
+    assert_eq!(ran.outcome, Outcome::Pass);
+    assert_eq!(
+        ran.report.steps,
+        [
+            "L3 open_device dev: ok",
+            "L4 create_session \"a\": ok",
+            "L5 create_memfd m 4096 bytes seed 7: ok",
+            "L6 preserve m in s token 1: ok",
+            "L7 kexec into boot 1: ok",
+            "L8 open_device dev: ok",
+            "L9 retrieve_session \"a\": ok",
+            "L10 retrieve_fd token 1 from s as m: ok",
+            "L11 verify m seed 7 [0, 0): ok",
+            "L12 finish s: ok"
+        ]
+    );
+    assert_eq!(ran.report.boots.len(), 2);
+    assert_eq!(ran.report.boots[1].liveupdate_number, Some(1));
+    assert_eq!(ran.report.kernel.variant, "stock");
+}
+
+#[test]
+fn an_expected_errno_passes_and_an_unexpected_success_fails_where_it_happened() {
+    let yaml = "description: d\nsteps:\n  - open_device: {}\n  - create_session: {name: a}\n  - create_session: {name: a, as: b, expect: EEXIST}\n";
+    let eexist: Script = Box::new(|r| match r {
+        Request::CreateSession { handle, .. } if handle == "b" => Some(Err(AgentError::syscall(
+            "ioctl(LIVEUPDATE_IOCTL_CREATE_SESSION)",
+            libc::EEXIST,
+        ))),
+        _ => None,
+    });
+    let (ran, _) = run(yaml, FakeGuest::new(eexist));
+    assert_eq!(ran.outcome, Outcome::Pass);
+    assert_eq!(
+        ran.report.steps[2],
+        "L5 create_session \"a\": EEXIST as expected"
+    );
+    let (ran, seen) = run(yaml, FakeGuest::agreeable());
+    let reason = "L5 create_session: expected EEXIST, but the call succeeded";
+    assert_eq!(
+        ran.outcome,
+        Outcome::Fail {
+            reason: reason.into()
+        }
+    );
+    assert_eq!(ran.report.failures, [reason]);
+    assert!(
+        seen.lock().unwrap().kept,
+        "a failed scenario keeps its artifacts"
+    );
+    assert!(ran.artifacts.is_some());
+}
+
+#[test]
+fn nested_repeats_expand_both_indices_and_tokens_stay_distinct() {
+    let yaml = "description: d
+steps:
+  - open_device: {}
+  - create_session: {name: s}
+  - repeat:
+      count: 2
+      steps:
+        - repeat:
+            count: 3
+            as: j
+            steps:
+              - create_memfd: {as: \"m{i}-{j}\", size: 4K}
+              - preserve: {session: s, fd: \"m{i}-{j}\", token: 100}
+";
+    let (ran, seen) = run(yaml, FakeGuest::agreeable());
+    assert_eq!(ran.outcome, Outcome::Pass);
+    let seen = seen.lock().unwrap();
+    let preserved: Vec<(String, u64)> = seen
+        .requests
+        .iter()
+        .filter_map(|(r, _)| match r {
+            Request::PreserveFd { fd, token, .. } => Some((fd.clone(), *token)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        preserved,
+        [
+            ("m0-0", 100),
+            ("m0-1", 101),
+            ("m0-2", 102),
+            ("m1-0", 103),
+            ("m1-1", 104),
+            ("m1-2", 105)
+        ]
+        .map(|(f, t)| (f.to_string(), t))
+    );
+    assert_eq!(
+        ran.report.steps[2], "L5 repeat x2 (1 step(s) each): ok",
+        "a repeat is one line"
+    );
+}
+
+#[test]
+fn a_failure_inside_nested_repeats_names_the_step_and_every_iteration() {
+    let yaml = "description: d
+steps:
+  - open_device: {}
+  - repeat:
+      count: 2
+      steps:
+        - repeat:
+            count: 3
+            as: j
+            steps:
+              - create_session: {name: \"s{i}{j}\"}
+";
+    let fail_at: Script = Box::new(|r| match r {
+        Request::CreateSession { name, .. } if name == "s12" => Some(Err(AgentError::syscall(
+            "ioctl(LIVEUPDATE_IOCTL_CREATE_SESSION)",
+            libc::ENOMEM,
+        ))),
+        _ => None,
+    });
+    let (ran, _) = run(yaml, FakeGuest::new(fail_at));
+    let Outcome::Fail { reason } = &ran.outcome else {
+        panic!("{:?}", ran.outcome)
+    };
+    assert!(
+        reason.starts_with("L11 create_session (repeat iteration 2 of 3, within iteration 1 of 2): ioctl(LIVEUPDATE_IOCTL_CREATE_SESSION) failed: ENOMEM"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn observed_session_fds_are_labelled_and_their_identity_summarised() {
+    let yaml = "description: d
+steps:
+  - open_device: {}
+  - create_session: {name: a}
+  - create_session: {name: b}
+  - observe: {handle: a}
+  - observe: {handle: b}
+";
+    let mut shared = FakeGuest::agreeable();
+    shared.inodes = [("a".into(), 7), ("b".into(), 7)].into();
+    let (ran, _) = run(yaml, shared);
+    assert_eq!(
+        ran.report.session_identity,
+        ["boot 0: 2 session fds share one inode"]
+    );
+    assert_eq!(
+        ran.report.observations["a"].inode,
+        ran.report.observations["b"].inode
+    );
+    assert_eq!(ran.report.observations["a"].fs, "ANON_INODE_FS_MAGIC");
+    let mut unique = FakeGuest::agreeable();
+    unique.inodes = [("a".into(), 7), ("b".into(), 8)].into();
+    let (ran, _) = run(yaml, unique);
+    assert_eq!(
+        ran.report.session_identity,
+        ["boot 0: 2 session fds, each with its own inode"]
+    );
+}
+
+#[test]
+fn a_suspicious_kernel_log_line_fails_a_scenario_whose_steps_passed() {
+    let warn: Script = Box::new(|r| {
+        matches!(r, Request::KernelLog).then(|| {
+            Ok(Reply::Log {
+                lines: vec![
+                    "[    1.000000] WARNING: CPU: 0 PID: 1 at kernel/liveupdate/luo_session.c:99"
+                        .into(),
+                ],
+            })
+        })
+    });
+    let (ran, _) = run(
+        "description: d\nsteps:\n  - open_device: {}\n",
+        FakeGuest::new(warn),
+    );
+    assert_eq!(
+        ran.outcome,
+        Outcome::Fail {
+            reason: "boot 0: WARNING: CPU: 0 PID: 1 at kernel/liveupdate/luo_session.c:99".into()
+        }
+    );
+}
+
+#[test]
+fn unmet_requirements_skip_the_scenario_before_any_step() {
+    let yaml = "description: d\nrequires: {config: [CONFIG_LIVEUPDATE_MEMFD]}\nsteps:\n  - open_device: {}\n";
+    let (ran, seen) = run(yaml, FakeGuest::agreeable());
+    assert_eq!(
+        ran.outcome,
+        Outcome::Skip {
+            reason: "boot 0: requires CONFIG_LIVEUPDATE_MEMFD=y, which this kernel lacks".into()
+        }
+    );
+    assert!(ran.report.steps.is_empty());
+    assert!(!ops(&seen.lock().unwrap()).contains(&"open_device".to_string()));
+    let newer = "description: d\nrequires: {kernel: \"7.4\"}\nsteps:\n  - open_device: {}\n";
+    let (ran, _) = run(newer, FakeGuest::agreeable());
+    assert!(
+        matches!(ran.outcome, Outcome::Skip { .. }),
+        "{:?}",
+        ran.outcome
+    );
+}
+
+#[test]
+fn exec_limits_the_program_below_the_hosts_wait_and_stages_selftests() {
+    let yaml = "description: d\nsteps:\n  - exec: {path: selftests/luo_kexec_simple, args: [\"-s\", \"1\"], timeout_s: 45}\n";
+    let (ran, seen) = run(yaml, FakeGuest::agreeable());
+    assert_eq!(ran.outcome, Outcome::Pass);
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.staged,
+        [(
+            "/cache/selftests/luo_kexec_simple".into(),
+            "selftests/luo_kexec_simple".to_string()
+        )]
+    );
+    let (req, within) = seen
+        .requests
+        .iter()
+        .find(|(r, _)| matches!(r, Request::Exec { .. }))
+        .unwrap();
+    let Request::Exec { timeout_ms, .. } = req else {
+        unreachable!()
+    };
+    assert_eq!(*timeout_ms, Some(45_000));
+    assert!(
+        within.unwrap() > Duration::from_secs(45),
+        "the host waits longer than the guest's limit"
+    );
+}
+
+#[test]
+fn a_kexec_into_a_variant_loads_that_variants_kernel() {
+    let yaml = "description: d\nsteps:\n  - kexec: {kernel: magic-unique}\n";
+    let (ran, seen) = run(yaml, FakeGuest::agreeable());
+    assert_eq!(
+        ran.report.steps,
+        ["L3 kexec into boot 1 (magic-unique): ok"]
+    );
+    assert_eq!(
+        seen.lock().unwrap().kexecs[0].kernel,
+        std::path::Path::new("/cache/magic-unique/bzImage")
+    );
+}
+
+#[test]
+fn a_vm_failure_is_the_error_and_keeps_the_artifacts() {
+    let scenario = parse("t.yaml", "description: d\nsteps:\n  - kexec: {}\n").unwrap();
+    let lost = GuestError::Failed {
+        failure: Failure::BootTimeout(Duration::from_secs(30)),
+        boot: 1,
+        step: "kexec into boot 1".into(),
+        console: String::new(),
+        artifacts: "/tmp/a".into(),
+    };
+    let guest = FakeGuest::agreeable().failing_kexec(lost);
+    let seen = guest.seen.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(drive(&scenario, &fake::plan(), guest))
+        .unwrap_err();
+    assert_eq!(
+        err.failure(),
+        Some(&Failure::BootTimeout(Duration::from_secs(30)))
+    );
+    assert!(seen.lock().unwrap().kept);
+}

@@ -1,0 +1,215 @@
+//! What the validator knows while it walks a scenario's steps before any VM: which handles exist in
+//! which boot, which sessions were open at the last kexec. Each step says what it uses and creates
+//! (steps/*.rs); this module keeps the state and words the problems.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a step stands in its file.
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    pub line: u64,
+    pub column: u64,
+    pub keyword: &'static str,
+}
+
+pub struct Problem {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+    pub label: String,
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Device,
+    Session,
+    File,
+}
+
+#[derive(Debug, Clone)]
+struct HandleInfo {
+    kind: Kind,
+    line: u64,
+}
+
+/// Symbolic execution of the steps.
+#[derive(Default)]
+pub struct Validator {
+    pub problems: Vec<Problem>,
+    boot: u32,
+    handles: BTreeMap<String, HandleInfo>,
+    /// Handles of earlier kernels: name -> (boot, line of the kexec that ended it).
+    gone: BTreeMap<String, (u32, u64)>,
+    closed: BTreeMap<String, u64>,
+    /// Created sessions open now: session name -> handle.
+    open_sessions: BTreeMap<String, String>,
+    /// Sessions that were open at the last kexec.
+    carried: BTreeSet<String>,
+    last_kexec: Option<u64>,
+    /// Created sessions closed before the last kexec: name -> line of the close.
+    closed_sessions: BTreeMap<String, u64>,
+}
+
+impl Validator {
+    pub fn problem(&mut self, at: &Site, message: String, help: Option<String>) {
+        self.problems.push(Problem {
+            line: at.line,
+            column: at.column,
+            message,
+            label: at.keyword.to_string(),
+            help,
+        });
+    }
+
+    /// `expect:` must name an errno the protocol knows.
+    pub fn expect(&mut self, at: &Site, expect: Option<&str>) {
+        if let Some(e) = expect
+            && luo_protocol::errno_value(e).is_none()
+        {
+            self.problem(
+                at,
+                format!("unknown errno name `{e}` in expect"),
+                Some("use a name like EINVAL, ENOENT, EEXIST, EBUSY".into()),
+            );
+        }
+    }
+
+    /// `name` must be an open handle (of `kind`, unless the step expects the mismatch to fail).
+    pub fn need(&mut self, at: &Site, name: &str, kind: Option<Kind>, expects_error: bool) {
+        match self.handles.get(name).cloned() {
+            Some(h) => {
+                if let Some(k) = kind
+                    && h.kind != k
+                    && !expects_error
+                {
+                    let msg = format!(
+                        "`{name}` (line {}) is a {:?} handle, but this needs a {k:?} handle",
+                        h.line, h.kind
+                    );
+                    self.problem(
+                        at,
+                        msg,
+                        Some("set `expect:` to the errno if the mismatch is the point".into()),
+                    );
+                }
+            }
+            None => {
+                let (msg, help) = if let Some((boot, kexec)) = self.gone.get(name) {
+                    (
+                        format!(
+                            "`{name}` belonged to boot {boot}, which ended with the kexec at line {kexec}"
+                        ),
+                        Some(
+                            "retrieve it again in this boot (retrieve_session / retrieve_fd)"
+                                .to_string(),
+                        ),
+                    )
+                } else if let Some(line) = self.closed.get(name) {
+                    (format!("`{name}` was closed at line {line}"), None)
+                } else {
+                    (
+                        format!("`{name}` is used before it exists"),
+                        Some(format!("create it first with `as: {name}`")),
+                    )
+                };
+                self.problem(at, msg, help);
+            }
+        }
+    }
+
+    /// The step opens `name`; a step expected to fail opens nothing.
+    pub fn define(&mut self, at: &Site, name: &str, kind: Kind, expects_error: bool) {
+        if expects_error {
+            return;
+        }
+        if let Some(h) = self.handles.get(name) {
+            let msg = format!(
+                "`{name}` already names a handle (line {}); close it first or pick another name",
+                h.line
+            );
+            self.problem(at, msg, None);
+            return;
+        }
+        self.closed.remove(name);
+        self.handles.insert(
+            name.to_string(),
+            HandleInfo {
+                kind,
+                line: at.line,
+            },
+        );
+    }
+
+    pub fn session_created(&mut self, name: &str, handle: &str) {
+        self.open_sessions
+            .insert(name.to_string(), handle.to_string());
+        self.closed_sessions.remove(name);
+    }
+
+    /// A session can be retrieved only if it was open at the last kexec.
+    pub fn retrievable(&mut self, at: &Site, name: &str) {
+        match self.last_kexec {
+            None => self.problem(
+                at,
+                format!("session `{name}` is retrieved, but no kexec comes before this step"),
+                Some("add `- kexec: {}` before it, or `expect: ENOENT`".into()),
+            ),
+            Some(k) if !self.carried.contains(name) => {
+                let why = match self.closed_sessions.get(name) {
+                    Some(c) => format!("it was closed at line {c}, before the kexec at line {k}"),
+                    None => format!("no session of that name was open at the kexec at line {k}"),
+                };
+                self.problem(
+                    at,
+                    format!("session `{name}` cannot be retrieved: {why}"),
+                    Some(
+                        "keep the session open across the kexec, or write `expect: ENOENT`".into(),
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// A file can be retrieved only after a kexec.
+    pub fn after_a_kexec(&mut self, at: &Site, what: &str) {
+        if self.last_kexec.is_none() {
+            self.problem(
+                at,
+                format!("{what} before any kexec: nothing can have been preserved"),
+                Some("add `- kexec: {}` before it, or `expect:` the errno".into()),
+            );
+        }
+    }
+
+    pub fn close(&mut self, at: &Site, handle: &str) {
+        if self.handles.remove(handle).is_some() {
+            self.closed.insert(handle.to_string(), at.line);
+            let names: Vec<String> = self
+                .open_sessions
+                .iter()
+                .filter(|(_, h)| *h == handle)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in names {
+                self.open_sessions.remove(&n);
+                self.closed_sessions.insert(n, at.line);
+            }
+        }
+    }
+
+    /// Every handle ends with its kernel; the sessions open now are carried to the next one.
+    pub fn kexec(&mut self, at: &Site) {
+        for (name, _) in std::mem::take(&mut self.handles) {
+            self.gone.insert(name, (self.boot, at.line));
+        }
+        self.closed.clear();
+        self.carried = self.open_sessions.keys().cloned().collect();
+        self.open_sessions.clear();
+        self.closed_sessions
+            .retain(|n, _| !self.carried.contains(n));
+        self.last_kexec = Some(at.line);
+        self.boot += 1;
+    }
+}

@@ -1,0 +1,73 @@
+//! Every time limit of a run, derived in one place, so that a limit the guest enforces is always
+//! shorter than the host's wait for its answer: a program that runs out of its own time is a step
+//! result, not a VM that stopped answering.
+
+use crate::vm::qemu::Accel;
+use std::time::Duration;
+
+/// What the host adds to a limit the guest enforces itself before giving up on the reply: the
+/// guest's kill, reaping and reply, on a loaded TCG host.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// QEMU start (or a kexec) to the agent's hello.
+    pub boot: Duration,
+    /// A request the agent answers without a limit of its own (every LUO call, memory, log).
+    pub request: Duration,
+    /// A program run by `exec` without its own `timeout_s`; the agent kills it then.
+    pub exec: Duration,
+    /// A whole scenario, boots included.
+    pub scenario: Duration,
+}
+
+impl Timeouts {
+    pub fn for_accel(accel: Accel) -> Timeouts {
+        Timeouts {
+            // Working KVM boots in well under a second; TCG in about one, several on a loaded host.
+            boot: Duration::from_secs(if accel == Accel::Tcg { 30 } else { 10 }),
+            request: Duration::from_secs(30),
+            exec: Duration::from_secs(60),
+            scenario: Duration::from_secs(20 * 60),
+        }
+    }
+
+    /// The same with a scenario's own `step_timeout_s` for plain requests.
+    pub fn with_request(self, request: Duration) -> Timeouts {
+        Timeouts { request, ..self }
+    }
+
+    /// How long the host waits for the answer to a request that the guest bounds by `guest_limit`.
+    pub fn host_wait(guest_limit: Duration) -> Duration {
+        guest_limit + GRACE
+    }
+
+    /// The limit the guest gets for an exec step: its own, or the default.
+    pub fn exec_limit(&self, own: Option<Duration>) -> Duration {
+        own.unwrap_or(self.exec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_always_waits_longer_than_the_guest_limit() {
+        let t = Timeouts::for_accel(Accel::Tcg);
+        for own in [
+            None,
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_secs(3600)),
+        ] {
+            let limit = t.exec_limit(own);
+            assert!(Timeouts::host_wait(limit) > limit);
+        }
+        assert!(
+            Timeouts::host_wait(t.exec) > t.request,
+            "an exec outlasts a plain request"
+        );
+        assert!(t.scenario > t.boot * 4);
+        assert!(Timeouts::for_accel(Accel::Kvm).boot < t.boot);
+    }
+}

@@ -1,0 +1,155 @@
+//! What one VM is: kernel, initrd, command line, machine, memory, time limits.
+
+use super::error::VmError;
+use super::qemu::{self, Accel, Machine, QemuSpec};
+use crate::timeouts::Timeouts;
+use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, SHARE_TAG};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Used in artifact directory names and log spans.
+    pub name: String,
+    /// The bzImage: kexec loads it, and the first boot starts from it unless `cold_boot` is set.
+    pub kernel: PathBuf,
+    /// An ELF vmlinux of the same kernel with a PVH entry, for the first boot only: QEMU loads its
+    /// segments and enters it directly (no real-mode setup, no decompression).
+    pub cold_boot: Option<PathBuf>,
+    pub initrd: PathBuf,
+    /// Appended to [`qemu::BASE_CMDLINE`] on the first boot (and by default on kexec boots).
+    pub extra_cmdline: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub machine: Machine,
+    pub accel: Accel,
+    pub timeouts: Timeouts,
+    /// Serve the artifacts' share/ over virtiofs (needed for kexec and exec).
+    pub virtiofs: bool,
+    /// Keep the artifacts even on success (default: the LUO_HARNESS_KEEP environment variable).
+    pub keep: bool,
+    /// Remove the artifacts even on failure (the accelerator probe).
+    pub discard_artifacts: bool,
+    /// A second QMP monitor QEMU serves at this path, for a tool watching the VM beside the
+    /// runner (`luo-harness profile`); the caller picks the path so it can connect from the start.
+    pub watch_monitor: Option<PathBuf>,
+}
+
+/// Guest memory when nothing asks for more: KHO scratch is carved out of it at boot (about 200 MiB
+/// of 256 MiB stay free for the tests), and smaller guests boot faster under TCG.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+
+impl VmConfig {
+    pub fn new(name: &str, kernel: PathBuf, initrd: PathBuf, accel: Accel) -> VmConfig {
+        VmConfig {
+            name: name.to_string(),
+            kernel,
+            cold_boot: None,
+            initrd,
+            extra_cmdline: String::new(),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            cpus: 1,
+            machine: Machine::Pc,
+            accel,
+            timeouts: Timeouts::for_accel(accel),
+            virtiofs: true,
+            keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
+            discard_artifacts: false,
+            watch_monitor: None,
+        }
+    }
+
+    /// What QEMU loads: the PVH vmlinux when there is one, else the bzImage.
+    pub fn first_boot_kernel(&self) -> &Path {
+        self.cold_boot.as_deref().unwrap_or(&self.kernel)
+    }
+
+    pub fn cmdline(&self, boot_index: u32) -> String {
+        let mut c = format!("{} {BOOT_INDEX_PARAM}={boot_index}", qemu::BASE_CMDLINE);
+        if let Some(khz) = qemu::host_tsc_khz() {
+            // The guest has no HPET or ACPI PM timer to calibrate its TSC against (no ACPI) and
+            // would fall back to a jiffies clock; under TCG its TSC is the host's.
+            c.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+        if self.accel == Accel::Tcg {
+            // Without a TSC-deadline timer (no CPU model TCG offers has one) the kernel calibrates
+            // the local APIC timer against the PIT: a fixed 100 ms of guest time, about 220 ms under
+            // TCG. The PIT (or HPET) then drives the tick instead; interrupts still go through the
+            // local APIC and IOAPIC as usual.
+            c.push_str(" noapictimer");
+        }
+        if !self.extra_cmdline.trim().is_empty() {
+            c.push(' ');
+            c.push_str(self.extra_cmdline.trim());
+        }
+        c
+    }
+
+    /// The QEMU command line for this VM, with its sockets (the caller binds them) and console log
+    /// in `dir`.
+    pub fn qemu_spec(&self, dir: &Path) -> Result<QemuSpec, VmError> {
+        Ok(QemuSpec {
+            machine: self.machine,
+            binary: qemu::qemu_binary().ok_or(VmError::NoQemu)?,
+            accel: self.accel,
+            memory_mib: self.memory_mib,
+            cpus: self.cpus,
+            kernel: self.first_boot_kernel().to_path_buf(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline(0),
+            console_log: dir.join("console.log"),
+            agent_socket: dir.join("agent.sock"),
+            qmp_socket: dir.join("qmp.sock"),
+            watch_monitor: self.watch_monitor.clone(),
+            virtiofs: self
+                .virtiofs
+                .then(|| (dir.join("vfs.sock"), SHARE_TAG.to_string())),
+            agent_port_name: AGENT_PORT_NAME.to_string(),
+            bios: std::env::var_os("LUO_HARNESS_BIOS")
+                .filter(|b| !b.is_empty())
+                .map(PathBuf::from),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> VmConfig {
+        let mut c = VmConfig::new("t", "/k".into(), "/i".into(), Accel::Tcg);
+        c.extra_cmdline = " foo=1 ".into();
+        c
+    }
+
+    #[test]
+    fn cmdline_carries_boot_index_and_extra_last() {
+        let c = config().cmdline(3);
+        assert!(c.starts_with(qemu::BASE_CMDLINE));
+        assert!(c.contains(&format!(" {BOOT_INDEX_PARAM}=3")));
+        assert!(
+            c.ends_with(" foo=1"),
+            "extra parameters come last so they win: {c}"
+        );
+    }
+
+    #[test]
+    fn apic_timer_is_skipped_only_under_tcg() {
+        let has = |c: &VmConfig| c.cmdline(0).split(' ').any(|w| w == "noapictimer");
+        let mut c = config();
+        assert!(has(&c));
+        c.accel = Accel::Kvm;
+        assert!(
+            !has(&c),
+            "KVM guests have a TSC-deadline timer and need no workaround"
+        );
+    }
+
+    #[test]
+    fn cold_boot_image_is_only_for_qemu_and_kexec_keeps_the_bzimage() {
+        let mut c = config();
+        assert_eq!(c.first_boot_kernel(), Path::new("/k"));
+        c.cold_boot = Some("/k.elf".into());
+        assert_eq!(c.first_boot_kernel(), Path::new("/k.elf"));
+        assert_eq!(c.kernel, Path::new("/k"), "what kexec loads");
+    }
+}

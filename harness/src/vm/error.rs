@@ -1,0 +1,24 @@
+//! How starting a VM can fail.
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum VmError {
+    #[error("qemu-system-x86_64 not found (install it with ci/install-deps)")]
+    NoQemu,
+    #[error("{what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("QEMU did not start: {message}\n{stderr}\n--- artifacts kept in {artifacts} ---")]
+    Start {
+        message: String,
+        stderr: String,
+        artifacts: String,
+    },
+}
+
+impl crate::outcome::Classify for VmError {
+    fn kind(&self) -> crate::outcome::Kind {
+        crate::outcome::Kind::InfraFailure
+    }
+}

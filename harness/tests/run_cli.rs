@@ -1,0 +1,155 @@
+//! `luo-harness run` as a user runs it: several scenarios at once, one of them failing, and a
+//! snapshot that no longer matches.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+        .current_dir(cwd)
+        .env("COLUMNS", "200")
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_failing_scenario_is_reported_beside_the_others_with_the_command_that_reruns_it() {
+    let out = tempfile::tempdir().unwrap();
+    let fixture = common::project("harness/tests/fixtures/wrong-expectation.yaml");
+    let nested = common::project("scenarios/nested-repeat.yaml");
+    let closed = common::project("scenarios/closed-session-gone.yaml");
+    let o = run(
+        &[
+            "-p",
+            "1",
+            "--out",
+            out.path().to_str().unwrap(),
+            nested.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+            closed.to_str().unwrap(),
+        ],
+        out.path(),
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let row = |name: &str, result: &str| {
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq([name, result]))
+    };
+    assert!(row("nested-repeat", "pass"), "{stdout}");
+    assert!(row("closed-session-gone", "pass"), "{stdout}");
+    assert!(row("wrong-expectation", "FAIL"), "{stdout}");
+    assert!(
+        stdout.contains("L7 create_session: expected EEXIST, but the call succeeded"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 passed, 1 failed"), "{stdout}");
+    let rerun = format!("rerun:     luo-harness run {} --keep", fixture.display());
+    // (-p is how many at once, not how the scenario runs: the rerun leaves it out.)
+    assert!(stdout.contains(&rerun), "expected {rerun:?} in\n{stdout}");
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("artifacts: "))
+        .unwrap_or_else(|| panic!("the failed scenario's artifacts are named:\n{stdout}"));
+    assert!(Path::new(kept).join("console.log").is_file());
+    std::fs::remove_dir_all(kept).unwrap();
+    let report = std::fs::read_to_string(out.path().join("wrong-expectation.report.yaml")).unwrap();
+    assert!(report.contains("passed: false"), "{report}");
+    for name in ["nested-repeat", "closed-session-gone"] {
+        assert!(
+            out.path().join(format!("{name}.report.yaml")).is_file(),
+            "{name}'s report"
+        );
+    }
+}
+
+#[test]
+fn a_changed_snapshot_fails_the_run_shows_the_difference_and_can_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    let snaps = dir.path().join("snapshots/stock");
+    std::fs::create_dir_all(&scenarios).unwrap();
+    std::fs::create_dir_all(&snaps).unwrap();
+    std::fs::copy(
+        common::project("scenarios/memfd-roundtrip.yaml"),
+        scenarios.join("memfd-roundtrip.yaml"),
+    )
+    .unwrap();
+    let reviewed =
+        std::fs::read_to_string(common::project("snapshots/stock/memfd-roundtrip.snap")).unwrap();
+    let snap = snaps.join("memfd-roundtrip.snap");
+    let line = reviewed
+        .lines()
+        .find(|l| l.contains("retrieve_fd"))
+        .expect("the snapshot retrieves a file");
+    std::fs::write(
+        &snap,
+        reviewed.replace(line, &line.replace(": ok", ": EBADF as expected")),
+    )
+    .unwrap();
+
+    // Run from the scenarios' parent: snapshots/ beside scenarios/ is found without --snapshots.
+    let o = run(
+        &["--out", "reports", "scenarios/memfd-roundtrip.yaml"],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("the report differs from"), "{stdout}");
+    let minus = stdout
+        .lines()
+        .find(|l| l.starts_with('-') && l.contains("EBADF as expected"));
+    let plus = stdout
+        .lines()
+        .find(|l| l.starts_with('+') && l.contains("retrieve_fd") && l.contains(": ok"));
+    assert!(
+        minus.is_some() && plus.is_some(),
+        "a unified diff of the change:\n{stdout}"
+    );
+
+    let o = run(
+        &[
+            "--out",
+            "reports",
+            "--update-snapshots",
+            "scenarios/memfd-roundtrip.yaml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let new = snaps.join("memfd-roundtrip.snap.new");
+    // What `cargo insta review` reads: insta's own parser must take it.
+    let parsed =
+        insta::Snapshot::from_file(&new).unwrap_or_else(|e| panic!("{}: {e}", new.display()));
+    assert_eq!(
+        parsed.metadata().source(),
+        Some("scenarios/memfd-roundtrip.yaml")
+    );
+    // Accepting it (what review does) makes the run pass: it holds this run's behaviour.
+    std::fs::rename(&new, &snap).unwrap();
+    let o = run(
+        &["--out", "reports", "scenarios/memfd-roundtrip.yaml"],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+}

@@ -1,0 +1,193 @@
+//! `build()`: a kernel from the cache, or through the phases that make one: fetch the source, stage
+//! it into its family's tree, apply the variant, configure and verify, compile, publish.
+
+use crate::cache::{BuiltKernel, Cache, KernelMeta};
+use crate::error::KernelError;
+use crate::make::{Make, build_step};
+use crate::request::{BuildRequest, toolchain};
+use crate::staging::{self, Staging};
+use crate::variant;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What a build reports as it goes (the CLI turns these into a progress bar).
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    CacheHit {
+        key: String,
+    },
+    Waiting {
+        lock: String,
+    },
+    FetchingSource,
+    /// The source was synced into its family's staged tree; `changed` files differ from the
+    /// source built there before (what make will recompile from).
+    Staged {
+        family: String,
+        files: usize,
+        changed: usize,
+        /// Nothing was staged before: every file is new, and the build is a cold one.
+        first: bool,
+    },
+    Configuring {
+        build_dir: PathBuf,
+    },
+    /// One line of make output that is a build step (CC, LD, AR...); `estimate` is the number of
+    /// steps of the previous build in this directory (a guess for the first build).
+    Step {
+        done: u64,
+        estimate: u64,
+        what: String,
+    },
+    Published {
+        key: String,
+        seconds: f64,
+    },
+}
+
+const COLD_BUILD_STEPS: u64 = 1800;
+
+/// A source fetched and staged into its family's tree, with the family's lock held.
+pub(crate) struct StagedSource {
+    pub family: String,
+    pub staging: Staging,
+    _lock: crate::cache::Lock,
+}
+
+/// Fetches `req`'s source and syncs it into its family's staged tree, under the family's lock.
+pub(crate) fn stage(
+    req: &BuildRequest,
+    cache: &Cache,
+    on_event: &mut dyn FnMut(BuildEvent),
+) -> Result<StagedSource, KernelError> {
+    on_event(BuildEvent::FetchingSource);
+    let pristine = req.source.fetch(cache)?;
+    let family = staging::family(&pristine)?;
+    let lock_name = format!("staging-{family}");
+    on_event(BuildEvent::Waiting {
+        lock: lock_name.clone(),
+    });
+    let lock = cache.lock(&lock_name)?;
+    let mut staging = Staging::open(&cache.staging_dir(&family))?;
+    let first = staging.is_fresh();
+    if first {
+        // Objects built before the staged tree was lost may be newer than the files about to be
+        // linked in, so make would trust them: start those build directories afresh.
+        cache.remove_build_dirs(&family)?;
+    }
+    let stats = staging.sync(&pristine, req.source.is_owned())?;
+    on_event(BuildEvent::Staged {
+        family: family.clone(),
+        files: stats.files,
+        changed: stats.changed + stats.removed,
+        first,
+    });
+    Ok(StagedSource {
+        family,
+        staging,
+        _lock: lock,
+    })
+}
+
+/// Builds (or finds in the cache) the kernel `req` describes.
+pub fn build(
+    req: &BuildRequest,
+    cache: &Cache,
+    on_event: &mut dyn FnMut(BuildEvent),
+) -> Result<BuiltKernel, KernelError> {
+    let started = Instant::now();
+    let variant = variant::find(&req.variant)?;
+    let toolchain = toolchain();
+    let key = req.key_for(&req.source.identity()?, &variant, &toolchain);
+    if let Some(hit) = cache.lookup(&key) {
+        on_event(BuildEvent::CacheHit { key });
+        return Ok(hit);
+    }
+    crate::hosttools::require(crate::hosttools::KERNEL_BUILD)?;
+    let mut staged = stage(req, cache, on_event)?;
+    // Another process may have published it while we waited for the family's lock.
+    if let Some(hit) = cache.lookup(&key) {
+        on_event(BuildEvent::CacheHit { key });
+        return Ok(hit);
+    }
+    variant::apply(&variant, &mut staged.staging)?;
+    let build_dir = cache.build_dir(&staged.family, req.recipe.name());
+    let mut make = Make::new(cache, &staged.staging.tree(), &build_dir)?;
+    on_event(BuildEvent::Configuring {
+        build_dir: build_dir.clone(),
+    });
+    crate::configure::configure(req, &mut make)?;
+    compile(req, &mut make, on_event)?;
+    make.flush()?;
+    let meta = KernelMeta {
+        key: key.clone(),
+        source: req.source.location(),
+        variant: variant.name.to_string(),
+        release: release(&build_dir),
+        toolchain,
+        built_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        build_seconds: started.elapsed().as_secs_f64(),
+    };
+    let built = publish(cache, meta, &build_dir, &make.log_path)?;
+    on_event(BuildEvent::Published {
+        key,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(built)
+}
+
+/// `make bzImage`, with a progress estimate from the previous build in this directory.
+fn compile(
+    req: &BuildRequest,
+    make: &mut Make,
+    on_event: &mut dyn FnMut(BuildEvent),
+) -> Result<(), KernelError> {
+    let jobs = req
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 1);
+    let steps_file = make.build_dir.join(".luo-harness-steps");
+    let estimate = std::fs::read_to_string(&steps_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(COLD_BUILD_STEPS);
+    let mut done = 0u64;
+    make.run(&[&format!("-j{jobs}"), "bzImage"], &mut |line| {
+        if let Some(what) = build_step(line) {
+            done += 1;
+            on_event(BuildEvent::Step {
+                done,
+                estimate,
+                what,
+            });
+        }
+    })?;
+    let _ = std::fs::write(&steps_file, format!("{}\n", done.max(1)));
+    Ok(())
+}
+
+fn release(build_dir: &Path) -> String {
+    std::fs::read_to_string(build_dir.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn publish(
+    cache: &Cache,
+    meta: KernelMeta,
+    build_dir: &Path,
+    log: &Path,
+) -> Result<BuiltKernel, KernelError> {
+    cache.publish(
+        meta,
+        &[
+            ("bzImage", &build_dir.join("arch/x86/boot/bzImage")),
+            ("vmlinux", &build_dir.join("vmlinux")),
+            ("System.map", &build_dir.join("System.map")),
+            ("config", &build_dir.join(".config")),
+            ("build.log", log),
+        ],
+    )
+}

@@ -1,0 +1,121 @@
+//! What to build: source, recipe, variant and extra fragments, and the cache key they hash to.
+
+use crate::cache::{KeyInputs, key};
+use crate::config::{self, Fragment};
+use crate::error::KernelError;
+use crate::source::KernelSource;
+use crate::variant::{self, Variant};
+use std::process::Command;
+
+/// How the .config is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipe {
+    /// `allnoconfig` + the embedded fragments: small, fast to build and to boot.
+    #[default]
+    Minimal,
+    /// What tools/testing/selftests/liveupdate/vmtest.sh builds: its config.x86_64 + config
+    /// fragments + `olddefconfig`. Used as the benchmark baseline.
+    UpstreamSelftest,
+}
+
+impl Recipe {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Minimal => "minimal",
+            Recipe::UpstreamSelftest => "upstream-selftest",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub source: KernelSource,
+    pub recipe: Recipe,
+    pub variant: String,
+    /// Extra fragments after the built-in ones (a developer's own options).
+    pub extra_fragments: Vec<Fragment>,
+    /// make -j; default: cores + 1.
+    pub jobs: Option<usize>,
+}
+
+impl Default for BuildRequest {
+    fn default() -> Self {
+        BuildRequest {
+            source: KernelSource::default(),
+            recipe: Recipe::Minimal,
+            variant: variant::DEFAULT.into(),
+            extra_fragments: vec![],
+            jobs: None,
+        }
+    }
+}
+
+pub(crate) const ARCH_ARGS: &[&str] = &["ARCH=x86_64"];
+
+impl BuildRequest {
+    /// The same source, recipe and fragments with another variant: what a scenario's
+    /// `kexec: {kernel: <variant>}` builds.
+    pub fn with_variant(&self, variant: &str) -> BuildRequest {
+        BuildRequest {
+            variant: variant.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The fragments the minimal recipe configures with: the built-in ones, then the user's.
+    pub(crate) fn fragments(&self) -> Vec<Fragment> {
+        let mut f = config::builtin_fragments();
+        f.extend(self.extra_fragments.iter().cloned());
+        f
+    }
+
+    /// The cache key (computing the source's identity, which for a tree outside git stats it).
+    pub fn key(&self) -> Result<String, KernelError> {
+        let variant = variant::find(&self.variant)?;
+        Ok(self.key_for(&self.source.identity()?, &variant, &toolchain()))
+    }
+
+    pub(crate) fn key_for(&self, identity: &str, variant: &Variant, toolchain: &str) -> String {
+        let merged = match self.recipe {
+            Recipe::Minimal => config::merge(&self.fragments()),
+            // The fragments live in the tree, so the source identity already covers them.
+            Recipe::UpstreamSelftest => "recipe:upstream-selftest".to_string(),
+        };
+        let make_args: Vec<String> = ARCH_ARGS.iter().map(|s| s.to_string()).collect();
+        key(&KeyInputs {
+            source: identity,
+            variant: variant.name,
+            fragments: &merged,
+            patches: variant.patches.to_vec(),
+            toolchain,
+            make_args: &make_args,
+        })
+    }
+
+    /// The published kernel for this request, if it is cached (never builds).
+    pub fn cached(&self, cache: &crate::Cache) -> Result<Option<crate::BuiltKernel>, KernelError> {
+        Ok(cache.lookup(&self.key()?))
+    }
+}
+
+/// `gcc --version` and `ld --version` first lines: a compiler upgrade must not serve stale objects.
+pub fn toolchain() -> String {
+    ["gcc", "ld"]
+        .iter()
+        .map(|t| {
+            Command::new(t)
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| format!("{t}: none"))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
