@@ -14,6 +14,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// A scenario file that passed `check`.
 #[derive(Debug, Clone)]
@@ -90,7 +91,8 @@ pub async fn run_with<R: Runner>(
             sink.emit(Event::ScenarioStarted {
                 name: l.scenario.name().to_string(),
             });
-            run_one(&*runner, &l, &plan, &opts).await
+            let span = tracing::info_span!("scenario", name = l.scenario.name());
+            run_one(&*runner, &l, &plan, &opts).instrument(span).await
         });
         tasks.push((file, name, task));
     }

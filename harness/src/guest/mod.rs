@@ -207,6 +207,7 @@ impl Guest {
         }
     }
 
+    #[tracing::instrument(name = "boot", skip(self, since), fields(vm = %self.vm.config().name))]
     async fn await_hello(&mut self, expected: u32, since: Instant) -> Result<(), GuestError> {
         self.step = if expected == 0 {
             "boot".into()

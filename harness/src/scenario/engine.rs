@@ -11,6 +11,7 @@ use crate::plan::Plan;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// What a scenario that ran to its end (pass, fail or skip) produced.
 #[derive(Debug, Clone)]
@@ -76,7 +77,8 @@ pub async fn drive<G: GuestDriver>(
             let line = step.referenced.line();
             let keyword = step.value.keyword();
             let t0 = Instant::now();
-            let result = step.value.run(&mut cx).await;
+            let span = tracing::info_span!("step", line, keyword, boot = cx.guest.boot_index());
+            let result = step.value.run(&mut cx).instrument(span).await;
             cx.metrics.steps_ms.push((
                 format!("L{line} {keyword}"),
                 t0.elapsed().as_secs_f64() * 1000.0,

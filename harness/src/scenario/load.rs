@@ -121,11 +121,19 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
         if total > MAX_UNROLLED_STEPS {
             let at = site(step);
             let message = if n > MAX_UNROLLED_STEPS {
-                format!("this repeat unrolls to {n} steps; a scenario may have at most {MAX_UNROLLED_STEPS}")
+                format!(
+                    "this repeat unrolls to {n} steps; a scenario may have at most {MAX_UNROLLED_STEPS}"
+                )
             } else {
-                format!("with this step the scenario unrolls to more than {MAX_UNROLLED_STEPS} steps")
+                format!(
+                    "with this step the scenario unrolls to more than {MAX_UNROLLED_STEPS} steps"
+                )
             };
-            v.problem(&at, message, Some("measure fewer objects, or make the loop's body smaller".into()));
+            v.problem(
+                &at,
+                message,
+                Some("measure fewer objects, or make the loop's body smaller".into()),
+            );
             return v.problems;
         }
     }
