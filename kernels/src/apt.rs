@@ -109,12 +109,19 @@ pub struct PrivateApt {
 
 impl PrivateApt {
     pub fn new(dir: &Path, mirror: &str, suite: &str) -> Result<Self, KernelError> {
+        Self::with_suites(dir, mirror, &[suite])
+    }
+
+    pub fn with_suites(dir: &Path, mirror: &str, suites: &[&str]) -> Result<Self, KernelError> {
         std::fs::create_dir_all(dir.join("lists/partial")).at(dir)?;
         std::fs::create_dir_all(dir.join("parts")).at(dir)?;
         std::fs::create_dir_all(dir.join("archives/partial")).at(dir)?;
-        let list = format!(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n"
-        );
+        let list: String = suites
+            .iter()
+            .map(|suite| {
+                format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n")
+            })
+            .collect();
         std::fs::write(dir.join("sources.list"), list).at(dir.join("sources.list"))?;
         Ok(PrivateApt {
             dir: dir.to_path_buf(),
@@ -133,8 +140,22 @@ impl PrivateApt {
             "-oDir::Cache::srcpkgcache=".into(),
             // Downloads land in a root-owned private dir; the _apt sandbox user could not write there.
             "-oAPT::Sandbox::User=root".into(),
+            // sid's Release on the mirror is past its Valid-Until; the signature is still checked.
+            "-oAcquire::Check-Valid-Until=false".into(),
             "-qq".into(),
         ]
+    }
+
+    /// `apt-cache madison PACKAGE`: every version the suites have, with its suite.
+    pub fn madison(&self, package: &str) -> Result<String, KernelError> {
+        let mut cmd = Command::new("apt-cache");
+        cmd.args(self.options()).arg("madison").arg(package);
+        let out = cmd.output().map_err(|e| KernelError::Command {
+            command: format!("{cmd:?}"),
+            status: e.to_string(),
+            output: String::new(),
+        })?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn update(&self) -> Result<(), KernelError> {

@@ -10,6 +10,40 @@ pub struct Fragment {
     pub text: String,
 }
 
+impl Fragment {
+    /// Whether this fragment applies to a tree of `version` (major, minor). A fragment whose first
+    /// line is `# luo-harness: linux < 7.3` (or `<=`, `>=`, `>`, `==`) applies only to those
+    /// versions: that is how a fragment asks for what an older kernel calls an option.
+    pub fn applies_to(&self, version: (u32, u32)) -> bool {
+        let Some(cond) = self
+            .text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().strip_prefix("# luo-harness: linux "))
+        else {
+            return true;
+        };
+        let mut w = cond.split_whitespace();
+        let (Some(op), Some(v)) = (w.next(), w.next()) else {
+            return true;
+        };
+        let Some(want) = v
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        else {
+            return true;
+        };
+        match op {
+            "<" => version < want,
+            "<=" => version <= want,
+            ">" => version > want,
+            ">=" => version >= want,
+            "==" => version == want,
+            _ => true,
+        }
+    }
+}
+
 /// The fragments shipped in kernels/fragments/, in name order.
 pub fn builtin_fragments() -> Vec<Fragment> {
     crate::embedded::FRAGMENTS
@@ -65,6 +99,8 @@ pub struct MissingOption {
     /// What Kconfig says the symbol depends on (its `depends on` lines and enclosing `if`/menu
     /// conditions), where the tree was searched.
     pub depends: Vec<String>,
+    /// The symbol exists but has no prompt in this tree: only these options can turn it on.
+    pub selected_by: Option<Vec<String>>,
 }
 
 impl std::fmt::Display for MissingOption {
@@ -78,6 +114,21 @@ impl std::fmt::Display for MissingOption {
             write!(f, "it not set")?
         } else {
             write!(f, "{}", self.got)?
+        }
+        if let Some(by) = &self.selected_by {
+            if by.is_empty() {
+                write!(f, "; it has no prompt in this tree and nothing selects it")?;
+            } else {
+                write!(
+                    f,
+                    "; it has no prompt in this tree (a hidden option), selected by {}: ask for {} instead",
+                    by.join(", "),
+                    by.iter()
+                        .map(|b| format!("CONFIG_{b}=y"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )?;
+            }
         }
         if !self.depends.is_empty() {
             write!(f, "; it depends on: {}", self.depends.join("; "))?;
@@ -111,6 +162,7 @@ pub fn verify(
                 got,
                 fragment,
                 depends: vec![],
+                selected_by: None,
             })
         })
         .collect()
@@ -123,20 +175,35 @@ pub fn explain(missing: &mut [MissingOption], tree: &Path) {
     }
     let mut files = Vec::new();
     collect_kconfig_files(tree, &mut files);
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|f| {
+            let rel = f.strip_prefix(tree).unwrap_or(f).display().to_string();
+            Some((rel, std::fs::read_to_string(f).ok()?))
+        })
+        .collect();
     for m in missing.iter_mut() {
-        for f in &files {
-            if let Ok(text) = std::fs::read_to_string(f) {
-                let deps = dependencies_in(&text, &m.symbol);
-                if !deps.is_empty() || text.lines().any(|l| is_config_line(l, &m.symbol)) {
-                    let rel = f.strip_prefix(tree).unwrap_or(f).display().to_string();
-                    m.depends
-                        .extend(deps.into_iter().map(|d| format!("{d} ({rel})")));
-                }
+        let (mut defined, mut prompted) = (false, false);
+        for (rel, text) in &texts {
+            let deps = dependencies_in(text, &m.symbol);
+            if text.lines().any(|l| is_config_line(l, &m.symbol)) {
+                defined = true;
+                prompted |= has_prompt(text, &m.symbol);
             }
+            m.depends
+                .extend(deps.into_iter().map(|d| format!("{d} ({rel})")));
         }
-        if m.depends.is_empty() && !files.is_empty() {
+        if !defined && !texts.is_empty() {
             m.depends
                 .push("no such symbol in this tree's Kconfig files".into());
+        } else if defined && !prompted && m.wanted != "n" {
+            let mut by: Vec<String> = texts
+                .iter()
+                .flat_map(|(_, t)| selectors(t, &m.symbol))
+                .collect();
+            by.sort();
+            by.dedup();
+            m.selected_by = Some(by);
         }
     }
 }
@@ -157,6 +224,75 @@ fn collect_kconfig_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             out.push(p);
         }
     }
+}
+
+/// The lines of each `config SYM` block in one Kconfig file (help text included).
+fn blocks<'a>(text: &'a str, sym: &str) -> Vec<Vec<&'a str>> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if is_config_line(line, sym) {
+            let mut block = Vec::new();
+            while let Some(next) = lines.peek() {
+                let starts = next.split_whitespace().next().unwrap_or("");
+                if !next.starts_with(char::is_whitespace)
+                    && matches!(
+                        starts,
+                        "config"
+                            | "menuconfig"
+                            | "endmenu"
+                            | "endif"
+                            | "if"
+                            | "menu"
+                            | "source"
+                            | "choice"
+                            | "endchoice"
+                            | "comment"
+                    )
+                {
+                    break;
+                }
+                block.push(lines.next().unwrap());
+            }
+            out.push(block);
+        }
+    }
+    out
+}
+
+/// Whether `config SYM` in this file has a prompt (a type with a quoted text, or `prompt`), so a
+/// configuration can ask for it.
+fn has_prompt(text: &str, sym: &str) -> bool {
+    blocks(text, sym).iter().flatten().any(|l| {
+        let mut w = l.trim().splitn(2, char::is_whitespace);
+        let kw = w.next().unwrap_or("");
+        let rest = w.next().unwrap_or("").trim();
+        (matches!(kw, "bool" | "tristate" | "string" | "int" | "hex") && rest.starts_with('"'))
+            || kw == "prompt"
+    })
+}
+
+/// The options whose `config` blocks in this file `select SYM`.
+fn selectors(text: &str, sym: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<&str> = None;
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("config" | "menuconfig"), Some(name))
+                if !line.starts_with(char::is_whitespace) =>
+            {
+                current = Some(name)
+            }
+            (Some("select"), Some(s)) if s == sym => {
+                if let Some(c) = current {
+                    out.push(c.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `endif`, `endif # FOO`, ...
@@ -306,6 +442,45 @@ mod tests {
             ["inside `if RUNTIME_TESTING_MENU`", "depends on LIVEUPDATE"]
         );
         assert!(dependencies_in(kconfig, "NOPE").is_empty());
+    }
+
+    #[test]
+    fn a_hidden_symbol_names_what_selects_it() {
+        let init = "config SYSCTL\n\tbool\n\nconfig OTHER\n\tbool \"x\"\n";
+        let proc = "config PROC_SYSCTL\n\tbool \"Sysctl support (/proc/sys)\" if EXPERT\n\tdepends on PROC_FS\n\tselect SYSCTL\n\tdefault y\n";
+        assert!(
+            !has_prompt(init, "SYSCTL")
+                && has_prompt(proc, "PROC_SYSCTL")
+                && has_prompt(init, "OTHER")
+        );
+        assert_eq!(selectors(proc, "SYSCTL"), ["PROC_SYSCTL"]);
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("fs/proc")).unwrap();
+        std::fs::write(d.path().join("Kconfig"), init).unwrap();
+        std::fs::write(d.path().join("fs/proc/Kconfig"), proc).unwrap();
+        let mut missing = verify(
+            &[frag("lean.config", "CONFIG_SYSCTL=y\nCONFIG_NOPE=y\n")],
+            &parse_dot_config(""),
+        );
+        explain(&mut missing, d.path());
+        let text: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+        assert!(text[0].contains("no such symbol"), "{}", text[0]);
+        assert!(
+            text[1].contains("no prompt in this tree (a hidden option), selected by PROC_SYSCTL: ask for CONFIG_PROC_SYSCTL=y instead"),
+            "{}",
+            text[1]
+        );
+    }
+
+    #[test]
+    fn fragments_can_apply_to_some_versions_only() {
+        let old = frag(
+            "compat-7.2.config",
+            "# luo-harness: linux < 7.3\nCONFIG_PROC_SYSCTL=y\n",
+        );
+        assert!(old.applies_to((7, 2)) && old.applies_to((6, 19)) && !old.applies_to((7, 3)));
+        assert!(frag("lean.config", "# a comment\nCONFIG_X=y\n").applies_to((7, 3)));
+        assert!(frag("new.config", "# luo-harness: linux >= 7.3\n").applies_to((8, 0)));
     }
 
     #[test]

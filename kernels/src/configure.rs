@@ -10,7 +10,14 @@ use std::path::Path;
 /// own selftest fragments for the upstream recipe.
 fn fragments(req: &BuildRequest, tree: &Path) -> Result<Vec<Fragment>, KernelError> {
     match req.recipe {
-        Recipe::Minimal => Ok(req.fragments()),
+        Recipe::Minimal => {
+            let version = crate::staging::version(tree)?;
+            Ok(req
+                .fragments()
+                .into_iter()
+                .filter(|f| f.applies_to(version))
+                .collect())
+        }
         Recipe::UpstreamSelftest => {
             let dir = tree.join("tools/testing/selftests/liveupdate");
             ["config.x86_64", "config"]
@@ -32,15 +39,25 @@ pub(crate) fn configure(req: &BuildRequest, make: &mut Make) -> Result<(), Kerne
     let fragments = fragments(req, &make.tree)?;
     let merged_path = make.build_dir.join("luo-harness-fragments.config");
     write_if_changed(&merged_path, &config::merge(&fragments))?;
-    match req.recipe {
-        Recipe::Minimal => make.run(
+    match (&req.base_config, req.recipe) {
+        (Some(base), _) => {
+            // The user's own .config, the harness's options after it (a later assignment wins).
+            let dot = make.build_dir.join(".config");
+            std::fs::write(
+                &dot,
+                format!("{}\n{}", base.text, config::merge(&fragments)),
+            )
+            .at(&dot)?;
+            make.run(&["olddefconfig"], &mut |_| {})?
+        }
+        (None, Recipe::Minimal) => make.run(
             &[
                 &format!("KCONFIG_ALLCONFIG={}", merged_path.display()),
                 "allnoconfig",
             ],
             &mut |_| {},
         )?,
-        Recipe::UpstreamSelftest => {
+        (None, Recipe::UpstreamSelftest) => {
             // vmtest.sh: `cat config.x86_64 config > .config; make olddefconfig`.
             let dot = make.build_dir.join(".config");
             std::fs::copy(&merged_path, &dot).at(&dot)?;

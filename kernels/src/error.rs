@@ -53,6 +53,26 @@ pub enum KernelError {
     #[error("no cached kernel for {0}; run `luo-harness kernel build` first")]
     NotBuilt(String),
 
+    #[diagnostic(
+        code(luo::kernel::version),
+        help(
+            "the archive keeps only current versions: name a series (debian:7.2) to get the newest"
+        )
+    )]
+    #[error("{name} is not in the archive; it has: {}", if .available.is_empty() { "no version of that series".to_string() } else { .available.join(", ") })]
+    NoSuchVersion {
+        name: String,
+        available: Vec<String>,
+    },
+
+    #[error(
+        "not a kernel source: {0:?} (expected debian:7.3, debian:7.2.13, tree:PATH, git:PATH@REV or file:BZIMAGE)"
+    )]
+    BadSpec(String),
+
+    #[error("{repo}: {message}")]
+    Git { repo: PathBuf, message: String },
+
     #[diagnostic(code(luo::kernel::selftest))]
     #[error("this kernel source has no LUO selftest `{name}` (tools/testing/selftests/liveupdate has: {})", .available.join(", "))]
     NoSelftest {
@@ -80,7 +100,10 @@ impl KernelError {
             | KernelError::UnknownVariant(..)
             | KernelError::NotATree(_)
             | KernelError::NotBuilt(_)
-            | KernelError::NoSelftest { .. } => ErrorClass::BadInput,
+            | KernelError::NoSelftest { .. }
+            | KernelError::NoSuchVersion { .. }
+            | KernelError::BadSpec(_)
+            | KernelError::Git { .. } => ErrorClass::BadInput,
             KernelError::BuildFailed { .. } | KernelError::PatchFailed { .. } => {
                 ErrorClass::BuildFailure
             }

@@ -7,13 +7,16 @@ pub mod apt;
 pub mod cache;
 pub mod config;
 mod configure;
+pub mod debian;
 pub mod error;
+pub mod git;
 pub mod hosttools;
 mod make;
 mod pipeline;
 pub mod request;
 pub mod selftests;
 pub mod source;
+pub mod spec;
 pub mod staging;
 pub mod variant;
 

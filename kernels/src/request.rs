@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub variant: String,
     /// Extra fragments after the built-in ones (a developer's own options).
     pub extra_fragments: Vec<Fragment>,
+    /// A user's own .config to start from instead of `allnoconfig` (the fragments still apply).
+    pub base_config: Option<Fragment>,
     /// make -j; default: cores + 1.
     pub jobs: Option<usize>,
 }
@@ -46,6 +48,7 @@ impl Default for BuildRequest {
             recipe: Recipe::Minimal,
             variant: variant::DEFAULT.into(),
             extra_fragments: vec![],
+            base_config: None,
             jobs: None,
         }
     }
@@ -59,6 +62,14 @@ impl BuildRequest {
     pub fn with_variant(&self, variant: &str) -> BuildRequest {
         BuildRequest {
             variant: variant.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The same recipe, fragments and variant for another source.
+    pub fn with_source(&self, source: KernelSource) -> BuildRequest {
+        BuildRequest {
+            source,
             ..self.clone()
         }
     }
@@ -77,11 +88,14 @@ impl BuildRequest {
     }
 
     pub(crate) fn key_for(&self, identity: &str, variant: &Variant, toolchain: &str) -> String {
-        let merged = match self.recipe {
+        let mut merged = match self.recipe {
             Recipe::Minimal => config::merge(&self.fragments()),
             // The fragments live in the tree, so the source identity already covers them.
             Recipe::UpstreamSelftest => "recipe:upstream-selftest".to_string(),
         };
+        if let Some(base) = &self.base_config {
+            merged = format!("base-config:\n{}\n{merged}", base.text);
+        }
         let make_args: Vec<String> = ARCH_ARGS.iter().map(|s| s.to_string()).collect();
         key(&KeyInputs {
             source: identity,

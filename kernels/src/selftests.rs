@@ -9,14 +9,36 @@ use crate::pipeline::{BuildEvent, stage};
 use crate::request::{BuildRequest, toolchain};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shared_code_is_found_in_either_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let old = d.path().join("old");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(
+            old.join("Makefile"),
+            "LIB_C += luo_test_utils.c\nTEST_GEN_PROGS += liveupdate\n",
+        )
+        .unwrap();
+        assert_eq!(super::library(&old), [old.join("luo_test_utils.c")]);
+        let new = d.path().join("new");
+        std::fs::create_dir_all(new.join("lib")).unwrap();
+        std::fs::write(new.join("lib/lu_utils.c"), "").unwrap();
+        std::fs::write(new.join("Makefile"), "include lib/libliveupdate.mk\n").unwrap();
+        assert_eq!(super::library(&new), [new.join("lib/lu_utils.c")]);
+    }
+}
 use std::process::Command;
 
 #[derive(Debug, Clone)]
 pub struct SelftestBinaries {
     /// The test program (e.g. luo_kexec_simple).
     pub test: PathBuf,
-    /// vmtest.sh's init.c: mounts, runs /test_binary, kexecs with `luo_stage=2`.
-    pub init: PathBuf,
+    /// vmtest.sh's init.c (mounts, runs /test_binary, kexecs with `luo_stage=2`), where the tree
+    /// has one (7.3 on).
+    pub init: Option<PathBuf>,
 }
 
 const DIR: &str = "tools/testing/selftests/liveupdate";
@@ -43,9 +65,9 @@ pub fn build(
     let found = |dir: &Path| {
         let b = SelftestBinaries {
             test: dir.join(test),
-            init: dir.join("init"),
+            init: Some(dir.join("init")).filter(|p| p.is_file()),
         };
-        (b.test.is_file() && b.init.is_file()).then_some(b)
+        b.test.is_file().then_some(b)
     };
     if let Some(b) = found(&dir) {
         return Ok(b);
@@ -81,30 +103,37 @@ pub fn build(
         ],
         &mut |_| {},
     )?;
+    let mut inputs = vec![sources.join(format!("{test}.c"))];
+    inputs.extend(library(&sources));
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    // vmtest.sh (7.3 on) builds them against nolibc; before it they are ordinary programs, which
+    // the guest (no libc) runs when linked statically with glibc.
+    let nolibc = sources.join("vmtest.sh").is_file();
     compile(
         &tree,
         &headers,
+        nolibc,
         &["-static", "-O2"],
-        &[
-            &sources.join(format!("{test}.c")),
-            &sources.join("lib/lu_utils.c"),
-        ],
+        &inputs,
         &tmp.join(test),
     )?;
-    compile(
-        &tree,
-        &headers,
-        &[
-            "-s",
-            "-static",
-            "-Os",
-            "-fno-asynchronous-unwind-tables",
-            "-fno-ident",
-            "-fno-stack-protector",
-        ],
-        &[&sources.join("init.c")],
-        &tmp.join("init"),
-    )?;
+    if sources.join("init.c").is_file() {
+        compile(
+            &tree,
+            &headers,
+            true,
+            &[
+                "-s",
+                "-static",
+                "-Os",
+                "-fno-asynchronous-unwind-tables",
+                "-fno-ident",
+                "-fno-stack-protector",
+            ],
+            &[&sources.join("init.c")],
+            &tmp.join("init"),
+        )?;
+    }
     let _ = std::fs::remove_dir_all(&headers);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).at(&dir)?;
@@ -114,24 +143,52 @@ pub fn build(
     })
 }
 
-/// gcc against nolibc and the installed headers, as vmtest.sh does.
+/// The selftests' shared code, in whichever layout the tree has: `lib/*.c` (7.3: libliveupdate)
+/// or what the Makefile adds to `LIB_C` (7.2: luo_test_utils.c).
+fn library(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("lib"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "c"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let makefile = std::fs::read_to_string(dir.join("Makefile")).unwrap_or_default();
+    for line in makefile.lines() {
+        if let Some(rest) = line.trim().strip_prefix("LIB_C") {
+            let files = rest.trim_start_matches([' ', '+', ':', '=']);
+            v.extend(files.split_whitespace().map(|f| dir.join(f)));
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// gcc against the installed headers, and nolibc as vmtest.sh does.
 fn compile(
     tree: &Path,
     headers: &Path,
+    nolibc: bool,
     flags: &[&str],
     sources: &[&Path],
     out: &Path,
 ) -> Result<(), KernelError> {
     let dir = tree.join(DIR);
     let mut c = Command::new("gcc");
-    c.args(flags)
-        .args(["-nostdinc", "-nostdlib"])
-        .arg("-I")
+    c.args(flags);
+    if nolibc {
+        c.args(["-nostdinc", "-nostdlib"])
+            .arg("-I")
+            .arg(tree.join("tools/include/nolibc"));
+    }
+    c.arg("-I")
         .arg(headers.join("include"))
         .arg("-I")
-        .arg(tree.join("tools/include/nolibc"))
-        .arg("-I")
         .arg(dir.join("lib/include"))
+        .arg("-I")
+        .arg(&dir)
         .arg("-o")
         .arg(out)
         .args(sources);
@@ -146,7 +203,7 @@ fn available(dir: &Path) -> Vec<String> {
                 .filter_map(|e| {
                     let n = e.file_name().to_string_lossy().into_owned();
                     let stem = n.strip_suffix(".c")?.to_string();
-                    (stem != "init").then_some(stem)
+                    (stem != "init" && !stem.ends_with("_utils")).then_some(stem)
                 })
                 .collect()
         })

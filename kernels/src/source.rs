@@ -1,6 +1,6 @@
 //! Where kernel source comes from: Debian's `linux-source-*` package (default) or a user's tree.
 
-use crate::apt::{self, PrivateApt};
+use crate::apt;
 use crate::cache::Cache;
 use crate::error::{IoContext, KernelError};
 use sha2::{Digest, Sha256};
@@ -18,8 +18,11 @@ pub enum KernelSource {
         version: String,
         suite: String,
     },
-    /// A user's tree, built out of tree (O=) so it stays clean.
+    /// A user's tree as it is, built out of tree (O=) so it stays clean.
     Tree(PathBuf),
+    /// A commit of a git repository, checked out in a clone in the cache (the repository itself,
+    /// `.git` included, is only read).
+    Git { repo: PathBuf, commit: String },
 }
 
 impl Default for KernelSource {
@@ -40,6 +43,9 @@ impl KernelSource {
                 package, version, ..
             } => format!("debian:{package}={version}"),
             KernelSource::Tree(p) => format!("tree:{}", canonical(p).display()),
+            KernelSource::Git { repo, commit } => {
+                format!("git:{}@{commit}", canonical(repo).display())
+            }
         }
     }
 
@@ -52,6 +58,10 @@ impl KernelSource {
                 Some(id) => Ok(id),
                 None => stat_identity(p),
             },
+            // The commit's content, not its name: the same tree is the same kernel.
+            KernelSource::Git { repo, commit } => {
+                Ok(format!("git-tree:{}", crate::git::tree_of(repo, commit)?))
+            }
         }
     }
 
@@ -76,6 +86,7 @@ impl KernelSource {
                 version,
                 suite,
             } => unpack_debian(cache, package, version, suite),
+            KernelSource::Git { repo, commit } => crate::git::checkout(cache, repo, commit),
         }
     }
 }
@@ -87,7 +98,7 @@ fn canonical(p: &Path) -> PathBuf {
 /// HEAD plus a hash of the uncommitted change (tracked diff and untracked files' contents).
 fn git_identity(tree: &Path) -> Option<String> {
     let git = |args: &[&str]| -> Option<Vec<u8>> {
-        let out = Command::new("git")
+        let out = crate::git::command()
             .arg("-C")
             .arg(tree)
             .args(args)
@@ -154,13 +165,7 @@ fn unpack_debian(
         .join(format!(".tmp-{package}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).at(&tmp)?;
-    let apt = PrivateApt::new(
-        &cache.root().join("apt").join(suite),
-        &apt::system_mirror()?,
-        suite,
-    )?;
-    apt.update()?;
-    let deb = apt.download(package, version, &tmp.join("deb"))?;
+    let deb = crate::debian::download(cache, package, version, &tmp.join("deb"))?;
     // The .deb carries usr/src/<package>.tar.xz; unpack that without installing anything.
     let sh = format!(
         "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*.tar.*' && tar -x -C '{}' -f '{}'/usr/src/*.tar.*",

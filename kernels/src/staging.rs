@@ -100,6 +100,12 @@ fn skipped(rel: &str, is_dir: bool) -> bool {
 /// `linux-<VERSION>.<PATCHLEVEL>` from a tree's top Makefile: trees of one family share a staged
 /// tree and its build directories.
 pub fn family(tree: &Path) -> Result<String, KernelError> {
+    let (v, p) = version(tree)?;
+    Ok(format!("linux-{v}.{p}"))
+}
+
+/// (VERSION, PATCHLEVEL) from a tree's top Makefile.
+pub fn version(tree: &Path) -> Result<(u32, u32), KernelError> {
     let mk = tree.join("Makefile");
     let text = std::fs::read_to_string(&mk).at(&mk)?;
     let var = |name: &str| {
@@ -108,8 +114,11 @@ pub fn family(tree: &Path) -> Result<String, KernelError> {
             (k.trim() == name).then(|| v.trim().to_string())
         })
     };
-    match (var("VERSION"), var("PATCHLEVEL")) {
-        (Some(v), Some(p)) if !v.is_empty() && !p.is_empty() => Ok(format!("linux-{v}.{p}")),
+    match (
+        var("VERSION").and_then(|v| v.parse().ok()),
+        var("PATCHLEVEL").and_then(|p| p.parse().ok()),
+    ) {
+        (Some(v), Some(p)) => Ok((v, p)),
         _ => Err(KernelError::NotATree(tree.to_path_buf())),
     }
 }
