@@ -8,9 +8,11 @@
 //! says how anything ended and which exit code that is.
 
 pub mod bench;
+pub mod bisect;
 pub mod compare;
 pub mod events;
 pub mod guest;
+pub mod matrix;
 pub mod outcome;
 pub mod plan;
 pub mod profile;
@@ -23,5 +25,5 @@ pub mod upstream;
 pub mod vm;
 
 pub use guest::{Guest, GuestError, KexecTarget};
-pub use plan::{KernelChoice, Plan, PlanRequest};
+pub use plan::{Plan, PlanRequest};
 pub use vm::{Vm, VmConfig};

@@ -12,10 +12,10 @@
 //!
 //! The worst outcome of a run decides: interrupted, then kernel/VM, then bad input, then failure.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How one scenario (or one command) ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
@@ -151,6 +151,31 @@ pub mod exit {
         }
     }
 
+    /// Skip, for `git bisect run`: the commit cannot be tested.
+    pub const BISECT_SKIP: u8 = 125;
+    /// Above 127, `git bisect run` stops instead of marking the commit.
+    pub const BISECT_ABORT: u8 = 128;
+
+    /// A bisect step, in `git bisect run`'s terms: 0 good, 1 bad (a scenario failed, or the
+    /// kernel panicked or stopped answering), 125 skip (the commit does not build, lacks an option
+    /// the harness needs, or lacks what a scenario requires), 128 abort (QEMU, the host, the
+    /// harness: the commit says nothing), 130 interrupted.
+    pub fn bisect(kinds: impl IntoIterator<Item = Kind>) -> u8 {
+        let kinds: Vec<Kind> = kinds.into_iter().collect();
+        let any = |k: &[Kind]| kinds.iter().any(|x| k.contains(x));
+        if any(&[Kind::Interrupted]) {
+            INTERRUPTED
+        } else if any(&[Kind::InfraFailure]) {
+            BISECT_ABORT
+        } else if any(&[Kind::Fail, Kind::KernelFailure]) {
+            FAIL
+        } else if any(&[Kind::Skip, Kind::BuildFailure, Kind::BadInput]) {
+            BISECT_SKIP
+        } else {
+            PASS
+        }
+    }
+
     /// The table in `--help` and README.
     pub const TABLE: &str = "Exit codes: 0 every scenario passed or was skipped, 1 a scenario failed \
 (step, kernel log or snapshot), 2 bad input (scenario files, arguments, fragments; nothing started), \
@@ -177,6 +202,34 @@ mod tests {
             exit::run([Kind::InfraFailure, Kind::Interrupted, Kind::Pass]),
             130
         );
+    }
+
+    #[test]
+    fn bisect_steps_follow_git_bisect_runs_contract() {
+        assert_eq!(exit::bisect([Kind::Pass, Kind::Pass]), 0);
+        assert_eq!(exit::bisect([Kind::Pass, Kind::Fail]), 1);
+        assert_eq!(
+            exit::bisect([Kind::KernelFailure]),
+            1,
+            "a panic is the commit's fault"
+        );
+        assert_eq!(exit::bisect([Kind::BuildFailure]), 125);
+        assert_eq!(
+            exit::bisect([Kind::Skip, Kind::Pass]),
+            125,
+            "a requirement it lacks: untestable"
+        );
+        assert_eq!(
+            exit::bisect([Kind::Fail, Kind::Skip]),
+            1,
+            "one failure is enough"
+        );
+        assert_eq!(
+            exit::bisect([Kind::Fail, Kind::InfraFailure]),
+            128,
+            "never poison the bisect"
+        );
+        assert!(exit::bisect([Kind::InfraFailure]) > 127);
     }
 
     #[test]

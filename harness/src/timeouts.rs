@@ -32,6 +32,17 @@ impl Timeouts {
         }
     }
 
+    /// Under a debugger (`--gdb`): a day for everything.
+    pub fn debugging() -> Timeouts {
+        let day = Duration::from_secs(24 * 3600);
+        Timeouts {
+            boot: day,
+            request: day,
+            exec: day,
+            scenario: day,
+        }
+    }
+
     /// The same with a scenario's own `step_timeout_s` for plain requests.
     pub fn with_request(self, request: Duration) -> Timeouts {
         Timeouts { request, ..self }

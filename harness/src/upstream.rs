@@ -41,6 +41,10 @@ impl UpstreamFlow {
         .map_err(|e| BenchError::Flow(e.to_string()))?
         .map_err(|e| BenchError::Flow(e.to_string()))?;
         let flow = |e: String| BenchError::Flow(e);
+        let init = bins
+            .init
+            .clone()
+            .ok_or_else(|| flow("this source has no vmtest.sh init.c".into()))?;
         let dir = tempfile::Builder::new()
             .prefix("luo-vmtest")
             .tempdir()
@@ -48,7 +52,7 @@ impl UpstreamFlow {
         let base = |i: &mut Initramfs| -> Result<(), luo_initramfs::InitramfsError> {
             i.dir("dev")?.dir("proc")?.dir("debugfs")?;
             i.char_dev("dev/console", 5, 1)?;
-            i.file_from_host("init", 0o755, &bins.init)?;
+            i.file_from_host("init", 0o755, &init)?;
             i.file_from_host("test_binary", 0o755, &bins.test)?;
             Ok(())
         };

@@ -5,7 +5,7 @@
 use super::{BenchError, bare, median};
 use crate::events::EventSink;
 use crate::guest::{BootPhases, Guest, GuestError};
-use crate::plan::{self, KernelChoice, Needs, Plan, PlanRequest};
+use crate::plan::{self, Needs, Plan, PlanRequest};
 use crate::vm::accel::AccelChoice;
 use luo_kernels::BuildRequest;
 use luo_protocol::{Reply, Request};
@@ -19,9 +19,9 @@ pub struct RoundtripOptions {
     pub accel: AccelChoice,
     /// Skip the kernel's own vmtest.sh flow.
     pub no_upstream: bool,
-    /// A prebuilt bzImage instead of the default kernel (the vmtest.sh flow still builds its
-    /// programs from the default source).
-    pub kernel: Option<PathBuf>,
+    /// Another kernel than the default (the vmtest.sh flow still builds its programs from the
+    /// default source).
+    pub kernel: Option<luo_kernels::spec::KernelSpec>,
     /// Extra kernel command line for both boots.
     pub cmdline: String,
 }
@@ -152,10 +152,7 @@ pub async fn roundtrip(
     sink: &dyn EventSink,
 ) -> Result<RoundtripFigures, BenchError> {
     let req = PlanRequest {
-        kernel: match &a.kernel {
-            Some(k) => KernelChoice::Prebuilt(k.clone()),
-            None => KernelChoice::default(),
-        },
+        kernel: a.kernel.clone().unwrap_or_else(plan::default_spec),
         accel: Some(a.accel),
         ..Default::default()
     };

@@ -31,10 +31,10 @@ pub struct RoundtripArgs {
     /// Skip the kernel's own vmtest.sh flow.
     #[arg(long)]
     no_upstream: bool,
-    /// A prebuilt bzImage instead of the default kernel (the vmtest.sh flow still builds its
-    /// programs from the default source).
-    #[arg(long, value_name = "FILE")]
-    kernel: Option<PathBuf>,
+    /// Another kernel than the default (a spec: debian:7.2, tree:PATH, file:BZIMAGE...); the
+    /// vmtest.sh flow still builds its programs from the default source.
+    #[arg(long, value_name = "SPEC", value_parser = |s: &str| luo_kernels::spec::KernelSpec::parse(s).map_err(|e| e.to_string()))]
+    kernel: Option<luo_kernels::spec::KernelSpec>,
     /// Extra kernel command line for both boots.
     #[arg(long, default_value = "")]
     cmdline: String,

@@ -27,6 +27,9 @@ pub async fn boot(args: BootArgs) -> Result<u8, Failed> {
         &Terminal::default(),
     )
     .await?;
+    if let Some(line) = super::args::gdb_line(&plan) {
+        eprintln!("luo-harness: the guest is paused for gdb: {line}");
+    }
     let mut guest = Guest::boot(plan.vm_config("boot")).await?;
     let b = &guest.boots()[0];
     println!(

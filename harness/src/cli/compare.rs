@@ -27,9 +27,8 @@ pub struct CompareArgs {
     reps: u32,
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelChoice,
-    /// The source the variants are built from (default: Debian's).
-    #[arg(long, value_name = "PATH")]
-    tree: Option<PathBuf>,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// Where compare.json and compare.svg are written.
     #[arg(long, default_value = "luo-reports")]
     out: PathBuf,
@@ -48,12 +47,9 @@ pub async fn compare(a: CompareArgs) -> Result<u8, Failed> {
             (saved, dir)
         }
         None => {
-            let kernel = KernelArgs {
-                tree: a.tree.clone(),
-                ..Default::default()
-            };
             let o = CompareOptions {
-                base: kernel.build_request()?,
+                kernel: a.kernel.spec(),
+                base: a.kernel.build_template()?,
                 variants: a.variants.clone(),
                 sessions: a.sessions.clone(),
                 reps: a.reps,

@@ -25,6 +25,9 @@ pub async fn drive(args: DriveArgs) -> Result<u8, Failed> {
         &Terminal::default(),
     )
     .await?;
+    if let Some(line) = super::args::gdb_line(&plan) {
+        eprintln!("luo-harness: the guest is paused for gdb: {line}");
+    }
     let mut guest = Guest::boot(plan.vm_config("drive")).await?;
     println!("{}", serde_json::to_string(guest.hello()).unwrap());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

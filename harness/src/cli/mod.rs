@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bisect;
 mod boot;
 mod check;
 mod collect;
@@ -10,6 +11,7 @@ mod compare;
 mod drive;
 mod failed;
 mod kernel;
+mod matrix;
 mod profile;
 mod run;
 mod setup;
@@ -54,6 +56,16 @@ enum Command {
     /// Boot, kexec and show where each spent its time: the guest's instruction pointer sampled
     /// over QMP and named from the kernel's System.map (translation included under TCG).
     Profile(profile::ProfileArgs),
+    /// Live update between kernels: every ordered pair of --kernels, per scenario (pass, the
+    /// failing step, state lost, incompatible); a table, matrix.json and matrix.svg.
+    Matrix(matrix::MatrixArgs),
+    /// The first commit that breaks the scenarios: `git bisect run` on a private clone of your
+    /// repository (never written), each step built incrementally, booted and run. Exit 0 when a
+    /// first bad commit is named, 1 when none could be, 3 when the harness could not test.
+    Bisect(bisect::BisectArgs),
+    /// One step of a bisect (git runs it): 0 good, 1 bad, 125 skip, 128 abort.
+    #[command(hide = true)]
+    BisectStep(bisect::StepArgs),
     /// Measure what each session-inode design costs: memory, creation, blackout, retrieval.
     Compare(compare::CompareArgs),
     /// Benchmarks (figures printed, never asserted in tests).
@@ -130,6 +142,9 @@ pub fn main() -> ExitCode {
             Command::Drive(d) => drive::drive(d).await,
             Command::Profile(p) => profile::profile(p).await,
             Command::Compare(c) => compare::compare(c).await,
+            Command::Matrix(m) => matrix::matrix(m).await,
+            Command::Bisect(b) => bisect::bisect(b).await,
+            Command::BisectStep(b) => bisect::step(b).await,
             Command::Bench(b) => bench::bench(b).await,
         }
     });

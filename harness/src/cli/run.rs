@@ -113,9 +113,18 @@ pub async fn run(args: RunArgs) -> Result<u8, Failed> {
     for l in &loaded {
         l.scenario.needs(&mut needs);
     }
+    if args.vm.gdb && loaded.len() > 1 {
+        return Err(Failed::bad_input(format!(
+            "--gdb debugs one VM: name one scenario file, not {}",
+            loaded.len()
+        )));
+    }
     let request = args.vm.plan_request(&args.kernel)?;
     let terminal = Terminal::default();
     let plan = plan::resolve(&request, &needs, &terminal).await?;
+    if let Some(line) = super::args::gdb_line(&plan) {
+        eprintln!("luo-harness: the guest is paused for gdb: {line}");
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| Failed::io(&args.out, e))?;
     let snapshot_root = args
         .snapshots

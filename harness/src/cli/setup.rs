@@ -7,12 +7,17 @@ use super::failed::Failed;
 use super::terminal::Terminal;
 use clap::Args;
 use luo_harness::plan::{self, Needs, PlanRequest};
+use luo_kernels::spec::KernelSpec;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct SetupArgs {
     /// Scenario files or directories whose programs to build too (default: scenarios/, if there).
     paths: Vec<PathBuf>,
+    /// Other kernels to build now (the test suite's matrix runs debian:7.2 beside the default).
+    #[arg(long, value_name = "SPEC", default_value = "debian:7.2",
+          value_parser = |s: &str| KernelSpec::parse(s).map_err(|e| e.to_string()))]
+    also: Vec<KernelSpec>,
 }
 
 pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
@@ -29,11 +34,14 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     }
     // The session-inode designs the test suite also runs (built incrementally after stock).
     let mut needs = Needs {
-        variants: luo_kernels::variant::all()
+        kernels: luo_kernels::variant::all()
             .map(|v| v.name.to_string())
             .collect(),
         ..Default::default()
     };
+    needs
+        .kernels
+        .extend(args.also.iter().map(|s| s.to_string()));
     let scenario_paths = if args.paths.is_empty() && std::path::Path::new("scenarios").is_dir() {
         vec![PathBuf::from("scenarios")]
     } else {
@@ -50,8 +58,8 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     }
     let p = plan::resolve(&PlanRequest::default(), &needs, &Terminal::default()).await?;
     println!("kernel:  {}", p.boot.bzimage.display());
-    for (name, k) in &p.variants {
-        println!("variant {name:<13} {}", k.bzimage.display());
+    for (name, k) in &p.kernels {
+        println!("kernel {name:<14} {}  ({})", k.bzimage.display(), k.source);
     }
     for (name, path) in &p.selftests {
         println!("selftest {name:<12} {}", path.display());

@@ -12,7 +12,7 @@ pub use summary::{Point, Sample, summarise, table};
 
 use crate::events::{Event, EventSink};
 use crate::guest::{Guest, GuestError};
-use crate::plan::{self, KernelChoice, Needs, PlanError, PlanRequest};
+use crate::plan::{self, Needs, PlanError, PlanRequest};
 use crate::vm::accel::AccelChoice;
 use luo_kernels::BuildRequest;
 use luo_protocol::{KEXEC_MARK, MemorySnapshot, Reply, Request};
@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
-    /// The source, recipe and fragments every variant is built from.
+    /// The source every variant is built from.
+    pub kernel: luo_kernels::spec::KernelSpec,
+    /// The recipe and fragments.
     pub base: BuildRequest,
     pub variants: Vec<String>,
     /// Session counts (each at least 1).
@@ -174,7 +176,8 @@ pub async fn measure(
     let mut plans = Vec::new();
     for v in &o.variants {
         let req = PlanRequest {
-            kernel: KernelChoice::Build(o.base.with_variant(v)),
+            kernel: o.kernel.clone(),
+            build: o.base.with_variant(v),
             accel: Some(o.accel),
             ..Default::default()
         };

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedKernel {
-    /// Where it came from: `debian:<package>=<version>`, `tree:<path>`, `file:<path>`.
+    /// What the run called it (`debian:7.3`, a variant's boot spec).
+    pub spec: String,
+    /// Where it came from, exactly: `debian:<package>=<version>`, `tree:<path>`,
+    /// `git:<repo>@<commit>`, `file:<path>`.
     pub source: String,
     /// Its session-inode design (kernels/variants), or `prebuilt` for a kernel built elsewhere.
     pub variant: String,
@@ -24,6 +27,7 @@ pub const PREBUILT: &str = "prebuilt";
 impl PlannedKernel {
     pub fn built(k: &BuiltKernel) -> PlannedKernel {
         PlannedKernel {
+            spec: k.meta.source.clone(),
             source: k.meta.source.clone(),
             variant: k.meta.variant.clone(),
             bzimage: k.bzimage(),
@@ -51,6 +55,7 @@ impl PlannedKernel {
                 .is_some_and(|t| t.lines().any(|l| l == "CONFIG_PVH=y"))
         });
         PlannedKernel {
+            spec: format!("file:{}", bzimage.display()),
             source: format!("file:{}", bzimage.display()),
             variant: PREBUILT.into(),
             bzimage: bzimage.to_path_buf(),
@@ -59,6 +64,18 @@ impl PlannedKernel {
             system_map: beside(&["System.map"]),
             release: None,
         }
+    }
+
+    /// Whether it finds virtio-mmio devices on its command line (what microvm needs): known from
+    /// its config, so a kernel without one is assumed not to.
+    pub fn finds_mmio_devices(&self) -> bool {
+        self.config
+            .as_ref()
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .is_some_and(|t| {
+                t.lines()
+                    .any(|l| l == "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y")
+            })
     }
 
     /// `debian:linux-source-7.3=7.3.4-1~bpo13+1 stock`, for messages and progress.

@@ -1,5 +1,7 @@
 //! The run plan: every kernel, program and image a run needs, resolved (built or found in the
-//! cache) before any VM starts, all from the same source and recipe as the boot kernel.
+//! cache) before any VM starts. Kernels are named by spec (`debian:7.3`, `tree:PATH`,
+//! `git:PATH@REV`, `file:BZIMAGE`); every one of them is built with the same recipe, fragments and
+//! variant as the boot kernel, and a variant a `kexec` names is built from the boot kernel's source.
 
 mod accel;
 mod agent;
@@ -13,48 +15,66 @@ use crate::outcome::{Classify, Kind};
 use crate::vm::VmConfig;
 use crate::vm::accel::AccelChoice;
 use crate::vm::qemu::{Accel, Machine};
-use luo_kernels::{BuildRequest, Cache, KernelError, Recipe};
+use luo_kernels::spec::{KernelSpec, Resolved};
+use luo_kernels::{BuildRequest, Cache, KernelError, KernelSource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Which kernel boots first.
-#[derive(Debug, Clone)]
-pub enum KernelChoice {
-    /// A bzImage used as is.
-    Prebuilt(PathBuf),
-    /// Built (or found in the cache) from a source.
-    Build(BuildRequest),
-}
+/// The kernel a run boots when nothing says otherwise.
+pub const DEFAULT_KERNEL: &str = "debian:7.3";
 
-impl Default for KernelChoice {
-    fn default() -> Self {
-        KernelChoice::Build(BuildRequest::default())
-    }
+pub fn default_spec() -> KernelSpec {
+    KernelSpec::parse(DEFAULT_KERNEL).expect("the default spec parses")
 }
 
 /// What the command line asks for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PlanRequest {
-    pub kernel: KernelChoice,
+    /// The kernel the VM boots.
+    pub kernel: KernelSpec,
+    /// Recipe, variant, fragments, base config and jobs for every kernel built (its own `source`
+    /// is replaced by each kernel's).
+    pub build: BuildRequest,
+    /// Names a scenario declares (`kernels: [next]`), bound to specs (`--kernel-as next=...`).
+    pub bindings: BTreeMap<String, KernelSpec>,
+    /// Where a `kexec` that names no kernel goes (default: the boot kernel).
+    pub next: Option<KernelSpec>,
     pub accel: Option<AccelChoice>,
-    /// Default: microvm for kernels built here with the minimal recipe, pc for any other.
+    /// Default: microvm when every kernel of the run can find its devices on its command line
+    /// (VIRTIO_MMIO_CMDLINE_DEVICES, as every kernel built here has), pc otherwise.
     pub machine: Option<Machine>,
     pub vm: VmOptions,
 }
 
-/// Per-run VM options: keep artifacts, extra kernel command line, memory.
+impl Default for PlanRequest {
+    fn default() -> Self {
+        PlanRequest {
+            kernel: default_spec(),
+            build: BuildRequest::default(),
+            bindings: BTreeMap::new(),
+            next: None,
+            accel: None,
+            machine: None,
+            vm: VmOptions::default(),
+        }
+    }
+}
+
+/// Per-run VM options: keep artifacts, extra kernel command line, memory, a debugger.
 #[derive(Debug, Clone, Default)]
 pub struct VmOptions {
     pub keep: bool,
     pub extra_cmdline: String,
     pub memory_mib: Option<u32>,
+    /// Start paused with QEMU's gdb stub on this TCP port.
+    pub gdb_port: Option<u16>,
 }
 
 /// What the scenarios of a run need besides the boot kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Needs {
-    /// Variants a `kexec` step names.
-    pub variants: BTreeSet<String>,
+    /// Kernels a `kexec` step names: variants, specs, or declared names.
+    pub kernels: BTreeSet<String>,
     /// Selftests an `exec` step runs (`selftests/<name>`).
     pub selftests: BTreeSet<String>,
 }
@@ -62,8 +82,10 @@ pub struct Needs {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub boot: PlannedKernel,
-    /// Kernels a `kexec` step may name, by variant.
-    pub variants: BTreeMap<String, PlannedKernel>,
+    /// Where a `kexec` that names no kernel goes; the boot kernel when None.
+    pub next: Option<PlannedKernel>,
+    /// Kernels a `kexec` step names, by the name it uses.
+    pub kernels: BTreeMap<String, PlannedKernel>,
     /// Built selftest programs, by name.
     pub selftests: BTreeMap<String, PathBuf>,
     pub initrd: PathBuf,
@@ -94,8 +116,13 @@ pub enum PlanError {
     Image(#[from] image::ImageError),
     #[error("{0}: no such kernel image")]
     NoKernelFile(PathBuf),
-    #[error("{what} needs a kernel source, but --kernel {} gives only a bzImage (use --tree, or build the kernel here)", kernel.display())]
+    #[error("{what} needs a kernel source, but {} is only a bzImage (use a source: debian:, tree:, git:)", kernel.display())]
     NeedsSource { what: String, kernel: PathBuf },
+    #[diagnostic(help(
+        "bind it on the command line: --kernel-as {name}=debian:7.3 (or tree:, git:, file:)"
+    ))]
+    #[error("a scenario kexecs into `{name}`, which is not bound to a kernel")]
+    Unbound { name: String },
     #[error("choosing the accelerator: {0}")]
     Accel(KernelError),
 }
@@ -104,7 +131,9 @@ impl Classify for PlanError {
     fn kind(&self) -> Kind {
         match self {
             PlanError::Kernel { source, .. } | PlanError::Selftest { source, .. } => source.kind(),
-            PlanError::NoKernelFile(_) | PlanError::NeedsSource { .. } => Kind::BadInput,
+            PlanError::NoKernelFile(_)
+            | PlanError::NeedsSource { .. }
+            | PlanError::Unbound { .. } => Kind::BadInput,
             PlanError::Image(_) | PlanError::Accel(_) => Kind::InfraFailure,
         }
     }
@@ -126,19 +155,143 @@ impl Plan {
         if let Some(m) = self.vm.memory_mib {
             cfg.memory_mib = m;
         }
+        if let Some(port) = self.vm.gdb_port {
+            // A person at a debugger sets the pace: nothing times out under it.
+            cfg.gdb_port = Some(port);
+            cfg.timeouts = crate::timeouts::Timeouts::debugging();
+        }
         cfg
     }
 
-    /// The kernel a kexec goes into: the named variant, or the boot kernel.
-    pub fn kexec_kernel(&self, variant: Option<&str>) -> Option<&PlannedKernel> {
-        match variant {
-            None => Some(&self.boot),
-            Some(v) => self.variants.get(v),
+    /// The kernel a kexec goes into: the one it names, or the run's default next kernel.
+    pub fn kexec_kernel(&self, name: Option<&str>) -> Option<&PlannedKernel> {
+        match name {
+            None => Some(self.next.as_ref().unwrap_or(&self.boot)),
+            Some(n) => self.kernels.get(n),
         }
     }
 
     pub fn selftest(&self, name: &str) -> Option<&Path> {
         self.selftests.get(name).map(PathBuf::as_path)
+    }
+
+    /// Every kernel the run may boot.
+    pub fn all_kernels(&self) -> impl Iterator<Item = &PlannedKernel> {
+        std::iter::once(&self.boot)
+            .chain(self.next.iter())
+            .chain(self.kernels.values())
+    }
+}
+
+/// A spec resolved, and built or found: what every kernel of a run goes through.
+pub struct Resolver<'a> {
+    cache: Cache,
+    template: &'a BuildRequest,
+    sink: &'a dyn EventSink,
+    /// Each spec is resolved (the archive asked, git revs looked up) and built once per run.
+    done: BTreeMap<(String, String), PlannedKernel>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(template: &'a BuildRequest, sink: &'a dyn EventSink) -> Resolver<'a> {
+        Resolver {
+            cache: Cache::from_env(),
+            template,
+            sink,
+            done: BTreeMap::new(),
+        }
+    }
+
+    /// The kernel `spec` names, with `variant` (the template's when None).
+    pub async fn kernel(
+        &mut self,
+        spec: &KernelSpec,
+        variant: Option<&str>,
+    ) -> Result<PlannedKernel, PlanError> {
+        let variant = variant.unwrap_or(&self.template.variant).to_string();
+        let key = (spec.to_string(), variant.clone());
+        if let Some(k) = self.done.get(&key) {
+            return Ok(k.clone());
+        }
+        let label = spec.to_string();
+        let resolved = {
+            let (cache, s) = (self.cache.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || s.resolve(&cache))
+                .await
+                .expect("resolving a kernel spec panicked")
+                .map_err(|source| PlanError::Kernel {
+                    label: label.clone(),
+                    source,
+                })?
+        };
+        let mut k = match resolved {
+            Resolved::File(p) if p.is_file() => PlannedKernel::prebuilt(&p),
+            Resolved::File(p) => return Err(PlanError::NoKernelFile(p)),
+            Resolved::Source(source) => {
+                let req = self.template.with_source(source).with_variant(&variant);
+                build_kernel(&req, self.sink).await?
+            }
+        };
+        k.spec = spec.to_string();
+        self.done.insert(key, k.clone());
+        Ok(k)
+    }
+
+    /// The kernel `name` (as a `kexec` step writes it) names: a variant of the boot kernel's
+    /// source, a spec, or a name bound on the command line.
+    pub async fn named(
+        &mut self,
+        name: &str,
+        boot: &PlannedKernel,
+        boot_spec: &KernelSpec,
+        bindings: &BTreeMap<String, KernelSpec>,
+    ) -> Result<PlannedKernel, PlanError> {
+        if luo_kernels::variant::find(name).is_ok() {
+            if boot.variant == PREBUILT {
+                return Err(PlanError::NeedsSource {
+                    what: format!("`kexec: {{kernel: {name}}}`"),
+                    kernel: boot.bzimage.clone(),
+                });
+            }
+            return self.kernel(boot_spec, Some(name)).await;
+        }
+        if KernelSpec::looks_like(name) {
+            let spec = KernelSpec::parse(name).map_err(|source| PlanError::Kernel {
+                label: name.into(),
+                source,
+            })?;
+            return self.kernel(&spec, None).await;
+        }
+        match bindings.get(name) {
+            Some(spec) => self.kernel(spec, None).await,
+            None => Err(PlanError::Unbound { name: name.into() }),
+        }
+    }
+
+    /// The selftest `name`, built from the same source as `spec`.
+    pub async fn selftest(
+        &mut self,
+        spec: &KernelSpec,
+        name: &str,
+        boot: &PlannedKernel,
+    ) -> Result<PathBuf, PlanError> {
+        let what = format!("`exec: selftests/{name}`");
+        let source = match spec.resolve(&self.cache) {
+            Ok(Resolved::Source(s)) => s,
+            Ok(Resolved::File(_)) => {
+                return Err(PlanError::NeedsSource {
+                    what,
+                    kernel: boot.bzimage.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(PlanError::Kernel {
+                    label: spec.to_string(),
+                    source,
+                });
+            }
+        };
+        build_selftest(&self.template.with_source(source), name, self.sink).await
     }
 }
 
@@ -149,28 +302,24 @@ pub async fn resolve(
     sink: &dyn EventSink,
 ) -> Result<Plan, PlanError> {
     let cache = Cache::from_env();
-    let (boot, build) = match &req.kernel {
-        KernelChoice::Prebuilt(p) if p.is_file() => (PlannedKernel::prebuilt(p), None),
-        KernelChoice::Prebuilt(p) => return Err(PlanError::NoKernelFile(p.clone())),
-        KernelChoice::Build(b) => (build_kernel(b, sink).await?, Some(b)),
+    let mut r = Resolver::new(&req.build, sink);
+    let boot = r.kernel(&req.kernel, None).await?;
+    let next = match &req.next {
+        Some(spec) => Some(r.kernel(spec, None).await?),
+        None => None,
     };
-    let needs_source = |what: String| PlanError::NeedsSource {
-        what,
-        kernel: boot.bzimage.clone(),
-    };
-    let mut variants = BTreeMap::new();
-    variants.insert(boot.variant.clone(), boot.clone());
-    for v in &needs.variants {
-        if variants.contains_key(v) {
+    let mut kernels = BTreeMap::new();
+    kernels.insert(boot.variant.clone(), boot.clone());
+    for name in &needs.kernels {
+        if kernels.contains_key(name) {
             continue;
         }
-        let b = build.ok_or_else(|| needs_source(format!("`kexec: {{kernel: {v}}}`")))?;
-        variants.insert(v.clone(), build_kernel(&b.with_variant(v), sink).await?);
+        let k = r.named(name, &boot, &req.kernel, &req.bindings).await?;
+        kernels.insert(name.clone(), k);
     }
     let mut selftests = BTreeMap::new();
     for name in &needs.selftests {
-        let b = build.ok_or_else(|| needs_source(format!("`exec: selftests/{name}`")))?;
-        selftests.insert(name.clone(), build_selftest(b, name, sink).await?);
+        selftests.insert(name.clone(), r.selftest(&req.kernel, name, &boot).await?);
     }
     let initrd = image::initramfs(&cache.root().join("images"))?;
     let accel = accel::choose(
@@ -182,20 +331,24 @@ pub async fn resolve(
     )
     .await
     .map_err(PlanError::Accel)?;
-    // Only kernels configured here are known to find microvm's devices on their command line.
-    let machine = req.machine.unwrap_or(match build {
-        Some(b) if b.recipe == Recipe::Minimal => Machine::Microvm,
-        _ => Machine::Pc,
-    });
-    Ok(Plan {
+    let mut plan = Plan {
         boot,
-        variants,
+        next,
+        kernels,
         selftests,
         initrd,
         accel,
-        machine,
+        machine: Machine::Pc,
         vm: req.vm.clone(),
-    })
+    };
+    plan.machine = req.machine.unwrap_or_else(|| {
+        if plan.all_kernels().all(PlannedKernel::finds_mmio_devices) {
+            Machine::Microvm
+        } else {
+            Machine::Pc
+        }
+    });
+    Ok(plan)
 }
 
 /// What a build request is called in progress and errors.
@@ -255,4 +408,15 @@ async fn build_selftest(
         label,
         source,
     })
+}
+
+/// The source a plan's boot kernel came from, for commands that build more of it.
+pub fn source_of(spec: &KernelSpec) -> Result<KernelSource, KernelError> {
+    match spec.resolve(&Cache::from_env())? {
+        Resolved::Source(s) => Ok(s),
+        Resolved::File(p) => Err(KernelError::BadSpec(format!(
+            "file:{} is not a source",
+            p.display()
+        ))),
+    }
 }

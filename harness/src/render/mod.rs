@@ -8,7 +8,7 @@ mod json;
 mod junit;
 mod ktap;
 
-pub use format::Render;
+pub use format::{Render, first_line};
 pub use human::Human;
 pub use json::Json;
 pub use junit::Junit;

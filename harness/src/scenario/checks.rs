@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 /// Patterns that make a kernel log line suspicious (any hit fails the scenario).
 const SUSPICIOUS: &[&str] = &[
+    "Failed to deserialize",
+    "Failed to reserve scratch",
     "WARNING:",
     "BUG:",
     "Oops",
@@ -17,6 +19,17 @@ const SUSPICIOUS: &[&str] = &[
     "Kernel panic",
     "Call Trace",
 ];
+
+/// A kernel log line that says the handed-over state was refused, and how to call it.
+fn refused(line: &str) -> Option<&'static str> {
+    if line.contains("incompatible") {
+        Some("incompatible")
+    } else if line.contains("Failed to deserialize") || line.contains("Failed to reserve scratch") {
+        Some("state lost")
+    } else {
+        None
+    }
+}
 
 impl<G: GuestDriver> StepContext<'_, G> {
     pub(crate) fn observed(&mut self, o: &Observation, handle: &str) -> Observed {
@@ -132,10 +145,31 @@ impl<G: GuestDriver> StepContext<'_, G> {
                     // Strip the timestamp: it differs from run to run.
                     let text = l.split_once("] ").map_or(l.as_str(), |(_, t)| t);
                     self.report.kernel_log.push(format!("boot {boot}: {text}"));
+                    if let Some(what) = refused(text) {
+                        self.report
+                            .handover
+                            .push(format!("boot {boot}: {what}: {text}"));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// After a kexec: whether the new kernel found the state the old one handed over.
+    pub(crate) fn check_handover(&mut self) {
+        let facts = &self.guest.hello().boot;
+        let boot = self.guest.boot_index();
+        if facts.liveupdate_number.is_none() {
+            let why = if facts.kho_exec_from.is_none() {
+                "no KHO data found (no `KHO: exec from`), no liveupdate number"
+            } else {
+                "KHO came through but LUO reports no liveupdate number"
+            };
+            self.report
+                .handover
+                .push(format!("boot {boot}: state lost: {why}"));
+        }
     }
 
     /// Why the running kernel does not qualify for the scenario, if it does not.

@@ -34,6 +34,7 @@ fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -
         },
         boots: vec![BootFacts {
             boot: 0,
+            release: hello.boot.release.clone(),
             liveupdate_number: hello.boot.liveupdate_number,
             kho_exec_from: hello.boot.kho_exec_from.clone(),
         }],
@@ -42,6 +43,7 @@ fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -
         session_identity: vec![],
         memory: vec![],
         kernel_log: vec![],
+        handover: vec![],
         failures: vec![],
         skipped: None,
         passed: false,
@@ -133,14 +135,21 @@ pub async fn drive<G: GuestDriver>(
             reason: why.clone(),
         },
         (None, true) => Outcome::Pass,
-        (None, false) => Outcome::Fail {
-            reason: report
+        (None, false) => {
+            let first = report
                 .failures
                 .first()
                 .or(report.kernel_log.first())
                 .cloned()
-                .unwrap_or_default(),
-        },
+                .unwrap_or_default();
+            Outcome::Fail {
+                // Lost or refused state is the finding; the failing step follows from it.
+                reason: match report.handover.first() {
+                    Some(h) => format!("live update: {h}; then {first}"),
+                    None => first,
+                },
+            }
+        }
     };
     let artifacts = if outcome.passed() {
         None

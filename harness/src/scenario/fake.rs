@@ -35,6 +35,7 @@ pub struct FakeGuest {
     /// st_ino per handle (session handles share one, like stock, unless a test says otherwise).
     pub inodes: BTreeMap<String, u64>,
     fail_kexec: Option<GuestError>,
+    lose_state: bool,
 }
 
 pub fn hello(boot: u32) -> Hello {
@@ -63,12 +64,19 @@ impl FakeGuest {
             hello: hello(0),
             inodes: BTreeMap::new(),
             fail_kexec: None,
+            lose_state: false,
         }
     }
 
     /// A fake whose every request succeeds the way the agent's would.
     pub fn agreeable() -> FakeGuest {
         FakeGuest::new(Box::new(|_| None))
+    }
+
+    /// The kernel after a kexec finds no handed-over state.
+    pub fn losing_state(mut self) -> FakeGuest {
+        self.lose_state = true;
+        self
     }
 
     pub fn failing_kexec(mut self, e: GuestError) -> FakeGuest {
@@ -139,6 +147,10 @@ impl GuestDriver for FakeGuest {
         self.seen.lock().unwrap().kexecs.push(target.clone());
         let next = self.hello.boot.boot_index.unwrap_or(0) + 1;
         self.hello = hello(next);
+        if self.lose_state {
+            self.hello.boot.liveupdate_number = None;
+            self.hello.boot.kho_exec_from = None;
+        }
         Ok(Duration::from_millis(500))
     }
     async fn power_off(self) -> Result<(), GuestError> {
@@ -175,6 +187,7 @@ impl GuestDriver for FakeGuest {
 
 fn kernel(variant: &str) -> PlannedKernel {
     PlannedKernel {
+        spec: "debian:7.3".into(),
         source: "debian:linux-source-7.3=7.3.4-1~bpo13+1".into(),
         variant: variant.into(),
         bzimage: format!("/cache/{variant}/bzImage").into(),
@@ -187,9 +200,9 @@ fn kernel(variant: &str) -> PlannedKernel {
 
 /// A plan with the stock kernel, one variant and one selftest, at paths no test opens.
 pub fn plan() -> Plan {
-    let mut variants = BTreeMap::new();
-    variants.insert("stock".to_string(), kernel("stock"));
-    variants.insert("magic-unique".to_string(), kernel("magic-unique"));
+    let mut kernels = BTreeMap::new();
+    kernels.insert("stock".to_string(), kernel("stock"));
+    kernels.insert("magic-unique".to_string(), kernel("magic-unique"));
     let mut selftests = BTreeMap::new();
     selftests.insert(
         "luo_kexec_simple".to_string(),
@@ -197,7 +210,8 @@ pub fn plan() -> Plan {
     );
     Plan {
         boot: kernel("stock"),
-        variants,
+        next: None,
+        kernels,
         selftests,
         initrd: "/cache/initrd".into(),
         accel: Accel::Tcg,

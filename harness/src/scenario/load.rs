@@ -5,7 +5,7 @@ use super::diagnostic::{InvalidScenario, diagnostic};
 use super::model::Scenario;
 use super::steps::{MAX_UNROLLED_STEPS, check_all, site};
 use super::template::Template;
-use super::validate::{Problem, Validator};
+use super::validate::{Problem, Site, Validator};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -113,6 +113,31 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
         v.problems
             .push(at_top("a scenario needs at least one step".into()));
     }
+    for k in &s.kernels {
+        let at = Site {
+            line: k.referenced.line(),
+            column: k.referenced.column(),
+            keyword: "kernels",
+        };
+        let name = k.value.as_str();
+        if luo_kernels::variant::find(name).is_ok() {
+            v.problem(
+                &at,
+                format!("`{name}` is a kernel variant; a declared name must be another"),
+                None,
+            );
+        } else if luo_kernels::spec::KernelSpec::looks_like(name)
+            || !super::template::is_index_name(&name.replace('-', "_"))
+        {
+            v.problem(
+                &at,
+                format!("`{name}` cannot name a kernel"),
+                Some("a declared name is a word such as `next` or `old`; sources are bound with --kernel-as".into()),
+            );
+        } else {
+            v.declare_kernel(name);
+        }
+    }
     // Counted before anything is unrolled, so any count answers at once.
     let mut total = 0u64;
     for step in &s.steps {
@@ -197,6 +222,31 @@ mod tests {
         let p = &e.problems[0];
         assert_eq!((p.line, p.column), (2, 9));
         assert!(p.message.contains("0xff"));
+    }
+
+    #[test]
+    fn kexec_kernels_are_variants_sources_or_declared_names() {
+        let base = "description: d\nKERNELS\nsteps:\n  - kexec: {kernel: NAME}\n";
+        let case = |kernels: &str, name: &str| {
+            problems(&base.replace("KERNELS", kernels).replace("NAME", name))
+        };
+        assert!(case("", "magic-unique").is_empty());
+        assert!(case("", "debian:7.2").is_empty());
+        assert!(case("kernels: [next]", "next").is_empty());
+        assert_eq!(
+            case("", "debian:banana")[0],
+            "4:5 not a kernel source: \"debian:banana\" (expected debian:7.3, debian:7.2.13, tree:PATH, git:PATH@REV or file:BZIMAGE)"
+        );
+        assert!(
+            case("", "next")[0].starts_with("4:5 `next` is not a kernel variant"),
+            "{:?}",
+            case("", "next")
+        );
+        assert!(
+            case("kernels: [stock]", "stock")[0].starts_with("2:11 `stock` is a kernel variant"),
+            "{:?}",
+            case("kernels: [stock]", "stock")
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ pub struct Scenario {
     pub description: String,
     #[serde(default)]
     pub requires: Requires,
+    /// Names for kernels this scenario kexecs into, bound on the command line
+    /// (`--kernel-as next=debian:7.3`), e.g. `kernels: [next]` and `kexec: {kernel: next}`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub kernels: Vec<Spanned<String>>,
     /// Guest memory in MiB (default 256).
     #[serde(default)]
     pub memory_mib: Option<u32>,
@@ -28,6 +33,11 @@ pub struct Scenario {
 impl Scenario {
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
+    }
+
+    /// Whether any kexec goes into the run's next kernel (names none): what a matrix cell varies.
+    pub fn kexecs_unnamed(&self) -> bool {
+        super::steps::unnamed_kexec(&self.steps)
     }
 
     /// What the run must build for this scenario besides the boot kernel.

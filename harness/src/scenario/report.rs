@@ -22,6 +22,10 @@ pub struct Report {
     pub memory: Vec<MemoryDelta>,
     /// Suspicious kernel log lines (WARNING, BUG, Oops, ...), quoted; empty when clean.
     pub kernel_log: Vec<String>,
+    /// Live-update state a kexec lost or the next kernel refused: `boot 1: state lost: ...`,
+    /// `boot 1: incompatible: ...`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handover: Vec<String>,
     pub failures: Vec<String>,
     /// Why the scenario did not run to the end on this kernel: a requirement it lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,6 +45,9 @@ pub struct KernelFacts {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BootFacts {
     pub boot: u32,
+    /// The release this boot ran (left out of snapshot comparisons, like the kernel's).
+    #[serde(default)]
+    pub release: String,
     pub liveupdate_number: Option<u64>,
     pub kho_exec_from: Option<String>,
 }

@@ -76,6 +76,9 @@ fn redact(v: &mut Value) {
     }
     if let Some(boots) = v.get_mut("boots").and_then(Value::as_array_mut) {
         for b in boots {
+            if let Some(o) = b.as_object_mut() {
+                o.remove("release");
+            }
             if let Some(from) = b.get_mut("kho_exec_from")
                 && !from.is_null()
             {
@@ -190,11 +193,13 @@ mod tests {
             boots: vec![
                 BootFacts {
                     boot: 0,
+                    release: release.into(),
                     liveupdate_number: None,
                     kho_exec_from: None,
                 },
                 BootFacts {
                     boot: 1,
+                    release: release.into(),
                     liveupdate_number: Some(1),
                     kho_exec_from: Some(release.into()),
                 },
@@ -204,6 +209,7 @@ mod tests {
             session_identity: vec![],
             memory: vec![],
             kernel_log: vec![],
+            handover: vec![],
             failures: vec![],
             skipped: None,
             passed: true,

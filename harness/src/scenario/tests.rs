@@ -344,3 +344,52 @@ fn a_vm_failure_is_the_error_and_keeps_the_artifacts() {
     );
     assert!(seen.lock().unwrap().kept);
 }
+
+#[test]
+fn a_kexec_that_loses_the_state_is_named_as_that() {
+    let yaml = "description: d\nsteps:\n  - open_device: {}\n  - create_session: {name: a}\n  - kexec: {}\n  - open_device: {}\n  - retrieve_session: {name: a}\n";
+    let gone: Script = Box::new(|r| match r {
+        Request::RetrieveSession { .. } => Some(Err(AgentError::syscall(
+            "ioctl(LIVEUPDATE_IOCTL_RETRIEVE_SESSION)",
+            libc::ENOENT,
+        ))),
+        _ => None,
+    });
+    let guest = FakeGuest::new(gone).losing_state();
+    let (ran, _) = run(yaml, guest);
+    assert_eq!(
+        ran.report.handover,
+        ["boot 1: state lost: no KHO data found (no `KHO: exec from`), no liveupdate number"]
+    );
+    let Outcome::Fail { reason } = &ran.outcome else {
+        panic!("{:?}", ran.outcome)
+    };
+    assert!(
+        reason.starts_with("live update: boot 1: state lost:")
+            && reason.contains("L7 retrieve_session"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_refusal_in_the_next_kernels_log_is_incompatible() {
+    let refuse: Script = Box::new(|r| {
+        matches!(r, Request::KernelLog).then(|| {
+            Ok(Reply::Log {
+                lines: vec!["[    0.100000] luo: LUO state is incompatible with 'luo-v5'".into()],
+            })
+        })
+    });
+    let (ran, _) = run(
+        "description: d\nsteps:\n  - kexec: {}\n",
+        FakeGuest::new(refuse),
+    );
+    assert!(
+        ran.report
+            .handover
+            .iter()
+            .any(|h| h.starts_with("boot 1: incompatible: luo: LUO state is incompatible")),
+        "{:?}",
+        ran.report.handover
+    );
+}

@@ -49,6 +49,8 @@ pub struct Validator {
     last_kexec: Option<u64>,
     /// Created sessions closed before the last kexec: name -> line of the close.
     closed_sessions: BTreeMap<String, u64>,
+    /// Kernel names the scenario declares (`kernels:`), bound on the command line.
+    declared: BTreeSet<String>,
 }
 
 impl Validator {
@@ -197,6 +199,32 @@ impl Validator {
                 self.closed_sessions.insert(n, at.line);
             }
         }
+    }
+
+    pub fn declare_kernel(&mut self, name: &str) {
+        self.declared.insert(name.to_string());
+    }
+
+    /// What a `kexec: {kernel: NAME}` may name: a variant, a kernel source, a declared name.
+    pub fn kernel_name(&mut self, at: &Site, name: &str) {
+        if luo_kernels::variant::find(name).is_ok() || self.declared.contains(name) {
+            return;
+        }
+        if luo_kernels::spec::KernelSpec::looks_like(name) {
+            if let Err(e) = luo_kernels::spec::KernelSpec::parse(name) {
+                self.problem(at, e.to_string(), None);
+            }
+            return;
+        }
+        let variants: Vec<&str> = luo_kernels::variant::all().map(|v| v.name).collect();
+        self.problem(
+            at,
+            format!("`{name}` is not a kernel variant, a kernel source, or a name this scenario declares"),
+            Some(format!(
+                "variants: {}; sources: debian:7.3, tree:PATH, git:PATH@REV, file:BZIMAGE; or declare it with `kernels: [{name}]` and bind it with --kernel-as {name}=SPEC",
+                variants.join(", ")
+            )),
+        );
     }
 
     /// Every handle ends with its kernel; the sessions open now are carried to the next one.

@@ -32,6 +32,8 @@ pub struct VmConfig {
     /// A second QMP monitor QEMU serves at this path, for a tool watching the VM beside the
     /// runner (`luo-harness profile`); the caller picks the path so it can connect from the start.
     pub watch_monitor: Option<PathBuf>,
+    /// QEMU's gdb stub on this port, the guest paused until the debugger continues it.
+    pub gdb_port: Option<u16>,
 }
 
 /// Guest memory when nothing asks for more: KHO scratch is carved out of it at boot (about 200 MiB
@@ -55,6 +57,7 @@ impl VmConfig {
             keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
             discard_artifacts: false,
             watch_monitor: None,
+            gdb_port: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl VmConfig {
             agent_socket: dir.join("agent.sock"),
             qmp_socket: dir.join("qmp.sock"),
             watch_monitor: self.watch_monitor.clone(),
+            gdb_port: self.gdb_port,
             virtiofs: self
                 .virtiofs
                 .then(|| (dir.join("vfs.sock"), SHARE_TAG.to_string())),

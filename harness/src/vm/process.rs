@@ -64,12 +64,22 @@ pub struct Child {
 
 impl Child {
     /// Spawns `cmd` with the protections above. `name` is used in errors and logs.
-    pub fn spawn(mut cmd: Command, name: &str) -> std::io::Result<Child> {
+    pub fn spawn(cmd: Command, name: &str) -> std::io::Result<Child> {
+        Child::spawn_with(cmd, name, true)
+    }
+
+    /// The same, but in the runner's own process group, so a terminal's Ctrl-C reaches it too:
+    /// for a child that runs luo-harness again (git bisect run) and must stop its own VMs.
+    pub fn spawn_in_group(cmd: Command, name: &str) -> std::io::Result<Child> {
+        Child::spawn_with(cmd, name, false)
+    }
+
+    fn spawn_with(mut cmd: Command, name: &str, own_group: bool) -> std::io::Result<Child> {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                    || libc::setpgid(0, 0) != 0
+                    || (own_group && libc::setpgid(0, 0) != 0)
                 {
                     return Err(std::io::Error::last_os_error());
                 }

@@ -60,6 +60,8 @@ pub struct QemuSpec {
     pub qmp_socket: PathBuf,
     /// A second monitor, served by QEMU (server=on, wait=off): see `VmConfig::watch_monitor`.
     pub watch_monitor: Option<PathBuf>,
+    /// gdb stub on 127.0.0.1 at this port; the CPU starts stopped (`-S`).
+    pub gdb_port: Option<u16>,
     /// vhost-user-fs socket of virtiofsd, and the tag the guest mounts.
     pub virtiofs: Option<(PathBuf, String)>,
     pub agent_port_name: String,
@@ -119,6 +121,9 @@ impl QemuSpec {
             ),
         ]);
         push(&["-mon", "chardev=qmp,mode=control"]);
+        if let Some(port) = self.gdb_port {
+            push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
+        }
         if let Some(path) = &self.watch_monitor {
             push(&[
                 "-chardev",
@@ -219,6 +224,7 @@ mod tests {
             agent_socket: "/r/agent.sock".into(),
             qmp_socket: "/r/qmp.sock".into(),
             watch_monitor: None,
+            gdb_port: None,
             virtiofs: Some(("/r/vfs.sock".into(), "luoshare".into())),
             agent_port_name: "org.luo-harness.agent".into(),
             bios: None,
@@ -285,6 +291,16 @@ mod tests {
             value_after(&a, "-mon"),
             ["chardev=qmp,mode=control", "chardev=watch,mode=control"]
         );
+    }
+
+    #[test]
+    fn a_gdb_port_starts_the_guest_stopped_with_the_stub_on_loopback() {
+        let mut s = spec();
+        assert!(!s.args().contains(&"-S".to_string()));
+        s.gdb_port = Some(1234);
+        let a = s.args();
+        assert_eq!(value_after(&a, "-gdb"), ["tcp:127.0.0.1:1234"]);
+        assert!(a.contains(&"-S".to_string()));
     }
 
     #[test]

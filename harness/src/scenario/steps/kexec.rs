@@ -18,7 +18,10 @@ pub struct Kexec {
     /// Extra kernel command line for the next kernel.
     #[serde(default)]
     pub cmdline: Option<String>,
-    /// Kexec into this kernel variant (kernels/variants/) of the same source instead of the running one.
+    /// The next kernel: a variant (kernels/variants/) of the boot kernel's source, a kernel source
+    /// (`debian:7.2`, `tree:PATH`, `git:PATH@REV`, `file:BZIMAGE`), or a name declared in the
+    /// scenario's `kernels:` and bound on the command line. Default: the run's next kernel (the
+    /// boot kernel, or the `to` of a matrix cell).
     #[serde(default)]
     pub kernel: Option<String>,
 }
@@ -32,16 +35,14 @@ impl StepKind for Kexec {
         }
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
-        if let Some(name) = &self.kernel
-            && let Err(e) = luo_kernels::variant::find(name)
-        {
-            v.problem(at, e.to_string(), None);
+        if let Some(name) = &self.kernel {
+            v.kernel_name(at, name);
         }
         v.kexec(at);
     }
     fn needs(&self, needs: &mut Needs) {
         if let Some(v) = &self.kernel {
-            needs.variants.insert(v.clone());
+            needs.kernels.insert(v.clone());
         }
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
@@ -66,10 +67,12 @@ impl StepKind for Kexec {
         let facts = cx.guest.hello().boot.clone();
         cx.report.boots.push(BootFacts {
             boot,
+            release: facts.release.clone(),
             liveupdate_number: facts.liveupdate_number,
             kho_exec_from: facts.kho_exec_from,
         });
         cx.new_boot();
+        cx.check_handover();
         if let Some(why) = cx.unmet_requirements().await? {
             return Err(StepFailure::Skip(format!("boot {boot}: {why}")));
         }

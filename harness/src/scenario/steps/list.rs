@@ -273,6 +273,15 @@ pub fn check_all(steps: &[Spanned<Step>], v: &mut Validator, t: &Template) {
     }
 }
 
+/// Whether a kexec among `steps` (repeats included) names no kernel.
+pub fn unnamed_kexec(steps: &[Spanned<Step>]) -> bool {
+    steps.iter().any(|s| match &s.value {
+        Step::Kexec(k) => k.kernel.is_none(),
+        Step::Repeat(r) => unnamed_kexec(&r.steps),
+        _ => false,
+    })
+}
+
 /// What every step of `steps` needs built.
 pub fn needs_of(steps: &[Spanned<Step>], needs: &mut Needs) {
     for s in steps {

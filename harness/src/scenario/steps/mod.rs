@@ -21,7 +21,9 @@ pub use exec::Exec;
 pub use handle::{Close, OpenPath};
 pub use kexec::Kexec;
 pub use kind::StepKind;
-pub use list::{MAX_DEPTH, MAX_UNROLLED_STEPS, Repeat, Step, check_all, needs_of, site};
+pub use list::{
+    MAX_DEPTH, MAX_UNROLLED_STEPS, Repeat, Step, check_all, needs_of, site, unnamed_kexec,
+};
 pub use memfd::{CreateMemfd, Pattern, SEAL_NAMES, Seal, Seek, Truncate};
 pub use memory::MeasureMemory;
 pub use observe::Observe;
