@@ -153,3 +153,46 @@ fn a_changed_snapshot_fails_the_run_shows_the_difference_and_can_be_rewritten() 
     );
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }
+
+#[test]
+fn a_declared_kernel_name_must_be_bound_and_then_is_kexeced_into() {
+    let out = tempfile::tempdir().unwrap();
+    let fixture = common::project("harness/tests/fixtures/kexec-into-next.yaml");
+    let o = run(&["--out", "r", fixture.to_str().unwrap()], out.path());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "unbound: bad input, before any VM\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("kexecs into `next`, which is not bound"),
+        "{stderr}"
+    );
+    let o = run(
+        &[
+            "--out",
+            "r",
+            "--kernel-as",
+            "next=debian:7.2",
+            fixture.to_str().unwrap(),
+        ],
+        out.path(),
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(out.path().join("r/kexec-into-next.report.yaml")).unwrap();
+    let boot1 = report.split("- boot: 1").nth(1).unwrap_or_default();
+    assert!(
+        boot1.contains("release: 7.2."),
+        "boot 1 ran the 7.2 kernel:\n{report}"
+    );
+    assert!(
+        boot1.contains("kho_exec_from: 7.3."),
+        "kexec'd from 7.3:\n{report}"
+    );
+    assert!(
+        report.contains("L10 kexec into boot 1 (next): ok"),
+        "{report}"
+    );
+}

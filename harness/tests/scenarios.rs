@@ -7,7 +7,7 @@
 mod common;
 
 use luo_harness::events::Silent;
-use luo_harness::plan::{self, KernelChoice, Needs, PlanRequest};
+use luo_harness::plan::{self, Needs, PlanRequest};
 use luo_harness::scenario::{self, snapshot::SnapshotStatus, snapshot::Snapshots};
 use std::path::Path;
 
@@ -34,7 +34,7 @@ fn run_scenario(path: &Path, variant: &str) -> datatest_stable::Result<()> {
         let mut needs = Needs::default();
         s.needs(&mut needs);
         let req = PlanRequest {
-            kernel: KernelChoice::Build(luo_kernels::BuildRequest::default().with_variant(variant)),
+            build: luo_kernels::BuildRequest::default().with_variant(variant),
             ..Default::default()
         };
         let plan = plan::resolve(&req, &needs, &Silent)
