@@ -182,7 +182,11 @@ fn a_declared_kernel_name_must_be_bound_and_then_is_kexeced_into() {
     let (stdout, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
     let report = std::fs::read_to_string(out.path().join("r/kexec-into-next.report.yaml")).unwrap();
-    let boot1 = report.split("- boot: 1").nth(1).unwrap_or_default();
+    let boot1 = report
+        .split("- boot: 1")
+        .nth(1)
+        .unwrap_or_default()
+        .replace('"', "");
     assert!(
         boot1.contains("release: 7.2."),
         "boot 1 ran the 7.2 kernel:\n{report}"

@@ -16,10 +16,14 @@ fn debian_source() -> PathBuf {
         .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.join(SELFTEST).is_file())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-source-7.3_7.3."))
+                && p.join(SELFTEST).is_file()
+        })
         .unwrap_or_else(|| {
             panic!(
-                "no Debian source under {} (run `luo-harness setup`)",
+                "no Debian 7.3 source under {} (run `luo-harness setup`)",
                 sources.display()
             )
         })
