@@ -23,9 +23,20 @@ pub struct Timeouts {
 
 impl Timeouts {
     pub fn for_accel(accel: Accel) -> Timeouts {
+        // Working KVM boots in well under a second; TCG in about one, several on a loaded host.
+        // LUO_HARNESS_BOOT_TIMEOUT_S overrides it (a slow host, or a test of a guest that never
+        // says hello).
+        let boot = std::env::var("LUO_HARNESS_BOOT_TIMEOUT_S")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs);
         Timeouts {
-            // Working KVM boots in well under a second; TCG in about one, several on a loaded host.
-            boot: Duration::from_secs(if accel == Accel::Tcg { 30 } else { 10 }),
+            boot: boot.unwrap_or(Duration::from_secs(if accel == Accel::Tcg {
+                30
+            } else {
+                10
+            })),
             request: Duration::from_secs(30),
             exec: Duration::from_secs(60),
             scenario: Duration::from_secs(20 * 60),

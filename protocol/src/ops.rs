@@ -241,7 +241,16 @@ pub struct ExitStatus {
     /// Exit code, or None when killed by a signal.
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// At most [`MAX_PROGRAM_OUTPUT`] bytes of each; the rest is read and dropped.
     pub stdout: String,
     pub stderr: String,
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    #[serde(default)]
+    pub stderr_truncated: bool,
     pub duration_us: u64,
 }
+
+/// How much of a program's standard output, and of its standard error, the agent sends back: room
+/// for a kselftest's KTAP, far below what the host accepts in one line.
+pub const MAX_PROGRAM_OUTPUT: usize = 1 << 20;

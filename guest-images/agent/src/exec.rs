@@ -7,10 +7,32 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A program's output as sent back: at most MAX_PROGRAM_OUTPUT bytes, and whether there was more.
+type Output = (String, bool);
+
 pub struct Running {
     child: Child,
     started: Instant,
-    out: std::thread::JoinHandle<(String, String)>,
+    out: std::thread::JoinHandle<(Output, Output)>,
+}
+
+/// Everything `r` gives until EOF, of which the first MAX_PROGRAM_OUTPUT bytes are kept.
+fn bounded(mut r: impl Read) -> Output {
+    let limit = luo_protocol::MAX_PROGRAM_OUTPUT;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut more = false;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit - kept.len();
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                more |= n > room;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), more)
 }
 
 #[derive(Default)]
@@ -31,20 +53,11 @@ pub fn spawn(path: &str, args: &[String], env: &[(String, String)]) -> Result<Ru
             Some(n) => AgentError::syscall(call.clone(), n),
             None => AgentError::new(ErrorKind::BadRequest, call.clone(), e.to_string()),
         })?;
-    // Drain both pipes on a thread so a chatty child cannot block on a full pipe.
-    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let (so, se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = std::thread::spawn(move || {
-        let err_thread = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = se.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        });
-        let mut o = Vec::new();
-        let _ = so.read_to_end(&mut o);
-        (
-            String::from_utf8_lossy(&o).into_owned(),
-            err_thread.join().unwrap_or_default(),
-        )
+        let err_thread = std::thread::spawn(move || bounded(se));
+        (bounded(so), err_thread.join().unwrap_or_default())
     });
     Ok(Running {
         child,
@@ -73,12 +86,14 @@ pub fn wait(
         std::thread::sleep(Duration::from_micros(500));
     };
     let duration_us = r.started.elapsed().as_micros() as u64;
-    let (stdout, stderr) = r.out.join().unwrap_or_default();
+    let ((stdout, stdout_truncated), (stderr, stderr_truncated)) = r.out.join().unwrap_or_default();
     Ok(ExitStatus {
         code: status.code(),
         signal: status.signal(),
         stdout,
         stderr,
+        stdout_truncated,
+        stderr_truncated,
         duration_us,
     })
 }

@@ -6,6 +6,7 @@
 
 mod boot;
 mod exec;
+mod fault;
 mod fds;
 mod luo;
 mod memory;
@@ -33,9 +34,16 @@ fn main() {
         }
     };
     let mut writer = port.try_clone().expect("dup of the agent port");
+    let facts = boot::facts(started_us);
+    let fault = fault::from_cmdline(&facts.cmdline);
+    if fault::replace_hello(fault, &mut writer) {
+        loop {
+            std::thread::park();
+        }
+    }
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
-        boot: boot::facts(started_us),
+        boot: facts,
     };
     send(&mut writer, &hello);
 
@@ -74,7 +82,26 @@ fn main() {
                 )
             }
         };
-        send(&mut writer, &Response { id, outcome });
+        match fault {
+            Some(fault::Fault::WrongId) => send(
+                &mut writer,
+                &Response {
+                    id: id + 1000,
+                    outcome,
+                },
+            ),
+            Some(fault::Fault::DoubleReply) => {
+                send(
+                    &mut writer,
+                    &Response {
+                        id,
+                        outcome: outcome.clone(),
+                    },
+                );
+                send(&mut writer, &Response { id, outcome });
+            }
+            _ => send(&mut writer, &Response { id, outcome }),
+        }
         match after {
             ops::After::Nothing => {}
             ops::After::PowerOff => sys::power_off(),

@@ -26,9 +26,11 @@ pub enum GuestError {
         step: String,
         error: AgentError,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {source} (boot {boot}, step `{step}`)")]
     Stage {
         what: String,
+        boot: u32,
+        step: String,
         source: std::io::Error,
     },
 }
@@ -80,9 +82,11 @@ impl Classify for GuestError {
                 Failure::Panic | Failure::BootTimeout(_) | Failure::Timeout(_) => {
                     Kind::KernelFailure
                 }
-                Failure::Ended(EndCause::GuestPanic | EndCause::GuestStopped { .. }) => {
-                    Kind::KernelFailure
-                }
+                Failure::Ended(
+                    EndCause::GuestPanic
+                    | EndCause::GuestStopped { .. }
+                    | EndCause::ConsoleFlood { .. },
+                ) => Kind::KernelFailure,
                 Failure::Ended(_) | Failure::Protocol(_) => Kind::InfraFailure,
             },
             GuestError::Agent { .. } => Kind::Fail,

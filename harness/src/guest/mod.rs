@@ -42,6 +42,8 @@ impl Guest {
             std::fs::File::create(vm.artifacts().path("agent.jsonl")).map_err(|e| {
                 GuestError::Stage {
                     what: "creating agent.jsonl".into(),
+                    boot: 0,
+                    step: "boot".into(),
                     source: e,
                 }
             })?;
@@ -97,6 +99,8 @@ impl Guest {
             .map(|_| ())
             .map_err(|source| GuestError::Stage {
                 what: format!("staging {} into the share as {rel}", src.display()),
+                boot: self.current_boot,
+                step: self.step.clone(),
                 source,
             })
     }
@@ -133,7 +137,12 @@ impl Guest {
         self.next_id += 1;
         let line = to_line(&Envelope { id, request: req });
         if let Err(e) = self.link.send(&line).await {
-            return Err(self.fail(Failure::Protocol(format!("writing to the agent: {e}"))));
+            // A port that will not take a line is usually a VM that has gone: say why it went.
+            let why = match self.vm.ended_within(Duration::from_secs(2)).await {
+                Some(end) => ended(end.cause()),
+                None => Failure::Protocol(format!("writing to the agent: {e}")),
+            };
+            return Err(self.fail(why));
         }
         let sent = Instant::now();
         let deadline = sent + timeout;

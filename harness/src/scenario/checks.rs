@@ -191,7 +191,12 @@ impl<G: GuestDriver> StepContext<'_, G> {
             Err(e) => {
                 return Ok(Some(format!(
                     "requires {} but the kernel's own config cannot be read ({e}; it needs CONFIG_IKCONFIG_PROC)",
-                    self.requires.config.join(", ")
+                    self.requires
+                        .config
+                        .iter()
+                        .map(|c| c.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         };

@@ -123,6 +123,8 @@ impl FakeGuest {
                 signal: None,
                 stdout: String::new(),
                 stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
                 duration_us: 1,
             }),
             _ => Reply::Done,

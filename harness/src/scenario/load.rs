@@ -2,6 +2,7 @@
 //! file:line:column and the offending line underlined, before any VM starts.
 
 use super::diagnostic::{InvalidScenario, diagnostic};
+use super::limits;
 use super::model::Scenario;
 use super::steps::{MAX_UNROLLED_STEPS, check_all, site};
 use super::template::Template;
@@ -28,10 +29,26 @@ impl crate::outcome::Classify for LoadError {
 
 pub fn load(path: &Path) -> Result<(Scenario, String), LoadError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+    let read = |source| LoadError::Read {
         path: file.clone(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > limits::MAX_FILE_BYTES {
+        return Err(InvalidScenario::one(
+            &file,
+            "",
+            1,
+            1,
+            format!(
+                "the file is {size} bytes; a scenario file is at most {} (1 MiB)",
+                limits::MAX_FILE_BYTES
+            ),
+            None,
+        )
+        .into());
+    }
+    let bytes = std::fs::read(path).map_err(read)?;
     let src = decode(&file, bytes)?;
     let s = parse(&file, &src)?;
     Ok((s, src))
@@ -56,18 +73,49 @@ fn decode(file: &str, bytes: Vec<u8>) -> Result<String, InvalidScenario> {
     })
 }
 
+/// The YAML budget: aliases, depth and nodes bounded, so no file makes the parser work long.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_aliases: limits::MAX_ALIASES,
+            max_depth: limits::MAX_YAML_DEPTH,
+            max_nodes: limits::MAX_YAML_NODES,
+            max_total_scalar_bytes: limits::MAX_FILE_BYTES as usize,
+        },
+    }
+}
+
 pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
-    let mut scenario: Scenario = serde_saphyr::from_str(src).map_err(|e| {
-        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        InvalidScenario::one(
+    if let Some((i, l)) = src
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.len() > limits::MAX_LINE_BYTES)
+    {
+        return Err(InvalidScenario::one(
             file,
             src,
-            line,
-            column,
-            first_sentence(&e.to_string()),
+            i as u64 + 1,
+            limits::MAX_LINE_BYTES as u64 + 1,
+            format!(
+                "this line is {} bytes; a line is at most {}",
+                l.len(),
+                limits::MAX_LINE_BYTES
+            ),
             None,
-        )
-    })?;
+        ));
+    }
+    let mut scenario: Scenario =
+        serde_saphyr::from_str_with_options(src, options()).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            InvalidScenario::one(
+                file,
+                src,
+                line,
+                column,
+                first_sentence(&e.to_string()),
+                None,
+            )
+        })?;
     if scenario.name.is_none() {
         scenario.name = Path::new(file)
             .file_stem()
@@ -98,6 +146,66 @@ fn first_sentence(msg: &str) -> String {
     }
 }
 
+fn at<T>(s: &serde_saphyr::Spanned<T>, keyword: &'static str) -> Site {
+    Site {
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+        keyword,
+    }
+}
+
+/// The fields outside the steps: memory, timeouts, requirements.
+fn top_level(s: &Scenario, v: &mut Validator) {
+    if let Some(m) = &s.memory_mib {
+        if limits::MEMORY_MIB.contains(&m.value) {
+            v.memory_mib = m.value;
+        } else {
+            let r = limits::MEMORY_MIB;
+            v.problem(
+                &at(m, "memory_mib"),
+                format!("memory_mib {}: {} to {} MiB", m.value, r.start(), r.end()),
+                None,
+            );
+        }
+    }
+    if let Some(t) = &s.step_timeout_s
+        && !limits::TIMEOUT_S.contains(&t.value)
+    {
+        let r = limits::TIMEOUT_S;
+        v.problem(
+            &at(t, "step_timeout_s"),
+            format!(
+                "step_timeout_s {}: {} to {} seconds",
+                t.value,
+                r.start(),
+                r.end()
+            ),
+            None,
+        );
+    }
+    for c in &s.requires.config {
+        if !limits::is_kconfig_symbol(&c.value) {
+            v.problem(
+                &at(c, "requires"),
+                format!(
+                    "`{}` is not a Kconfig symbol (CONFIG_NAME: capitals, digits, _)",
+                    c.value
+                ),
+                None,
+            );
+        }
+    }
+    if let Some(k) = &s.requires.kernel
+        && !limits::is_version(&k.value)
+    {
+        v.problem(
+            &at(k, "requires"),
+            format!("`{}` is not a kernel version (7.2, 7.2.13)", k.value),
+            None,
+        );
+    }
+}
+
 /// Every problem of a parsed scenario: the steps walked in order, each telling the validator what
 /// it uses and creates.
 pub fn validate(s: &Scenario) -> Vec<Problem> {
@@ -113,6 +221,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
         v.problems
             .push(at_top("a scenario needs at least one step".into()));
     }
+    top_level(s, &mut v);
     for k in &s.kernels {
         let at = Site {
             line: k.referenced.line(),

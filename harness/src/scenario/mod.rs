@@ -10,6 +10,7 @@ pub mod context;
 pub mod diagnostic;
 pub mod driver;
 pub mod engine;
+pub mod limits;
 pub mod load;
 pub mod model;
 pub mod report;
@@ -41,17 +42,16 @@ pub use requires::Requires;
 
 use crate::guest::{Guest, GuestError};
 use crate::plan::Plan;
-use std::time::Duration;
 
 /// Boots a VM for `scenario` on the plan's kernel and runs it.
 pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
     let mut cfg = plan.vm_config(scenario.name());
     // The scenario's own memory size wins over the run's.
-    if let Some(m) = scenario.memory_mib {
+    if let Some(m) = scenario.memory_mib() {
         cfg.memory_mib = m;
     }
-    if let Some(t) = scenario.step_timeout_s {
-        cfg.timeouts = cfg.timeouts.with_request(Duration::from_secs(t));
+    if let Some(t) = scenario.step_timeout() {
+        cfg.timeouts = cfg.timeouts.with_request(t);
     }
     let guest = Guest::boot(cfg).await?;
     engine::drive(scenario, plan, guest).await

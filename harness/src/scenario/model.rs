@@ -20,17 +20,30 @@ pub struct Scenario {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub kernels: Vec<Spanned<String>>,
-    /// Guest memory in MiB (default 256).
+    /// Guest memory in MiB (default 256; 128 to 16384).
     #[serde(default)]
-    pub memory_mib: Option<u32>,
-    /// Request timeout in seconds for every step (default 30).
+    #[schemars(with = "Option<u64>")]
+    pub memory_mib: Option<Spanned<u64>>,
+    /// Request timeout in seconds for every step (default 30; 1 to 3600).
     #[serde(default)]
-    pub step_timeout_s: Option<u64>,
+    #[schemars(with = "Option<u64>")]
+    pub step_timeout_s: Option<Spanned<u64>>,
     #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Spanned<Step>>,
 }
 
 impl Scenario {
+    /// The guest memory the scenario runs with (its own, or the default).
+    pub fn memory_mib(&self) -> Option<u32> {
+        self.memory_mib.as_ref().map(|m| m.value as u32)
+    }
+
+    pub fn step_timeout(&self) -> Option<std::time::Duration> {
+        self.step_timeout_s
+            .as_ref()
+            .map(|t| std::time::Duration::from_secs(t.value))
+    }
+
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
     }

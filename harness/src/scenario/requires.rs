@@ -4,6 +4,7 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -11,10 +12,12 @@ pub struct Requires {
     /// Kernel options that must be `y` in every kernel the scenario boots (read in the guest from
     /// /proc/config.gz).
     #[serde(default)]
-    pub config: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub config: Vec<Spanned<String>>,
     /// Minimum kernel version, e.g. "7.2" (LIVEUPDATE_SESSION_GET_NAME).
     #[serde(default)]
-    pub kernel: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub kernel: Option<Spanned<String>>,
 }
 
 impl Requires {
@@ -24,7 +27,7 @@ impl Requires {
 
     /// Why a kernel of `release` does not qualify by version.
     pub fn release_unmet(&self, release: &str) -> Option<String> {
-        let min = self.kernel.as_ref()?;
+        let min = &self.kernel.as_ref()?.value;
         (version_tuple(release) < version_tuple(min))
             .then(|| format!("requires kernel >= {min}, running {release}"))
     }
@@ -34,7 +37,7 @@ impl Requires {
         let cfg = luo_kernels::config::parse_dot_config(config);
         self.config
             .iter()
-            .map(|o| o.trim_start_matches("CONFIG_"))
+            .map(|o| o.value.trim_start_matches("CONFIG_"))
             .filter(|sym| cfg.get(*sym).map(String::as_str) != Some("y"))
             .map(|sym| format!("requires CONFIG_{sym}=y, which this kernel lacks"))
             .collect()
@@ -55,10 +58,10 @@ mod tests {
 
     #[test]
     fn versions_and_options_are_checked() {
-        let r = Requires {
-            config: vec!["CONFIG_LIVEUPDATE_MEMFD".into(), "KEXEC_FILE".into()],
-            kernel: Some("7.2".into()),
-        };
+        let r: Requires = serde_saphyr::from_str(
+            "config: [CONFIG_LIVEUPDATE_MEMFD, KEXEC_FILE]\nkernel: \"7.2\"\n",
+        )
+        .unwrap();
         assert_eq!(r.release_unmet("7.3.4"), None);
         assert_eq!(r.release_unmet("7.2.0-rc1"), None);
         assert!(r.release_unmet("6.19.3").unwrap().contains(">= 7.2"));

@@ -2,6 +2,7 @@
 //! which boot, which sessions were open at the last kexec. Each step says what it uses and creates
 //! (steps/*.rs); this module keeps the state and words the problems.
 
+use super::limits;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a step stands in its file.
@@ -34,7 +35,6 @@ struct HandleInfo {
 }
 
 /// Symbolic execution of the steps.
-#[derive(Default)]
 pub struct Validator {
     pub problems: Vec<Problem>,
     boot: u32,
@@ -51,6 +51,26 @@ pub struct Validator {
     closed_sessions: BTreeMap<String, u64>,
     /// Kernel names the scenario declares (`kernels:`), bound on the command line.
     declared: BTreeSet<String>,
+    /// The guest's memory, for sizes that must fit in it.
+    pub memory_mib: u64,
+}
+
+impl Default for Validator {
+    fn default() -> Self {
+        Validator {
+            problems: vec![],
+            boot: 0,
+            handles: BTreeMap::new(),
+            gone: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            open_sessions: BTreeMap::new(),
+            carried: BTreeSet::new(),
+            last_kexec: None,
+            closed_sessions: BTreeMap::new(),
+            declared: BTreeSet::new(),
+            memory_mib: crate::vm::DEFAULT_MEMORY_MIB as u64,
+        }
+    }
 }
 
 impl Validator {
@@ -122,6 +142,7 @@ impl Validator {
 
     /// The step opens `name`; a step expected to fail opens nothing.
     pub fn define(&mut self, at: &Site, name: &str, kind: Kind, expects_error: bool) {
+        self.handle_name(at, "the handle", name);
         if expects_error {
             return;
         }
@@ -199,6 +220,63 @@ impl Validator {
                 self.closed_sessions.insert(n, at.line);
             }
         }
+    }
+
+    /// `name` must be able to name a handle.
+    pub fn handle_name(&mut self, at: &Site, what: &str, name: &str) {
+        if !limits::is_handle(name) {
+            self.problem(
+                at,
+                format!(
+                    "{what} `{name}` is not a name: letters, digits and _-.:+=, 1 to {} bytes",
+                    limits::MAX_NAME_BYTES
+                ),
+                None,
+            );
+        }
+    }
+
+    /// A session name the kernel can accept, unless the step expects the errno it will get.
+    pub fn session_name(&mut self, at: &Site, name: &str, expect: Option<&str>) {
+        let n = name.len();
+        if !limits::SESSION_NAME_BYTES.contains(&n) && expect != Some("EINVAL") {
+            self.problem(
+                at,
+                format!("a session name is 1 to 63 bytes; this one is {n}, so the call can only fail (EINVAL)"),
+                Some("write `expect: EINVAL` if that is the point".into()),
+            );
+        }
+    }
+
+    /// A byte count within `max`, and (when `filled`) within half the guest's memory.
+    pub fn size(&mut self, at: &Site, what: &str, bytes: u64, filled: bool) {
+        let mem = self.memory_mib << 20;
+        if bytes > limits::MAX_MEMFD_BYTES {
+            self.problem(
+                at,
+                format!(
+                    "{what} of {bytes} bytes: at most {} (1G)",
+                    limits::MAX_MEMFD_BYTES
+                ),
+                None,
+            );
+        } else if filled && bytes > mem / 2 {
+            self.problem(
+                at,
+                format!("{what} of {bytes} bytes is filled, but the guest has {} MiB: at most half of it", self.memory_mib),
+                Some("raise `memory_mib`, or make it smaller".into()),
+            );
+        }
+    }
+
+    /// What an `exec` can run besides the kernel's selftests: (issue 13 adds programs beside the
+    /// scenario file). The default image holds nothing but the agent.
+    pub fn program_path(&mut self, at: &Site, path: &str) {
+        self.problem(
+            at,
+            format!("`{path}` is not a program the guest has"),
+            Some("the guest image holds only the agent: run selftests/<name> (the kernel's LUO selftests)".into()),
+        );
     }
 
     pub fn declare_kernel(&mut self, name: &str) {

@@ -89,11 +89,26 @@ impl Drop for Artifacts {
     }
 }
 
-/// The last `n` lines of a text file (the console log on failures).
+/// The last `n` lines of a text file (the console log on failures): read from its last 64 KiB
+/// only, each line cut to 300 characters, so a flooded console makes a readable message.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    use std::io::{Read, Seek, SeekFrom};
+    const WINDOW: u64 = 64 << 10;
+    const LINE: usize = 300;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
+    let mut bytes = Vec::new();
+    let _ = f.take(WINDOW).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.char_indices().nth(LINE) {
+            Some((i, _)) => format!("{}... ({} bytes)", &l[..i], l.len()),
+            None => l.to_string(),
+        })
+        .collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -13,6 +13,10 @@ pub struct VmEnd {
     /// `host-signal`, `host-qmp-quit`, ...), if QEMU sent one.
     pub shutdown: Option<(bool, String)>,
     pub console_panic: bool,
+    /// The runner stopped QEMU: the console passed its limit.
+    pub console_flood: bool,
+    /// virtiofsd died while QEMU ran (the runner then stopped QEMU).
+    pub virtiofsd_died: Option<String>,
 }
 
 /// What ended the VM, as far as the host can tell.
@@ -27,10 +31,24 @@ pub enum EndCause {
     Killed { signal: i32 },
     /// QEMU exited with an error of its own.
     QemuFailed { status: String },
+    /// The guest wrote more to its console than the runner keeps.
+    ConsoleFlood { bytes: u64 },
+    /// virtiofsd, which serves the share, died under the VM.
+    VirtiofsdDied { status: String },
 }
 
 impl VmEnd {
     pub fn cause(&self) -> EndCause {
+        if self.console_flood {
+            return EndCause::ConsoleFlood {
+                bytes: super::console_limit(),
+            };
+        }
+        if let Some(status) = &self.virtiofsd_died {
+            return EndCause::VirtiofsdDied {
+                status: status.clone(),
+            };
+        }
         if self.guest_panicked || self.console_panic {
             return EndCause::GuestPanic;
         }
@@ -60,6 +78,17 @@ impl std::fmt::Display for EndCause {
             }
             EndCause::Killed { signal } => write!(f, "QEMU was killed by signal {signal}"),
             EndCause::QemuFailed { status } => write!(f, "QEMU exited unexpectedly ({status})"),
+            EndCause::ConsoleFlood { bytes } => write!(
+                f,
+                "the guest flooded its console (more than {} MiB); the VM was stopped",
+                bytes >> 20
+            ),
+            EndCause::VirtiofsdDied { status } => {
+                write!(
+                    f,
+                    "virtiofsd died under the VM ({status}); the VM was stopped"
+                )
+            }
         }
     }
 }
@@ -74,6 +103,8 @@ mod tests {
             guest_panicked: false,
             shutdown: None,
             console_panic: false,
+            console_flood: false,
+            virtiofsd_died: None,
         }
     }
 
@@ -104,5 +135,20 @@ mod tests {
             }
         );
         assert!(matches!(end(1 << 8).cause(), EndCause::QemuFailed { .. }));
+    }
+
+    #[test]
+    fn what_the_runner_stopped_the_vm_for_comes_first() {
+        let mut e = end(9);
+        e.virtiofsd_died = Some("signal 9".into());
+        assert_eq!(
+            e.cause(),
+            EndCause::VirtiofsdDied {
+                status: "signal 9".into()
+            },
+            "not QEMU's kill"
+        );
+        e.console_flood = true;
+        assert!(matches!(e.cause(), EndCause::ConsoleFlood { .. }));
     }
 }

@@ -21,6 +21,8 @@ use artifacts::Artifacts;
 use process::Child;
 use qmp::{Qmp, QmpEvent};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -28,17 +30,54 @@ fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
     move |source| VmError::Setup { what, source }
 }
 
+/// The most console output a VM may write by default: a kernel that floods its serial port is
+/// stopped, not allowed to fill the disk. `LUO_HARNESS_CONSOLE_MIB` sets another limit.
+pub const MAX_CONSOLE_BYTES: u64 = 64 << 20;
+
+pub fn console_limit() -> u64 {
+    std::env::var("LUO_HARNESS_CONSOLE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|m| *m > 0)
+        .map_or(MAX_CONSOLE_BYTES, |m| m << 20)
+}
+
 /// A running VM: its processes and artifacts. Dropping it kills QEMU and virtiofsd.
 pub struct Vm {
     config: VmConfig,
     artifacts: Artifacts,
     qemu: Child,
-    _virtiofsd: Option<Child>,
+    virtiofsd: Option<Child>,
     qmp: Qmp,
     agent: Option<UnixStream>,
     started: Instant,
     guest_panicked: bool,
     shutdown: Option<(bool, String)>,
+    /// Set by the console watcher when it stopped QEMU for flooding.
+    flooded: Arc<AtomicBool>,
+}
+
+/// Watches the console's size while QEMU runs, whatever the runner is doing meanwhile (waiting for
+/// a reply, or for a person at `drive`), and stops QEMU when it passes the limit.
+fn watch_console(pid: i32, console: PathBuf) -> Arc<AtomicBool> {
+    let flooded = Arc::new(AtomicBool::new(false));
+    let flag = flooded.clone();
+    let limit = console_limit();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // The Vm holds the other reference: when it is gone, so is this watch.
+        while Arc::strong_count(&flag) > 1 {
+            tick.tick().await;
+            let size = std::fs::metadata(&console).map_or(0, |m| m.len());
+            if size > limit && process::is_live(pid) {
+                tracing::warn!(size, "console flood: stopping the VM");
+                flag.store(true, Ordering::Relaxed);
+                process::kill_live(pid);
+                break;
+            }
+        }
+    });
+    flooded
 }
 
 impl Vm {
@@ -106,11 +145,13 @@ impl Vm {
             Ok(q) => q,
             Err(e) => return Err(fail(&mut artifacts, format!("QMP: {e}"))),
         };
+        let flooded = watch_console(qemu.pid(), artifacts.console());
         Ok(Vm {
             config: cfg,
             artifacts,
+            flooded,
             qemu,
-            _virtiofsd: virtiofsd,
+            virtiofsd,
             qmp,
             agent: Some(agent),
             started,
@@ -164,9 +205,17 @@ impl Vm {
         }
     }
 
-    /// Waits until QEMU has exited and says why. Cancel-safe: what QMP said so far is kept.
+    /// Waits until QEMU has exited and says why. Meanwhile watches virtiofsd: its death ends the
+    /// VM (the console's size has a watcher of its own). Cancel-safe: what QMP said so far is kept.
     pub async fn ended(&mut self) -> VmEnd {
+        let mut virtiofsd_died = None;
         loop {
+            let virtiofsd_exit = async {
+                match self.virtiofsd.as_mut() {
+                    Some(v) => v.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 s = self.qemu.wait() => {
                     while let Ok(ev) = self.qmp.events.try_recv() {
@@ -178,9 +227,20 @@ impl Vm {
                         guest_panicked: self.guest_panicked,
                         shutdown: self.shutdown.clone(),
                         console_panic: self.console_tail(200).contains("Kernel panic"),
+                        console_flood: self.flooded.load(Ordering::Relaxed),
+                        virtiofsd_died: virtiofsd_died.clone(),
                     };
                 }
                 Some(ev) = self.qmp.events.recv() => self.note(ev),
+                s = virtiofsd_exit, if virtiofsd_died.is_none() => {
+                    // virtiofsd also ends when QEMU goes: only a virtiofsd that dies first is news.
+                    let status = s.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    if tokio::time::timeout(Duration::from_millis(300), self.qemu.wait()).await.is_err() {
+                        tracing::warn!(%status, "virtiofsd died under the VM");
+                        virtiofsd_died = Some(status);
+                        self.qemu.kill();
+                    }
+                }
             }
         }
     }

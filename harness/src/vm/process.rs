@@ -197,6 +197,21 @@ fn kill_pid(pid: i32) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
+/// Whether `pid` is a child of ours that has not been reaped.
+pub fn is_live(pid: i32) -> bool {
+    registry()
+        .lock()
+        .map(|r| r.contains_key(&pid))
+        .unwrap_or(false)
+}
+
+/// SIGKILL to a child of ours, if it is still one (never to a recycled pid).
+pub fn kill_live(pid: i32) {
+    if is_live(pid) {
+        kill_pid(pid);
+    }
+}
+
 /// Kills every registered child. Used by the signal handler and the panic hook.
 pub fn kill_all_children() {
     let pids: Vec<i32> = registry()

@@ -70,8 +70,25 @@ impl StepKind for Exec {
                 Some("selftests/<name> runs tools/testing/selftests/liveupdate/<name>.c".into()),
             );
         }
-        if self.timeout_s == Some(0) {
-            v.problem(at, "timeout_s must be at least 1".into(), None);
+        let range = crate::scenario::limits::TIMEOUT_S;
+        if let Some(t) = self.timeout_s
+            && !range.contains(&t)
+        {
+            v.problem(
+                at,
+                format!(
+                    "timeout_s {t}: {} to {} seconds",
+                    range.start(),
+                    range.end()
+                ),
+                None,
+            );
+        }
+        if let Some(b) = &self.background {
+            v.handle_name(at, "the background name", b);
+        }
+        if self.selftest().is_none() {
+            v.program_path(at, &self.path);
         }
     }
     fn needs(&self, needs: &mut Needs) {

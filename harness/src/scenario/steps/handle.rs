@@ -69,6 +69,16 @@ impl StepKind for OpenPath {
         }
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
+        if !self.path.starts_with('/') || self.path.len() > 4096 {
+            v.problem(
+                at,
+                format!(
+                    "`{}` is not a path in the guest: an absolute path, at most 4096 bytes",
+                    self.path
+                ),
+                None,
+            );
+        }
         v.define(at, &self.handle, Kind::File, self.expect.is_some());
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {

@@ -38,6 +38,18 @@ impl StepKind for Kexec {
         if let Some(name) = &self.kernel {
             v.kernel_name(at, name);
         }
+        if let Some(c) = &self.cmdline {
+            let max = crate::scenario::limits::MAX_CMDLINE_BYTES;
+            if c.len() > max {
+                v.problem(at, format!("the kexec command line is {} bytes; at most {max}", c.len()), Some("x86 takes 2048 bytes in all, and the harness's own parameters need the rest".into()));
+            } else if c.chars().any(|ch| ch.is_control()) {
+                v.problem(
+                    at,
+                    "the kexec command line holds a control character (a newline?)".into(),
+                    None,
+                );
+            }
+        }
         v.kexec(at);
     }
     fn needs(&self, needs: &mut Needs) {

@@ -40,6 +40,7 @@ impl StepKind for CreateMemfd {
         }
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
+        v.size(at, "a memfd", self.size.0, self.seed.is_some());
         v.define(at, &self.handle, Kind::File, self.expect.is_some());
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
@@ -89,6 +90,8 @@ pub struct Pattern<K> {
 
 pub trait PatternOp: std::fmt::Debug + Clone + Send + Sync + 'static {
     const KEYWORD: &'static str;
+    /// Whether it writes the range (which must then fit in the guest).
+    const WRITES: bool;
     fn request(handle: String, seed: u64, offset: u64, len: u64) -> Request;
 }
 
@@ -99,6 +102,7 @@ pub struct Verify;
 
 impl PatternOp for Write {
     const KEYWORD: &'static str = "write_pattern";
+    const WRITES: bool = true;
     fn request(handle: String, seed: u64, offset: u64, len: u64) -> Request {
         Request::WritePattern {
             handle,
@@ -111,6 +115,7 @@ impl PatternOp for Write {
 
 impl PatternOp for Verify {
     const KEYWORD: &'static str = "verify";
+    const WRITES: bool = false;
     fn request(handle: String, seed: u64, offset: u64, len: u64) -> Request {
         Request::VerifyPattern {
             handle,
@@ -134,6 +139,11 @@ impl<K: PatternOp> StepKind for Pattern<K> {
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         v.need(at, &self.fd, None, self.expect.is_some());
+        let end = self
+            .offset
+            .map_or(0, |o| o.0)
+            .saturating_add(self.len.map_or(0, |l| l.0));
+        v.size(at, "a pattern range", end, K::WRITES);
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
         let offset = self.offset.map_or(0, |o| o.0);
@@ -239,6 +249,7 @@ impl StepKind for Truncate {
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         v.need(at, &self.fd, None, self.expect.is_some());
+        v.size(at, "truncating to a size", self.size.0, false);
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
         let req = Request::Truncate {

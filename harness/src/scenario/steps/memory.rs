@@ -27,7 +27,19 @@ impl StepKind for MeasureMemory {
             ..self.clone()
         }
     }
-    fn check(&self, _: &mut Validator, _: &Site, _: &Template) {}
+    fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
+        let l = &self.label;
+        if l.trim().is_empty()
+            || l.len() > crate::scenario::limits::MAX_NAME_BYTES
+            || l.chars().any(char::is_control)
+        {
+            v.problem(
+                at,
+                format!("the label {l:?} is not a label: 1 to 128 bytes on one line"),
+                None,
+            );
+        }
+    }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
         let Some(Reply::Memory(snap)) = cx.call(Request::MemorySnapshot, None).await? else {
             return Err(StepFailure::Check(

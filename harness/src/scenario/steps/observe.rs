@@ -36,6 +36,9 @@ impl StepKind for Observe {
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         v.need(at, &self.handle, None, self.expect.is_some());
+        if let Some(l) = &self.label {
+            v.handle_name(at, "the label", l);
+        }
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
         let req = Request::Observe {

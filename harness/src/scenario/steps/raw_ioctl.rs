@@ -60,7 +60,19 @@ impl StepKind for RawIoctl {
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         v.need(at, &self.handle, None, self.expect.is_some());
-        if let Err(e) = self.argument() {
+        let range = crate::scenario::limits::RAW_IOCTL_BYTES;
+        if !range.contains(&self.len) {
+            v.problem(
+                at,
+                format!(
+                    "len {} is not a buffer size: {} to {} bytes",
+                    self.len,
+                    range.start(),
+                    range.end()
+                ),
+                None,
+            );
+        } else if let Err(e) = self.argument() {
             v.problem(at, e, Some("`len` is the argument's size in bytes".into()));
         }
     }

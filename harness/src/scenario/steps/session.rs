@@ -96,6 +96,7 @@ impl<K: SessionOp> StepKind for SessionStep<K> {
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         let fails = self.expect.is_some();
+        v.session_name(at, &self.name, self.expect());
         v.need(at, &self.device, Some(Kind::Device), fails);
         K::check(self, v, at);
         v.define(at, self.handle(), Kind::Session, fails);
