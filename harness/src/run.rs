@@ -71,23 +71,26 @@ pub async fn run_with<R: Runner>(
             .map(|l| l.scenario.name().to_string())
             .collect(),
     });
+    // Scenarios start in the order given (a dispatcher hands out the permits in turn), so `-p 1`
+    // runs them one after the other as listed; each writes its report the moment it ends.
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let opts = Arc::new(opts);
     let mut tasks = Vec::new();
+    let mut turns = Vec::new();
     for l in scenarios {
-        let (sem, plan, opts, sink, runner) = (
-            sem.clone(),
-            plan.clone(),
-            opts.clone(),
-            sink.clone(),
-            runner.clone(),
-        );
+        let (plan, opts, sink, runner) = (plan.clone(), opts.clone(), sink.clone(), runner.clone());
+        let (turn, my_turn) = tokio::sync::oneshot::channel::<tokio::sync::OwnedSemaphorePermit>();
+        turns.push(turn);
         let (file, name) = (l.file.clone(), l.scenario.name().to_string());
         let task = tokio::spawn(async move {
-            let _permit = sem
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let Ok(_permit) = my_turn.await else {
+                let reason = "not started: the run ended before its turn".to_string();
+                return ScenarioResult::new(
+                    l.file.clone(),
+                    l.scenario.name().to_string(),
+                    Outcome::InfraFailure { reason },
+                );
+            };
             sink.emit(Event::ScenarioStarted {
                 name: l.scenario.name().to_string(),
             });
@@ -96,6 +99,17 @@ pub async fn run_with<R: Runner>(
         });
         tasks.push((file, name, task));
     }
+    let dispatcher = tokio::spawn(async move {
+        for turn in turns {
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            // A scenario whose task is gone (panicked before its turn) gives the permit back.
+            let _ = turn.send(permit);
+        }
+    });
     let mut results = Vec::new();
     for (file, name, task) in tasks {
         let t0 = Instant::now();
@@ -111,6 +125,7 @@ pub async fn run_with<R: Runner>(
         sink.emit(Event::ScenarioFinished(Box::new(r.clone())));
         results.push(r);
     }
+    let _ = dispatcher.await;
     sink.emit(Event::RunFinished);
     results
 }
@@ -218,6 +233,39 @@ mod tests {
             let guest = crate::scenario::fake_guest();
             crate::scenario::engine::drive(&l.scenario, &crate::scenario::fake_plan(), guest).await
         }
+    }
+
+    /// Records the order scenarios start in.
+    #[derive(Default)]
+    struct Order(std::sync::Mutex<Vec<String>>);
+
+    impl Runner for Order {
+        async fn run(&self, l: &Loaded, _plan: &Plan) -> Result<Ran, GuestError> {
+            self.0.lock().unwrap().push(l.scenario.name().to_string());
+            // Give a later scenario every chance to start first, were the order not kept.
+            tokio::task::yield_now().await;
+            let guest = crate::scenario::fake_guest();
+            crate::scenario::engine::drive(&l.scenario, &crate::scenario::fake_plan(), guest).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_at_a_time_runs_them_in_the_order_given() {
+        let names: Vec<String> = (0..24).map(|i| format!("s{i:02}")).collect();
+        let order = Arc::new(Order::default());
+        run_with(
+            order.clone(),
+            Arc::new(crate::scenario::fake_plan()),
+            names.iter().map(|n| loaded(n)).collect(),
+            RunOptions {
+                parallel: 1,
+                snapshots: None,
+                out: None,
+            },
+            Arc::new(Collected::default()),
+        )
+        .await;
+        assert_eq!(*order.0.lock().unwrap(), names);
     }
 
     fn loaded(name: &str) -> Loaded {

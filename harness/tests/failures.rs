@@ -2,12 +2,11 @@
 
 mod common;
 
-use common::s;
+use common::{s, session};
 use luo_harness::guest::Failure;
 use luo_protocol::Request;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn guest_panic_is_reported_as_a_panic_with_the_console_tail() {
@@ -37,28 +36,6 @@ async fn guest_panic_is_reported_as_a_panic_with_the_console_tail() {
     std::fs::remove_dir_all(&artifacts).unwrap();
 }
 
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 /// Starts `luo-harness drive` with a private artifacts root, waits for the hello, and returns the
 /// child with the root.
 fn start_runner() -> (std::process::Child, tempfile::TempDir) {
@@ -66,14 +43,13 @@ fn start_runner() -> (std::process::Child, tempfile::TempDir) {
         .prefix("luo-kill")
         .tempdir_in("/tmp")
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
-        .arg("drive")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_luo-harness"));
+    cmd.arg("drive")
         .env("LUO_HARNESS_ARTIFACTS", root.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::inherit());
+    let mut child = session::spawn(cmd);
     let mut first = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut first)
@@ -82,36 +58,16 @@ fn start_runner() -> (std::process::Child, tempfile::TempDir) {
         first.contains("\"protocol\""),
         "expected the hello, got {first:?}"
     );
-    let root_str = root.path().to_str().unwrap().to_string();
+    let sid = child.id() as i32;
     assert!(
-        processes_mentioning(&root_str)
-            .iter()
-            .any(|p| p.contains("qemu-system")),
+        session::has(sid, "qemu-system"),
         "QEMU should be running before the kill"
     );
     assert!(
-        processes_mentioning(&root_str)
-            .iter()
-            .any(|p| p.contains("virtiofsd")),
+        session::has(sid, "virtiofsd"),
         "virtiofsd should be running"
     );
     (child, root)
-}
-
-fn assert_nothing_left(root: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = processes_mentioning(root);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left running after the runner died:\n{}",
-            left.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -119,7 +75,8 @@ fn sigkill_of_the_runner_leaves_no_qemu_or_virtiofsd() {
     let (mut child, root) = start_runner();
     child.kill().unwrap(); // SIGKILL: no cleanup code runs in the runner
     child.wait().unwrap();
-    assert_nothing_left(root.path().to_str().unwrap());
+    session::assert_empty(child.id() as i32);
+    drop(root);
 }
 
 #[test]
@@ -127,9 +84,10 @@ fn sigint_kills_children_keeps_artifacts_and_exits_130() {
     let (child, root) = start_runner();
     // SAFETY: plain syscall on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let sid = child.id() as i32;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
-    assert_nothing_left(root.path().to_str().unwrap());
+    session::assert_empty(sid);
     let kept: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().collect();
     assert_eq!(
         kept.len(),

@@ -11,6 +11,8 @@
 //! ```
 //! A result is built in its build directory, copied to `kernels/.tmp-*` and renamed into place, so a
 //! reader never sees a half-written kernel and a failed or interrupted build publishes nothing.
+//! meta.json records each file's SHA-256; a lookup checks them, so a file truncated or changed since
+//! (a full disk, a stray write, bit rot) is a miss that is rebuilt, never a kernel that is booted.
 
 use crate::error::{IoContext, KernelError};
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,64 @@ pub struct KernelMeta {
     /// Seconds since the epoch when published.
     pub built_at: u64,
     pub build_seconds: f64,
+    /// SHA-256 of each published file, by name. Empty in entries published before hashes were kept,
+    /// which are therefore misses.
+    #[serde(default)]
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+/// Why a published entry is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// A file every kernel is published with is not there (an older layout, or deleted since).
+    Missing(String),
+    /// The entry records no hashes (published by an older luo-harness).
+    Unverifiable,
+    /// A file's bytes are not the bytes published.
+    Changed { file: String },
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::Missing(file) => write!(f, "{file} is missing"),
+            Damage::Unverifiable => write!(f, "it records no SHA-256 of its files"),
+            Damage::Changed { file } => {
+                write!(
+                    f,
+                    "{file} does not match its SHA-256 (truncated or changed)"
+                )
+            }
+        }
+    }
+}
+
+/// What the cache holds under a key.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Hit(BuiltKernel),
+    Miss,
+    /// Published once, but not servable now: rebuilt (and republished) by whoever needs it.
+    Damaged {
+        dir: PathBuf,
+        damage: Damage,
+    },
+}
+
+impl Lookup {
+    pub fn hit(self) -> Option<BuiltKernel> {
+        match self {
+            Lookup::Hit(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
 }
 
 #[derive(Debug, Clone)]
@@ -162,11 +222,20 @@ impl Cache {
         Ok(Lock { _file: file })
     }
 
-    /// The published kernel under `key`, if it has everything a kernel is published with now. An
-    /// older entry (before System.map was kept, say) is a miss, so the build publishes it afresh.
-    pub fn lookup(&self, key: &str) -> Option<BuiltKernel> {
-        self.entry(key)
-            .filter(|k| PUBLISHED_FILES.iter().all(|f| k.dir.join(f).is_file()))
+    /// The published kernel under `key`, if it has everything a kernel is published with now and
+    /// every file's bytes are the ones published. Anything else (an older layout, a truncated
+    /// bzImage) is not served, so the build publishes it afresh.
+    pub fn lookup(&self, key: &str) -> Lookup {
+        let Some(k) = self.entry(key) else {
+            return Lookup::Miss;
+        };
+        match verify(&k) {
+            Ok(()) => Lookup::Hit(k),
+            Err(damage) => {
+                tracing::warn!(dir = %k.dir.display(), %damage, "cached kernel not served");
+                Lookup::Damaged { dir: k.dir, damage }
+            }
+        }
     }
 
     /// Any published entry, complete or from an older layout (for listing and collecting).
@@ -190,8 +259,13 @@ impl Cache {
         let tmp = kernels.join(format!(".tmp-{}-{}", meta.key, std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).at(&tmp)?;
+        let mut meta = meta;
         for (name, src) in files {
-            std::fs::copy(src, tmp.join(name)).at(*src)?;
+            let dest = tmp.join(name);
+            std::fs::copy(src, &dest).at(*src)?;
+            // Hashed from the copy, so what is recorded is what was written.
+            let sum = sha256_file(&dest).at(&dest)?;
+            meta.sha256.insert(name.to_string(), sum);
         }
         let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
         std::fs::write(tmp.join("meta.json"), json).at(tmp.join("meta.json"))?;
@@ -201,7 +275,7 @@ impl Cache {
         Ok(BuiltKernel { dir: dest, meta })
     }
 
-    /// Published kernels, newest first.
+    /// Published kernels, newest first (verified or not: for listing and collecting).
     pub fn list(&self) -> Vec<BuiltKernel> {
         let mut v: Vec<BuiltKernel> = std::fs::read_dir(self.kernels_dir())
             .map(|rd| {
@@ -254,6 +328,26 @@ impl Cache {
     }
 }
 
+/// Checks an entry's files against the hashes it was published with.
+fn verify(k: &BuiltKernel) -> Result<(), Damage> {
+    if let Some(f) = PUBLISHED_FILES.iter().find(|f| !k.dir.join(f).is_file()) {
+        return Err(Damage::Missing(f.to_string()));
+    }
+    if k.meta.sha256.is_empty() {
+        return Err(Damage::Unverifiable);
+    }
+    for (file, want) in &k.meta.sha256 {
+        let path = k.dir.join(file);
+        if !path.is_file() {
+            return Err(Damage::Missing(file.clone()));
+        }
+        if sha256_file(&path).ok().as_ref() != Some(want) {
+            return Err(Damage::Changed { file: file.clone() });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +392,7 @@ mod tests {
             toolchain: "gcc".into(),
             built_at,
             build_seconds: 1.0,
+            sha256: Default::default(),
         }
     }
 
@@ -313,7 +408,7 @@ mod tests {
     #[test]
     fn publish_is_visible_only_when_complete_and_gc_keeps_newest() {
         let (_dir, cache, img) = cache_with_image();
-        assert!(cache.lookup("k1").is_none());
+        assert!(matches!(cache.lookup("k1"), Lookup::Miss));
         // A leftover from a dead build is never served and is collected.
         let stale = cache.kernels_dir().join(".tmp-k0-999999999");
         std::fs::create_dir_all(&stale).unwrap();
@@ -325,7 +420,7 @@ mod tests {
         cache.publish(meta("k1", 1), &all).unwrap();
         cache.publish(meta("k2", 2), &all).unwrap();
         assert_eq!(
-            std::fs::read(cache.lookup("k1").unwrap().bzimage()).unwrap(),
+            std::fs::read(cache.lookup("k1").hit().unwrap().bzimage()).unwrap(),
             b"kernel"
         );
         assert_eq!(
@@ -338,7 +433,11 @@ mod tests {
         );
         let removed = cache.gc(1).unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");
-        assert!(cache.lookup("k1").is_none() && cache.lookup("k2").is_some() && !stale.exists());
+        assert!(
+            matches!(cache.lookup("k1"), Lookup::Miss)
+                && cache.lookup("k2").hit().is_some()
+                && !stale.exists()
+        );
     }
 
     #[test]
@@ -360,7 +459,47 @@ mod tests {
     fn an_entry_from_an_older_layout_is_a_miss_but_still_listed() {
         let (_dir, cache, img) = cache_with_image();
         cache.publish(meta("old", 1), &[("bzImage", &img)]).unwrap();
-        assert!(cache.lookup("old").is_none(), "rebuilt to get System.map");
+        assert!(
+            matches!(cache.lookup("old"), Lookup::Damaged { damage: Damage::Missing(f), .. } if f == "System.map"),
+            "rebuilt to get System.map"
+        );
         assert_eq!(cache.list().len(), 1, "still seen by list and gc");
+    }
+
+    #[test]
+    fn a_truncated_or_changed_file_is_never_served() {
+        let (_dir, cache, img) = cache_with_image();
+        let all: Vec<(&str, &Path)> = PUBLISHED_FILES
+            .iter()
+            .map(|f| (*f, img.as_path()))
+            .collect();
+        let k = cache.publish(meta("k", 1), &all).unwrap();
+        assert!(cache.lookup("k").hit().is_some());
+        // Same length, one byte changed: only the hash can tell.
+        std::fs::write(k.bzimage(), b"kernal").unwrap();
+        assert!(matches!(
+            cache.lookup("k"),
+            Lookup::Damaged { damage: Damage::Changed { file }, .. } if file == "bzImage"
+        ));
+        cache.publish(meta("k", 2), &all).unwrap();
+        std::fs::write(k.config(), b"").unwrap();
+        assert!(matches!(
+            cache.lookup("k"),
+            Lookup::Damaged { damage: Damage::Changed { file }, .. } if file == "config"
+        ));
+        // An entry without hashes cannot be trusted either.
+        let mut m = cache.list()[0].meta.clone();
+        m.sha256.clear();
+        std::fs::write(k.dir.join("meta.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(matches!(
+            cache.lookup("k"),
+            Lookup::Damaged {
+                damage: Damage::Unverifiable,
+                ..
+            }
+        ));
+        // And a truncated meta.json is no entry at all.
+        std::fs::write(k.dir.join("meta.json"), b"{\"key\":").unwrap();
+        assert!(matches!(cache.lookup("k"), Lookup::Miss));
     }
 }

@@ -1,7 +1,7 @@
 //! `build()`: a kernel from the cache, or through the phases that make one: fetch the source, stage
 //! it into its family's tree, apply the variant, configure and verify, compile, publish.
 
-use crate::cache::{BuiltKernel, Cache, KernelMeta};
+use crate::cache::{BuiltKernel, Cache, KernelMeta, Lookup};
 use crate::error::KernelError;
 use crate::make::{Make, build_step};
 use crate::request::{BuildRequest, toolchain};
@@ -15,6 +15,11 @@ use std::time::Instant;
 pub enum BuildEvent {
     CacheHit {
         key: String,
+    },
+    /// A published entry that is not served (a file truncated or changed since): built again.
+    CacheDamaged {
+        dir: PathBuf,
+        damage: crate::cache::Damage,
     },
     Waiting {
         lock: String,
@@ -99,14 +104,18 @@ pub fn build(
     let variant = variant::find(&req.variant)?;
     let toolchain = toolchain();
     let key = req.key_for(&req.source.identity()?, &variant, &toolchain);
-    if let Some(hit) = cache.lookup(&key) {
-        on_event(BuildEvent::CacheHit { key });
-        return Ok(hit);
+    match cache.lookup(&key) {
+        Lookup::Hit(hit) => {
+            on_event(BuildEvent::CacheHit { key });
+            return Ok(hit);
+        }
+        Lookup::Damaged { dir, damage } => on_event(BuildEvent::CacheDamaged { dir, damage }),
+        Lookup::Miss => {}
     }
     crate::hosttools::require(crate::hosttools::KERNEL_BUILD)?;
     let mut staged = stage(req, cache, on_event)?;
     // Another process may have published it while we waited for the family's lock.
-    if let Some(hit) = cache.lookup(&key) {
+    if let Lookup::Hit(hit) = cache.lookup(&key) {
         on_event(BuildEvent::CacheHit { key });
         return Ok(hit);
     }
@@ -129,6 +138,7 @@ pub fn build(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         build_seconds: started.elapsed().as_secs_f64(),
+        sha256: Default::default(),
     };
     let built = publish(cache, meta, &build_dir, &make.log_path)?;
     on_event(BuildEvent::Published {

@@ -109,7 +109,7 @@ impl BuildRequest {
 
     /// The published kernel for this request, if it is cached (never builds).
     pub fn cached(&self, cache: &crate::Cache) -> Result<Option<crate::BuiltKernel>, KernelError> {
-        Ok(cache.lookup(&self.key()?))
+        Ok(cache.lookup(&self.key()?).hit())
     }
 }
 

@@ -24,6 +24,7 @@ fn bounded(mut r: impl Read) -> Output {
     let mut more = false;
     loop {
         match r.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let room = limit - kept.len();
@@ -126,5 +127,25 @@ impl Children {
             )
         })?;
         wait(r, timeout, &call)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_kept_up_to_the_limit_and_marked_when_there_was_more() {
+        let limit = luo_protocol::MAX_PROGRAM_OUTPUT;
+        let (text, more) = bounded(std::io::Cursor::new(vec![b'k'; 3 * limit + 17]));
+        assert_eq!((text.len(), more), (limit, true));
+        let (text, more) = bounded(std::io::Cursor::new(vec![b'k'; limit]));
+        assert_eq!(
+            (text.len(), more),
+            (limit, false),
+            "exactly the limit is not truncated"
+        );
+        let (text, more) = bounded(&b"ok 1 - small\n"[..]);
+        assert_eq!((text.as_str(), more), ("ok 1 - small\n", false));
     }
 }

@@ -96,10 +96,14 @@ fn install_signal_handlers() {
         tokio::spawn(async move {
             s.recv().await;
             luo_harness::vm::process::kill_all_children();
-            for d in luo_harness::vm::process::live_artifact_dirs() {
+            let running = luo_harness::vm::process::live_artifact_dirs();
+            if running.is_empty() {
+                eprintln!("luo-harness: interrupted (no VM was running)");
+            }
+            for (dir, phase) in running {
                 eprintln!(
-                    "luo-harness: interrupted; artifacts kept in {}",
-                    d.display()
+                    "luo-harness: interrupted at {phase}; artifacts kept in {}",
+                    dir.display()
                 );
             }
             std::process::exit(exit::INTERRUPTED.into());

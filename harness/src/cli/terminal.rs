@@ -64,6 +64,10 @@ impl Terminal {
                 }
             }
             BuildEvent::CacheHit { key } => self.line(bars, format!("kernel {label}: cached ({key})")),
+            BuildEvent::CacheDamaged { dir, damage } => self.line(
+                bars,
+                format!("kernel {label}: cached entry {} not served: {damage}; building it again", dir.display()),
+            ),
             BuildEvent::Waiting { lock } => tracing::debug!(lock, "taking the build lock"),
             BuildEvent::FetchingSource => self.line(bars, format!("kernel {label}: preparing the source")),
             BuildEvent::Staged {

@@ -26,12 +26,13 @@ pub enum GuestError {
         step: String,
         error: AgentError,
     },
-    #[error("{what}: {source} (boot {boot}, step `{step}`)")]
+    #[error("{what}: {source} (boot {boot}, step `{step}`)\n--- artifacts kept in {artifacts} ---")]
     Stage {
         what: String,
         boot: u32,
         step: String,
         source: std::io::Error,
+        artifacts: String,
     },
 }
 
@@ -67,7 +68,9 @@ impl GuestError {
     pub fn artifacts(&self) -> Option<&str> {
         match self {
             GuestError::Failed { artifacts, .. } => Some(artifacts),
-            GuestError::Vm(VmError::Start { artifacts, .. }) => Some(artifacts),
+            GuestError::Stage { artifacts, .. }
+            | GuestError::Vm(VmError::Start { artifacts, .. })
+            | GuestError::Vm(VmError::Setup { artifacts, .. }) => Some(artifacts),
             _ => None,
         }
     }

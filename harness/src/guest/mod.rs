@@ -45,6 +45,7 @@ impl Guest {
                     boot: 0,
                     step: "boot".into(),
                     source: e,
+                    artifacts: vm.artifacts().dir().display().to_string(),
                 }
             })?;
         let stream = vm
@@ -61,6 +62,15 @@ impl Guest {
         };
         guest.await_hello(0, started).await?;
         Ok(guest)
+    }
+
+    /// The step now in progress, for failures and for an interrupted run's message.
+    fn enter(&mut self, step: String) {
+        crate::vm::process::note_phase(
+            self.vm.artifacts().dir(),
+            format!("boot {}, step `{step}`", self.current_boot),
+        );
+        self.step = step;
     }
 
     pub fn boots(&self) -> &[BootRecord] {
@@ -100,8 +110,10 @@ impl Guest {
             .map_err(|source| GuestError::Stage {
                 what: format!("staging {} into the share as {rel}", src.display()),
                 boot: self.current_boot,
-                step: self.step.clone(),
+                // A host-side step between requests: the last request's name would mislead.
+                step: format!("stage {rel}"),
                 source,
+                artifacts: self.artifacts().display().to_string(),
             })
     }
 
@@ -132,7 +144,7 @@ impl Guest {
         req: Request,
         timeout: Duration,
     ) -> Result<Result<Reply, AgentError>, GuestError> {
-        self.step = op_name(&req).to_string();
+        self.enter(op_name(&req).to_string());
         let id = self.next_id;
         self.next_id += 1;
         let line = to_line(&Envelope { id, request: req });
@@ -218,12 +230,12 @@ impl Guest {
 
     #[tracing::instrument(name = "boot", skip(self, since), fields(vm = %self.vm.config().name))]
     async fn await_hello(&mut self, expected: u32, since: Instant) -> Result<(), GuestError> {
-        self.step = if expected == 0 {
+        self.current_boot = expected;
+        self.enter(if expected == 0 {
             "boot".into()
         } else {
             format!("kexec into boot {expected}")
-        };
-        self.current_boot = expected;
+        });
         let timeout = self.vm.config().timeouts.boot;
         let line = self
             .next_line(Instant::now() + timeout, Failure::BootTimeout(timeout))

@@ -4,6 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Where artifacts directories are made: `$LUO_HARNESS_ARTIFACTS`, or `$TMPDIR/luo-harness`.
+pub fn base() -> PathBuf {
+    std::env::var_os("LUO_HARNESS_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("luo-harness"))
+}
+
 pub struct Artifacts {
     dir: PathBuf,
     keep: bool,
@@ -16,9 +23,7 @@ impl Artifacts {
     /// the run. Paths stay short: they hold unix sockets (108-byte limit).
     pub fn create(name: &str, keep: bool) -> std::io::Result<Artifacts> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let base = std::env::var_os("LUO_HARNESS_ARTIFACTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("luo-harness"));
+        let base = base();
         let safe: String = name
             .chars()
             .map(|c| {

@@ -4,10 +4,16 @@
 pub enum VmError {
     #[error("qemu-system-x86_64 not found (install it with ci/install-deps)")]
     NoQemu,
-    #[error("{what}: {source}")]
+    #[error("creating an artifacts directory under {base}: {source}")]
+    NoArtifacts {
+        base: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}\n--- artifacts kept in {artifacts} ---")]
     Setup {
         what: &'static str,
         source: std::io::Error,
+        artifacts: String,
     },
     #[error("QEMU did not start: {message}\n{stderr}\n--- artifacts kept in {artifacts} ---")]
     Start {

@@ -26,8 +26,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 
-fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
-    move |source| VmError::Setup { what, source }
+/// A failure to set a VM up inside its artifacts directory: the directory is kept and named.
+fn setup<'a>(
+    what: &'static str,
+    artifacts: &'a mut Artifacts,
+) -> impl FnOnce(std::io::Error) -> VmError + 'a {
+    move |source| {
+        artifacts.fail();
+        VmError::Setup {
+            what,
+            source,
+            artifacts: artifacts.dir().display().to_string(),
+        }
+    }
 }
 
 /// The most console output a VM may write by default: a kernel that floods its serial port is
@@ -84,25 +95,28 @@ impl Vm {
     /// Starts virtiofsd and QEMU and waits until QEMU has connected its agent port and QMP.
     #[tracing::instrument(name = "vm", skip_all, fields(name = %cfg.name, accel = %cfg.accel))]
     pub async fn start(cfg: VmConfig) -> Result<Vm, VmError> {
-        let mut artifacts = Artifacts::create(&cfg.name, cfg.keep)
-            .map_err(setup("creating the artifacts directory"))?;
+        let mut artifacts =
+            Artifacts::create(&cfg.name, cfg.keep).map_err(|source| VmError::NoArtifacts {
+                base: artifacts::base().display().to_string(),
+                source,
+            })?;
         if cfg.discard_artifacts {
             artifacts.discard();
         }
         let started = Instant::now();
         let spec = cfg.qemu_spec(artifacts.dir())?;
-        let agent_listener =
-            UnixListener::bind(&spec.agent_socket).map_err(setup("binding the agent socket"))?;
-        let qmp_listener =
-            UnixListener::bind(&spec.qmp_socket).map_err(setup("binding the QMP socket"))?;
+        let agent_listener = UnixListener::bind(&spec.agent_socket)
+            .map_err(setup("binding the agent socket", &mut artifacts))?;
+        let qmp_listener = UnixListener::bind(&spec.qmp_socket)
+            .map_err(setup("binding the QMP socket", &mut artifacts))?;
         let virtiofsd = match &spec.virtiofs {
             Some((vfs_sock, _)) => {
                 let l = std::os::unix::net::UnixListener::bind(vfs_sock)
-                    .map_err(setup("binding the virtiofs socket"))?;
+                    .map_err(setup("binding the virtiofs socket", &mut artifacts))?;
                 let log = artifacts.path("virtiofsd.log");
                 Some(
                     virtiofsd::spawn(&l, &artifacts.share(), &log)
-                        .map_err(setup("starting virtiofsd"))?,
+                        .map_err(setup("starting virtiofsd", &mut artifacts))?,
                 )
             }
             None => None,
@@ -112,16 +126,16 @@ impl Vm {
             artifacts.path("qemu.cmdline"),
             format!("{} {}\n", spec.binary.display(), shell_words(&args)),
         )
-        .map_err(setup("writing qemu.cmdline"))?;
+        .map_err(setup("writing qemu.cmdline", &mut artifacts))?;
         let mut cmd = std::process::Command::new(&spec.binary);
         cmd.args(&args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(
                 std::fs::File::create(artifacts.path("qemu.stderr"))
-                    .map_err(setup("creating qemu.stderr"))?,
+                    .map_err(setup("creating qemu.stderr", &mut artifacts))?,
             );
-        let mut qemu = Child::spawn(cmd, "qemu").map_err(setup("starting QEMU"))?;
+        let mut qemu = Child::spawn(cmd, "qemu").map_err(setup("starting QEMU", &mut artifacts))?;
         tracing::debug!(pid = qemu.pid(), "qemu started");
         let timeout = cfg.timeouts.boot;
         let accepted = tokio::select! {

@@ -42,14 +42,24 @@ fn registry() -> &'static Mutex<BTreeMap<i32, String>> {
     REG.get_or_init(Default::default)
 }
 
-/// Artifact directories of runs in progress, printed if the runner is interrupted.
-fn live_artifacts() -> &'static Mutex<BTreeMap<PathBuf, ()>> {
-    static A: OnceLock<Mutex<BTreeMap<PathBuf, ()>>> = OnceLock::new();
+/// Artifact directories of runs in progress, with the phase each is in (boot and step), printed if
+/// the runner is interrupted.
+fn live_artifacts() -> &'static Mutex<BTreeMap<PathBuf, String>> {
+    static A: OnceLock<Mutex<BTreeMap<PathBuf, String>>> = OnceLock::new();
     A.get_or_init(Default::default)
 }
 
 pub fn register_artifacts(dir: PathBuf) {
-    live_artifacts().lock().unwrap().insert(dir, ());
+    live_artifacts()
+        .lock()
+        .unwrap()
+        .insert(dir, "starting the VM".into());
+}
+/// Records what the run using `dir` is doing now (`boot 1, step `retrieve_fd``).
+pub fn note_phase(dir: &std::path::Path, phase: String) {
+    if let Some(p) = live_artifacts().lock().unwrap().get_mut(dir) {
+        *p = phase;
+    }
 }
 pub fn unregister_artifacts(dir: &PathBuf) {
     live_artifacts().lock().unwrap().remove(dir);
@@ -223,10 +233,11 @@ pub fn kill_all_children() {
     }
 }
 
-/// Artifact directories of VMs that are running now (what an interrupted run should name).
-pub fn live_artifact_dirs() -> Vec<PathBuf> {
+/// Artifact directories of VMs that are running now with their phases (what an interrupted run
+/// should name).
+pub fn live_artifact_dirs() -> Vec<(PathBuf, String)> {
     live_artifacts()
         .lock()
-        .map(|a| a.keys().cloned().collect())
+        .map(|a| a.iter().map(|(d, p)| (d.clone(), p.clone())).collect())
         .unwrap_or_default()
 }

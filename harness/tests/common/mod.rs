@@ -39,3 +39,80 @@ pub fn project(dir: &str) -> PathBuf {
         .join("..")
         .join(dir)
 }
+
+/// Processes of a session, other than zombies (which have already let go of everything).
+pub mod session {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    /// Spawns `cmd` as the leader of a new session: everything it starts stays in that session
+    /// (QEMU and virtiofsd get process groups of their own, but not sessions), so the session id
+    /// finds every descendant, however it is named and whoever has reaped its parent.
+    pub fn spawn(mut cmd: Command) -> Child {
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().expect("spawning luo-harness")
+    }
+
+    /// `pid: comm` of every live process in session `sid`.
+    pub fn members(sid: i32) -> Vec<String> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp session ...: comm may hold spaces and parentheses.
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
+            let comm = &stat[stat.find('(').map_or(0, |i| i + 1)..close];
+            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            if rest.len() > 3 && rest[0] != "Z" && rest[3].parse() == Ok(sid) {
+                found.push(format!("{name}: {comm}"));
+            }
+        }
+        found
+    }
+
+    /// Waits a few seconds for session `sid` to empty, and fails naming what is left.
+    pub fn assert_empty(sid: i32) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = members(sid);
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left running after the runner ended:\n{}",
+                left.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a process of session `sid` has `needle` in its name.
+    pub fn has(sid: i32, needle: &str) -> bool {
+        members(sid).iter().any(|m| m.contains(needle))
+    }
+
+    /// The pid of a member whose name contains `needle`.
+    pub fn pid_of(sid: i32, needle: &str) -> Option<i32> {
+        members(sid)
+            .iter()
+            .find(|m| m.contains(needle))
+            .and_then(|m| m.split(':').next()?.parse().ok())
+    }
+}
