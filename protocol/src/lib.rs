@@ -144,6 +144,12 @@ impl std::fmt::Display for AgentError {
 
 impl std::error::Error for AgentError {}
 
+/// Decodes one line (its newline optional) as a message: the one decoder both sides use, and the
+/// one the fuzz tests feed (harness/tests/fuzz.rs).
+pub fn from_line<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(line.strip_suffix('\n').unwrap_or(line))
+}
+
 /// Encodes a message as one line (no embedded newlines: serde_json escapes them).
 pub fn to_line<T: Serialize>(msg: &T) -> String {
     let mut s = serde_json::to_string(msg).expect("protocol types always serialise");

@@ -60,7 +60,7 @@ fn main() {
         if line.trim().is_empty() {
             continue;
         }
-        let (id, outcome, after) = match serde_json::from_str::<Envelope>(&line) {
+        let (id, outcome, after) = match luo_protocol::from_line::<Envelope>(&line) {
             Ok(env) => {
                 let (outcome, after) = state.handle(env.request);
                 (env.id, outcome, after)

@@ -22,12 +22,50 @@ pub enum LinkError {
     NotUtf8(usize),
 }
 
+/// Splits a byte stream into bounded UTF-8 lines: pure, so the fuzz tests feed it directly.
+pub struct Lines {
+    max: usize,
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Lines of at most `max` bytes before their newline.
+    pub fn new(max: usize) -> Lines {
+        Lines {
+            max,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Takes bytes from the front of `buf`, up to and including the first newline; returns how
+    /// many it took, and the line (newline included) if one ended. A line past the limit takes
+    /// all of `buf` and is an error: nothing of it is kept.
+    pub fn feed(&mut self, buf: &[u8]) -> (usize, Option<Result<String, LinkError>>) {
+        let (take, complete) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if self.partial.len() + take > self.max + 1 {
+            self.partial.clear();
+            return (buf.len(), Some(Err(LinkError::TooLong)));
+        }
+        self.partial.extend_from_slice(&buf[..take]);
+        if !complete {
+            return (take, None);
+        }
+        let bytes = std::mem::take(&mut self.partial);
+        let line =
+            String::from_utf8(bytes).map_err(|e| LinkError::NotUtf8(e.utf8_error().valid_up_to()));
+        (take, Some(line))
+    }
+}
+
 pub struct AgentLink {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     transcript: std::fs::File,
     started: Instant,
-    partial: Vec<u8>,
+    lines: Lines,
 }
 
 impl AgentLink {
@@ -38,7 +76,7 @@ impl AgentLink {
             writer: w,
             transcript,
             started,
-            partial: Vec::new(),
+            lines: Lines::new(MAX_LINE),
         }
     }
 
@@ -54,22 +92,10 @@ impl AgentLink {
             if buf.is_empty() {
                 return Ok(None);
             }
-            let (take, complete) = match buf.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (buf.len(), false),
-            };
-            if self.partial.len() + take > MAX_LINE + 1 {
-                self.partial.clear();
-                let n = buf.len();
-                self.reader.consume(n);
-                return Err(LinkError::TooLong);
-            }
-            self.partial.extend_from_slice(&buf[..take]);
-            self.reader.consume(take);
-            if complete {
-                let bytes = std::mem::take(&mut self.partial);
-                let line = String::from_utf8(bytes)
-                    .map_err(|e| LinkError::NotUtf8(e.utf8_error().valid_up_to()))?;
+            let (taken, line) = self.lines.feed(buf);
+            self.reader.consume(taken);
+            if let Some(line) = line {
+                let line = line?;
                 self.log('<', &line);
                 return Ok(Some(line.trim_end().to_string()));
             }
@@ -122,7 +148,7 @@ mod tests {
             peer
         });
         assert!(matches!(l.read_line().await, Err(LinkError::TooLong)));
-        assert!(l.partial.capacity() <= MAX_LINE + (1 << 20) + 1);
+        assert!(l.lines.partial.capacity() <= MAX_LINE + (1 << 20) + 1);
         drop(l);
         let _ = writer.await;
     }

@@ -4,7 +4,7 @@
 
 mod error;
 mod kexec;
-mod link;
+pub mod link;
 mod phases;
 
 pub use error::{Failure, GuestError};
@@ -159,7 +159,7 @@ impl Guest {
         let sent = Instant::now();
         let deadline = sent + timeout;
         let line = self.next_line(deadline, Failure::Timeout(timeout)).await?;
-        match serde_json::from_str::<Response>(&line) {
+        match luo_protocol::from_line::<Response>(&line) {
             Ok(r) if r.id == id => {
                 tracing::debug!(
                     us = sent.elapsed().as_micros() as u64,
@@ -240,7 +240,7 @@ impl Guest {
         let line = self
             .next_line(Instant::now() + timeout, Failure::BootTimeout(timeout))
             .await?;
-        let hello: Hello = match serde_json::from_str(&line) {
+        let hello: Hello = match luo_protocol::from_line(&line) {
             Ok(h) => h,
             Err(e) => {
                 return Err(self.fail(Failure::Protocol(format!(
