@@ -21,6 +21,11 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
+    /// The KTAP/TAP sub-results of its programs (none when it did not run).
+    pub fn subtests(&self) -> &[crate::scenario::report::SubtestGroup] {
+        self.report.as_ref().map_or(&[], |r| &r.subtests)
+    }
+
     /// A result with nothing but its outcome (no report, snapshot not compared).
     pub fn new(file: PathBuf, name: String, outcome: Outcome) -> ScenarioResult {
         ScenarioResult {

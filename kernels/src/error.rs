@@ -73,6 +73,10 @@ pub enum KernelError {
     #[error("{repo}: {message}")]
     Git { repo: PathBuf, message: String },
 
+    /// A scenario's own C program did not compile: the compiler's message.
+    #[error("{program} did not compile:\n{output}")]
+    CompileFailed { program: String, output: String },
+
     #[diagnostic(code(luo::kernel::selftest))]
     #[error("this kernel source has no LUO selftest `{name}` (tools/testing/selftests/liveupdate has: {})", .available.join(", "))]
     NoSelftest {
@@ -101,6 +105,7 @@ impl KernelError {
             | KernelError::NotATree(_)
             | KernelError::NotBuilt(_)
             | KernelError::NoSelftest { .. }
+            | KernelError::CompileFailed { .. }
             | KernelError::NoSuchVersion { .. }
             | KernelError::BadSpec(_)
             | KernelError::Git { .. } => ErrorClass::BadInput,

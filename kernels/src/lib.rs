@@ -13,6 +13,7 @@ pub mod git;
 pub mod hosttools;
 mod make;
 mod pipeline;
+pub mod programs;
 pub mod request;
 pub mod selftests;
 pub mod source;

@@ -41,7 +41,7 @@ pub struct SelftestBinaries {
     pub init: Option<PathBuf>,
 }
 
-const DIR: &str = "tools/testing/selftests/liveupdate";
+pub(crate) const DIR: &str = "tools/testing/selftests/liveupdate";
 
 fn key(identity: &str, test: &str) -> String {
     let mut h = Sha256::new();
@@ -90,19 +90,7 @@ pub fn build(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).at(&tmp)?;
     let headers = tmp.join("headers");
-    let mut make = Make::new(
-        cache,
-        &tree,
-        &cache.build_dir(&staged.family, "uapi-headers"),
-    )?;
-    make.run(
-        &[
-            "-s",
-            "headers_install",
-            &format!("INSTALL_HDR_PATH={}", headers.display()),
-        ],
-        &mut |_| {},
-    )?;
+    install_headers(cache, &staged, &headers)?;
     let mut inputs = vec![sources.join(format!("{test}.c"))];
     inputs.extend(library(&sources));
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
@@ -143,9 +131,31 @@ pub fn build(
     })
 }
 
+/// `make headers_install` of the staged tree into `dest` (its `include/` is what programs use).
+pub(crate) fn install_headers(
+    cache: &Cache,
+    staged: &crate::pipeline::StagedSource,
+    dest: &Path,
+) -> Result<(), KernelError> {
+    let tree = staged.staging.tree();
+    let mut make = Make::new(
+        cache,
+        &tree,
+        &cache.build_dir(&staged.family, "uapi-headers"),
+    )?;
+    make.run(
+        &[
+            "-s",
+            "headers_install",
+            &format!("INSTALL_HDR_PATH={}", dest.display()),
+        ],
+        &mut |_| {},
+    )
+}
+
 /// The selftests' shared code, in whichever layout the tree has: `lib/*.c` (7.3: libliveupdate)
 /// or what the Makefile adds to `LIB_C` (7.2: luo_test_utils.c).
-fn library(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn library(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("lib"))
         .map(|rd| {
             rd.flatten()
@@ -167,7 +177,7 @@ fn library(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// gcc against the installed headers, and nolibc as vmtest.sh does.
-fn compile(
+pub(crate) fn compile(
     tree: &Path,
     headers: &Path,
     nolibc: bool,

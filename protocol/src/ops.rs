@@ -124,6 +124,9 @@ pub enum Request {
         args: Vec<String>,
         #[serde(default)]
         env: Vec<(String, String)>,
+        /// Written to the program's standard input, which is then closed (None: /dev/null).
+        #[serde(default)]
+        stdin: Option<String>,
         #[serde(default)]
         background: Option<Handle>,
         #[serde(default)]

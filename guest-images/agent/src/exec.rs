@@ -12,6 +12,8 @@ type Output = (String, bool);
 
 pub struct Running {
     child: Child,
+    /// The copy it runs from (removed once it is waited for: a script's shell opens it by name).
+    copy: Option<String>,
     started: Instant,
     out: std::thread::JoinHandle<(Output, Output)>,
 }
@@ -36,24 +38,90 @@ fn bounded(mut r: impl Read) -> Output {
     (String::from_utf8_lossy(&kept).into_owned(), more)
 }
 
+/// Copies a program out of the share into the guest's own memory and returns the copy's path.
+/// Under TCG, virtiofsd writes file data straight into guest RAM, behind QEMU's back: a page that
+/// held code QEMU had translated keeps running the old translation (seen after a kexec: a static
+/// glibc program jumping into the middle of an instruction). A copy written by the guest's CPU
+/// invalidates those translations.
+fn copy_out(path: &str) -> std::io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = "/tmp/exec";
+    std::fs::create_dir_all(dir)?;
+    let name = path.rsplit('/').next().unwrap_or("program");
+    let copy = format!("{dir}/{}-{name}", N.fetch_add(1, Ordering::Relaxed));
+    let mut from = std::fs::File::open(path)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(&copy)?;
+    std::io::copy(&mut from, &mut to)?;
+    Ok(copy)
+}
+
 #[derive(Default)]
 pub struct Children {
     running: BTreeMap<String, Running>,
 }
 
-pub fn spawn(path: &str, args: &[String], env: &[(String, String)]) -> Result<Running, AgentError> {
+/// Starts `path` in its own directory (a program in the share finds its `files` beside it), or
+/// in the share's programs/ for one of the image's, with
+/// PATH and LUO_HARNESS_SHARE set under the scenario's `env`, and `stdin` written to it.
+pub fn spawn(
+    path: &str,
+    args: &[String],
+    env: &[(String, String)],
+    stdin: Option<String>,
+) -> Result<Running, AgentError> {
     let call = format!("exec({path})");
-    let mut child = Command::new(path)
+    // A program in the share runs where it is; any other (/bin/sh) where the scenario's files
+    // are, if it staged any.
+    let programs = format!("{}/programs", luo_protocol::SHARE_MOUNT);
+    let dir = match std::path::Path::new(path).parent() {
+        Some(d) if path.starts_with(luo_protocol::SHARE_MOUNT) => d.to_path_buf(),
+        _ if std::path::Path::new(&programs).is_dir() => programs.into(),
+        _ => "/".into(),
+    };
+    // Not Command::current_dir (nor pre_exec): either makes std fork instead of posix_spawn, and
+    // in the guest that spawn fails with ENOSYS. The agent serves one request at a time, so it
+    // moves into the directory for the spawn and back.
+    let _ = std::env::set_current_dir(dir);
+    let copy = match path.starts_with(luo_protocol::SHARE_MOUNT) {
+        true => Some(
+            copy_out(path)
+                .map_err(|e| AgentError::new(ErrorKind::Syscall, call.clone(), e.to_string()))?,
+        ),
+        false => None,
+    };
+    let spawned = Command::new(copy.as_deref().unwrap_or(path))
         .args(args)
+        .env("PATH", "/bin:/sbin")
+        .env("LUO_HARNESS_SHARE", luo_protocol::SHARE_MOUNT)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.raw_os_error() {
-            Some(n) => AgentError::syscall(call.clone(), n),
-            None => AgentError::new(ErrorKind::BadRequest, call.clone(), e.to_string()),
-        })?;
+        .spawn();
+    let _ = std::env::set_current_dir("/");
+
+    let mut child = spawned.map_err(|e| match e.raw_os_error() {
+        Some(n) => AgentError::syscall(call.clone(), n),
+        None => AgentError::new(ErrorKind::BadRequest, call.clone(), e.to_string()),
+    })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // On a thread: a child that reads slowly (or never) must not stall the agent. Dropping
+        // the pipe when done closes the child's stdin.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
     // Drain both pipes on threads so a chatty child cannot block on a full pipe.
     let (so, se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = std::thread::spawn(move || {
@@ -62,6 +130,7 @@ pub fn spawn(path: &str, args: &[String], env: &[(String, String)]) -> Result<Ru
     });
     Ok(Running {
         child,
+        copy,
         started: Instant::now(),
         out,
     })
@@ -82,11 +151,17 @@ pub fn wait(
         if deadline.is_some_and(|d| Instant::now() > d) {
             let _ = r.child.kill();
             let _ = r.child.wait();
+            if let Some(c) = &r.copy {
+                let _ = std::fs::remove_file(c);
+            }
             return Err(AgentError::syscall(call, libc::ETIMEDOUT));
         }
         std::thread::sleep(Duration::from_micros(500));
     };
     let duration_us = r.started.elapsed().as_micros() as u64;
+    if let Some(c) = &r.copy {
+        let _ = std::fs::remove_file(c);
+    }
     let ((stdout, stdout_truncated), (stderr, stderr_truncated)) = r.out.join().unwrap_or_default();
     Ok(ExitStatus {
         code: status.code(),

@@ -34,6 +34,9 @@ pub enum GuestError {
         source: std::io::Error,
         artifacts: String,
     },
+    /// A scenario with `shell: true` was given a plan made without the shell image.
+    #[error("scenario {0} has `shell: true`, but the run plan has no image with a shell")]
+    NoShellImage(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,7 +96,9 @@ impl Classify for GuestError {
                 Failure::Ended(_) | Failure::Protocol(_) => Kind::InfraFailure,
             },
             GuestError::Agent { .. } => Kind::Fail,
-            GuestError::Vm(_) | GuestError::Stage { .. } => Kind::InfraFailure,
+            GuestError::Vm(_) | GuestError::Stage { .. } | GuestError::NoShellImage(_) => {
+                Kind::InfraFailure
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The guest image: the agent as /init in a deterministic initramfs, cached by content.
+//! The guest image: the agent as /init in a deterministic initramfs, cached by content; with a
+//! shell, also the host's static busybox (Debian's busybox-static) as /bin/busybox and a link
+//! per applet in /bin, so `/bin/sh` and small scripts work. The default image stays the agent.
 
 use luo_initramfs::Initramfs;
 use sha2::{Digest, Sha256};
@@ -13,26 +15,69 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Initramfs(#[from] luo_initramfs::InitramfsError),
+    #[diagnostic(help("install Debian's busybox-static (bash ci/install-deps does)"))]
+    #[error("`shell: true` needs a static busybox: {0}")]
+    NoBusybox(String),
+}
+
+/// Where the host's busybox is, and what it must be.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A static busybox and its applets' names.
+pub struct Busybox {
+    pub bytes: Vec<u8>,
+    pub applets: Vec<String>,
+}
+
+impl Busybox {
+    pub fn from_host() -> Result<Busybox, ImageError> {
+        let path = std::path::Path::new(BUSYBOX);
+        super::guest_program::inspect(path, false).map_err(ImageError::NoBusybox)?;
+        let out = std::process::Command::new(path)
+            .arg("--list")
+            .output()
+            .map_err(|e| ImageError::NoBusybox(format!("{BUSYBOX} --list: {e}")))?;
+        let applets = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && !a.contains('/') && *a != "busybox")
+            .map(str::to_string)
+            .collect();
+        let bytes = std::fs::read(path).map_err(|e| ImageError::NoBusybox(e.to_string()))?;
+        Ok(Busybox { bytes, applets })
+    }
 }
 
 /// The initramfs bytes holding `agent` as /init.
-pub fn initramfs_bytes(agent: &[u8]) -> Result<Vec<u8>, ImageError> {
+pub fn initramfs_bytes(agent: &[u8], shell: Option<&Busybox>) -> Result<Vec<u8>, ImageError> {
     let mut i = Initramfs::new();
     i.file("init", 0o755, agent.to_vec())?;
     // The kernel opens /dev/console for init's stdio before devtmpfs is mounted.
     i.char_dev("dev/console", 5, 1)?;
     i.dir("proc")?.dir("sys")?.dir("share")?.dir("tmp")?;
+    if let Some(b) = shell {
+        i.dir("bin")?;
+        i.file("bin/busybox", 0o755, b.bytes.clone())?;
+        for a in &b.applets {
+            i.symlink(&format!("bin/{a}"), "busybox")?;
+        }
+    }
     Ok(i.to_bytes())
 }
 
-/// Writes the initramfs for the agent into `dir` under its content hash (once) and returns it.
-pub fn initramfs(dir: &Path) -> Result<PathBuf, ImageError> {
+/// Writes the initramfs for the agent (with busybox when `shell`) into `dir` under its content
+/// hash (once) and returns it.
+pub fn initramfs(dir: &Path, shell: bool) -> Result<PathBuf, ImageError> {
     let agent = super::agent::agent().map_err(|u| ImageError::Io {
         path: u.path,
         source: u.source,
     })?;
     tracing::debug!(agent = agent.from, "guest agent");
-    let bytes = initramfs_bytes(&agent.bytes)?;
+    let busybox = match shell {
+        true => Some(Busybox::from_host()?),
+        false => None,
+    };
+    let bytes = initramfs_bytes(&agent.bytes, busybox.as_ref())?;
     let name = format!(
         "initramfs-{}.cpio",
         &hex::encode(Sha256::digest(&bytes))[..16]

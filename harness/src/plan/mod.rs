@@ -5,6 +5,7 @@
 
 mod accel;
 mod agent;
+pub mod guest_program;
 pub mod image;
 mod kernel;
 
@@ -77,6 +78,27 @@ pub struct Needs {
     pub kernels: BTreeSet<String>,
     /// Selftests an `exec` step runs (`selftests/<name>`).
     pub selftests: BTreeSet<String>,
+    /// C programs an `exec: {source: ...}` builds, with where the first scenario names each
+    /// (`file:line:column`, for a compile error).
+    pub programs: BTreeMap<CProgram, String>,
+    /// A scenario has `shell: true`: the image with busybox is needed too.
+    pub shell: bool,
+}
+
+/// A scenario's own C program: its sources (absolute) and C library.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CProgram {
+    pub sources: Vec<PathBuf>,
+    pub libc: luo_kernels::programs::Libc,
+}
+
+impl CProgram {
+    /// The program's name in the guest: its first source's stem.
+    pub fn name(&self) -> String {
+        self.sources[0]
+            .file_stem()
+            .map_or_else(|| "program".into(), |s| s.to_string_lossy().into_owned())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,7 +110,11 @@ pub struct Plan {
     pub kernels: BTreeMap<String, PlannedKernel>,
     /// Built selftest programs, by name.
     pub selftests: BTreeMap<String, PathBuf>,
+    /// Built C programs of the scenarios.
+    pub programs: BTreeMap<CProgram, PathBuf>,
     pub initrd: PathBuf,
+    /// The image with busybox as /bin/sh, for scenarios with `shell: true`.
+    pub shell_initrd: Option<PathBuf>,
     pub accel: Accel,
     pub machine: Machine,
     pub vm: VmOptions,
@@ -107,6 +133,15 @@ pub enum PlanError {
     Selftest {
         name: String,
         label: String,
+        #[source]
+        #[diagnostic_source]
+        source: KernelError,
+    },
+    /// A scenario's own C program did not build: bad input, at the step that names it.
+    #[error("{at}: building {program} for the guest")]
+    Program {
+        at: String,
+        program: String,
         #[source]
         #[diagnostic_source]
         source: KernelError,
@@ -130,7 +165,9 @@ pub enum PlanError {
 impl Classify for PlanError {
     fn kind(&self) -> Kind {
         match self {
-            PlanError::Kernel { source, .. } | PlanError::Selftest { source, .. } => source.kind(),
+            PlanError::Kernel { source, .. }
+            | PlanError::Selftest { source, .. }
+            | PlanError::Program { source, .. } => source.kind(),
             PlanError::NoKernelFile(_)
             | PlanError::NeedsSource { .. }
             | PlanError::Unbound { .. } => Kind::BadInput,
@@ -173,6 +210,18 @@ impl Plan {
 
     pub fn selftest(&self, name: &str) -> Option<&Path> {
         self.selftests.get(name).map(PathBuf::as_path)
+    }
+
+    /// The guest image for a scenario with or without `shell: true` (None: the plan lacks it).
+    pub fn initrd_for(&self, shell: bool) -> Option<&Path> {
+        match shell {
+            true => self.shell_initrd.as_deref(),
+            false => Some(&self.initrd),
+        }
+    }
+
+    pub fn program(&self, p: &CProgram) -> Option<&Path> {
+        self.programs.get(p).map(PathBuf::as_path)
     }
 
     /// Every kernel the run may boot.
@@ -293,6 +342,48 @@ impl<'a> Resolver<'a> {
         };
         build_selftest(&self.template.with_source(source), name, self.sink).await
     }
+
+    /// The C program `p`, built against the same source as `spec`.
+    pub async fn program(
+        &mut self,
+        spec: &KernelSpec,
+        p: &CProgram,
+        at: &str,
+        boot: &PlannedKernel,
+    ) -> Result<PathBuf, PlanError> {
+        let name = p.name();
+        let source = match spec.resolve(&self.cache) {
+            Ok(Resolved::Source(s)) => s,
+            Ok(Resolved::File(_)) => {
+                return Err(PlanError::NeedsSource {
+                    what: format!("`exec: {{source: ...}}` ({at})"),
+                    kernel: boot.bzimage.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(PlanError::Kernel {
+                    label: spec.to_string(),
+                    source,
+                });
+            }
+        };
+        let req = self.template.with_source(source);
+        let label = req.source.location();
+        self.sink.emit(Event::Program {
+            name: name.clone(),
+            label: label.clone(),
+        });
+        let (r, p2, n) = (req.clone(), p.clone(), name.clone());
+        blocking(label, self.sink, move |on| {
+            luo_kernels::programs::build(&r, &Cache::from_env(), &n, &p2.sources, p2.libc, on)
+        })
+        .await
+        .map_err(|source| PlanError::Program {
+            at: at.to_string(),
+            program: name,
+            source,
+        })
+    }
 }
 
 /// Builds or finds everything `needs` names, then the image and the accelerator.
@@ -321,7 +412,15 @@ pub async fn resolve(
     for name in &needs.selftests {
         selftests.insert(name.clone(), r.selftest(&req.kernel, name, &boot).await?);
     }
-    let initrd = image::initramfs(&cache.root().join("images"))?;
+    let mut programs = BTreeMap::new();
+    for (p, at) in &needs.programs {
+        programs.insert(p.clone(), r.program(&req.kernel, p, at, &boot).await?);
+    }
+    let initrd = image::initramfs(&cache.root().join("images"), false)?;
+    let shell_initrd = match needs.shell {
+        true => Some(image::initramfs(&cache.root().join("images"), true)?),
+        false => None,
+    };
     let accel = accel::choose(
         req.accel.unwrap_or(AccelChoice::Auto),
         &cache,
@@ -336,7 +435,9 @@ pub async fn resolve(
         next,
         kernels,
         selftests,
+        programs,
         initrd,
+        shell_initrd,
         accel,
         machine: Machine::Pc,
         vm: req.vm.clone(),

@@ -38,6 +38,12 @@ impl Human {
                 (SnapshotStatus::Missing { path }, true) => {
                     format!("no snapshot yet ({})", path.display())
                 }
+                (_, true) if !r.subtests().is_empty() => r
+                    .subtests()
+                    .iter()
+                    .map(|g| g.parsed.counts())
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 _ => first_line(r.outcome.reason()).to_string(),
             };
             let row = format!("{:<w$}  {:<8}  {detail}", r.name, r.outcome.label());
@@ -132,8 +138,10 @@ mod tests {
         errno-contract       FAIL      L7 create_session: expected EEXIST, but the call succeeded
         needs-7.4            skip      boot 0: requires kernel >= 7.4, running 7.3.4
         panics               KERNEL    the guest kernel panicked (boot 1, step `kexec into boot 1`)
+        kselftest            pass      3 subtests: 1 ok, 1 skip, 1 xfail
+        own-tests            FAIL      L5 exec: ./t: not ok 2 foo (exit 1)
         nested <&> "quotes"  ERROR     internal error: the scenario's task panicked: boom
-        1 passed, 2 failed, 1 skipped, 1 kernel failure, 1 error
+        2 passed, 3 failed, 1 skipped, 1 kernel failure, 1 error
 
         --- memfd-roundtrip: FAIL
         --- a
@@ -152,6 +160,9 @@ mod tests {
         --- console ---
         Kernel panic - not syncing
         rerun:     luo-harness run scenarios/panics.yaml --keep
+
+        --- own-tests: FAIL
+        rerun:     luo-harness run scenarios/own-tests.yaml --keep
 
         --- nested <&> "quotes": ERROR
         rerun:     luo-harness run scenarios/nested <&> "quotes".yaml --keep

@@ -51,7 +51,12 @@ mod tests {
         let text = fixtures::render(&mut Json::default());
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let all = v.as_array().unwrap();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 8);
+        assert_eq!(
+            all[5]["report"]["subtests"][0]["cases"][1],
+            serde_json::json!({"name": "dev.huge", "result": "skip", "reason": "no hugetlb"}),
+            "sub-results travel in the report"
+        );
         insta::assert_snapshot!(serde_json::to_string_pretty(&all[..2]).unwrap(), @r#"
         [
           {

@@ -32,6 +32,38 @@ pub(crate) mod fixtures {
         r
     }
 
+    /// A report with nothing in it but the KTAP groups, from `(step, output)`.
+    fn with_subtests(mut r: ScenarioResult, groups: &[(&str, &str)]) -> ScenarioResult {
+        use crate::scenario::report::{KernelFacts, Report, SubtestGroup};
+        r.report = Some(Report {
+            scenario: r.name.clone(),
+            description: String::new(),
+            kernel: KernelFacts {
+                release: "7.3.4".into(),
+                variant: "stock".into(),
+                source: "debian:7.3".into(),
+            },
+            boots: vec![],
+            steps: vec![],
+            observations: Default::default(),
+            session_identity: vec![],
+            memory: vec![],
+            kernel_log: vec![],
+            handover: vec![],
+            subtests: groups
+                .iter()
+                .map(|(step, out)| SubtestGroup {
+                    step: step.to_string(),
+                    parsed: crate::scenario::subtests::parse(out).expect("TAP"),
+                })
+                .collect(),
+            failures: vec![],
+            skipped: None,
+            passed: r.outcome.passed(),
+        });
+        r
+    }
+
     pub fn all() -> Vec<ScenarioResult> {
         let mut differs = result(
             "memfd-roundtrip",
@@ -64,6 +96,25 @@ pub(crate) mod fixtures {
                 Outcome::KernelFailure {
                     reason: "the guest kernel panicked (boot 1, step `kexec into boot 1`)\n--- console ---\nKernel panic - not syncing".into(),
                 },
+            ),
+            with_subtests(
+                result("kselftest", Outcome::Pass),
+                &[(
+                    "L3 exec selftests/liveupdate",
+                    "TAP version 13\n1..3\nok 1 dev.open\nok 2 dev.huge # SKIP no hugetlb\nok 3 dev.old # XFAIL known\n",
+                )],
+            ),
+            with_subtests(
+                result(
+                    "own-tests",
+                    Outcome::Fail {
+                        reason: "L5 exec: ./t: not ok 2 foo (exit 1)".into(),
+                    },
+                ),
+                &[
+                    ("L4 exec ./s", "KTAP version 1\n1..1\nok 1 setup\n"),
+                    ("L5 exec ./t", "TAP version 13\n1..3\nok 1 bar\nnot ok 2 foo\n"),
+                ],
             ),
             result(
                 "nested <&> \"quotes\"",

@@ -82,6 +82,12 @@ pub struct StepContext<'a, G> {
     pub(crate) sizes: BTreeMap<String, u64>,
     /// The indices of the repeats around the step that runs.
     pub(crate) template: Template,
+    /// The scenario line of the step that runs (inside a repeat, the inner step's).
+    pub(crate) line: u64,
+    /// The scenario file's directory, where its own programs and files are.
+    pub(crate) dir: std::path::PathBuf,
+    /// The guest image the scenario boots (and kexecs with).
+    pub(crate) initrd: std::path::PathBuf,
 }
 
 impl<'a, G: GuestDriver> StepContext<'a, G> {
@@ -104,6 +110,9 @@ impl<'a, G: GuestDriver> StepContext<'a, G> {
             last_memory: None,
             sizes: BTreeMap::new(),
             template: Template::none(),
+            line: 0,
+            dir: ".".into(),
+            initrd: plan.initrd.clone(),
         }
     }
 

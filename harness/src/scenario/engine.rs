@@ -44,6 +44,7 @@ fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -
         memory: vec![],
         kernel_log: vec![],
         handover: vec![],
+        subtests: vec![],
         failures: vec![],
         skipped: None,
         passed: false,
@@ -64,6 +65,10 @@ pub async fn drive<G: GuestDriver>(
         ..Default::default()
     };
     let mut cx = StepContext::new(guest, plan, &scenario.requires, report, metrics);
+    cx.dir = scenario.dir();
+    if let Some(i) = plan.initrd_for(scenario.shell) {
+        cx.initrd = i.to_path_buf();
+    }
     let mut skipped = None;
     let mut vm_failure = None;
     match cx.unmet_requirements().await {
@@ -80,6 +85,7 @@ pub async fn drive<G: GuestDriver>(
             let keyword = step.value.keyword();
             let t0 = Instant::now();
             let span = tracing::info_span!("step", line, keyword, boot = cx.guest.boot_index());
+            cx.line = line;
             let result = step.value.run(&mut cx).instrument(span).await;
             cx.metrics.steps_ms.push((
                 format!("L{line} {keyword}"),

@@ -28,6 +28,10 @@ pub const SESSION_NAME_BYTES: std::ops::RangeInclusive<usize> = 1..=63;
 /// A handle, label or background name.
 pub const MAX_NAME_BYTES: usize = 128;
 /// A raw ioctl's argument buffer.
+/// An `exec`'s stdin: it travels in one request (a file is the way for more).
+pub const MAX_STDIN_BYTES: usize = 64 << 10;
+/// A file staged beside a program (programs and `files`): the share is for programs, not data sets.
+pub const MAX_STAGED_BYTES: u64 = 256 << 20;
 pub const RAW_IOCTL_BYTES: std::ops::RangeInclusive<u32> = 4..=4096;
 
 /// Whether `s` can name a handle: letters, digits and `_ - . : + =` (after template expansion).

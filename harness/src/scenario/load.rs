@@ -35,23 +35,35 @@ pub fn load(path: &Path) -> Result<(Scenario, String), LoadError> {
     };
     let size = std::fs::metadata(path).map_err(read)?.len();
     if size > limits::MAX_FILE_BYTES {
-        return Err(InvalidScenario::one(
-            &file,
-            "",
-            1,
-            1,
-            format!(
-                "the file is {size} bytes; a scenario file is at most {} (1 MiB)",
-                limits::MAX_FILE_BYTES
-            ),
-            None,
-        )
-        .into());
+        return Err(too_big(&file, size).into());
     }
     let bytes = std::fs::read(path).map_err(read)?;
-    let src = decode(&file, bytes)?;
-    let s = parse(&file, &src)?;
+    Ok(from_bytes(&file, bytes)?)
+}
+
+/// A scenario from a file's bytes: everything `check` does after reading the file (the fuzz tests
+/// call this directly).
+pub fn from_bytes(file: &str, bytes: Vec<u8>) -> Result<(Scenario, String), InvalidScenario> {
+    if bytes.len() as u64 > limits::MAX_FILE_BYTES {
+        return Err(too_big(file, bytes.len() as u64));
+    }
+    let src = decode(file, bytes)?;
+    let s = parse(file, &src)?;
     Ok((s, src))
+}
+
+fn too_big(file: &str, size: u64) -> InvalidScenario {
+    InvalidScenario::one(
+        file,
+        "",
+        1,
+        1,
+        format!(
+            "the file is {size} bytes; a scenario file is at most {} (1 MiB)",
+            limits::MAX_FILE_BYTES
+        ),
+        None,
+    )
 }
 
 /// UTF-8, or a diagnostic at the first byte that is not.
@@ -116,12 +128,13 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
                 None,
             )
         })?;
+    scenario.file = file.into();
     if scenario.name.is_none() {
         scenario.name = Path::new(file)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned());
     }
-    let problems = validate(&scenario)
+    let problems = validate(&scenario, src)
         .into_iter()
         .map(|p| diagnostic(file, src, p.line, p.column, p.message, &p.label, p.help))
         .collect::<Vec<_>>();
@@ -208,18 +221,24 @@ fn top_level(s: &Scenario, v: &mut Validator) {
 
 /// Every problem of a parsed scenario: the steps walked in order, each telling the validator what
 /// it uses and creates.
-pub fn validate(s: &Scenario) -> Vec<Problem> {
-    let mut v = Validator::default();
-    let at_top = |message: String| Problem {
-        line: 1,
-        column: 1,
-        message,
-        label: "here".into(),
-        help: None,
-    };
+pub fn validate(s: &Scenario, src: &str) -> Vec<Problem> {
+    let mut v = Validator::for_files_in(s.dir(), s.shell);
     if s.steps.is_empty() {
-        v.problems
-            .push(at_top("a scenario needs at least one step".into()));
+        // An empty list has no span of its own: point at the top-level `steps:` key.
+        let line = src
+            .lines()
+            .position(|l| {
+                l.strip_prefix("steps")
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+            .map_or(1, |i| i as u64 + 1);
+        v.problems.push(Problem {
+            line,
+            column: 1,
+            message: "a scenario needs at least one step".into(),
+            label: "empty".into(),
+            help: None,
+        });
     }
     top_level(s, &mut v);
     for k in &s.kernels {

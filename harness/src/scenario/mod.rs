@@ -17,6 +17,7 @@ pub mod report;
 pub mod requires;
 pub mod snapshot;
 pub mod steps;
+pub mod subtests;
 pub mod template;
 pub mod validate;
 pub mod values;
@@ -35,7 +36,7 @@ mod tests;
 
 pub use diagnostic::InvalidScenario;
 pub use engine::Ran;
-pub use load::{LoadError, load, parse};
+pub use load::{LoadError, from_bytes, load, parse};
 pub use model::Scenario;
 pub use report::{Metrics, Report};
 pub use requires::Requires;
@@ -46,6 +47,10 @@ use crate::plan::Plan;
 /// Boots a VM for `scenario` on the plan's kernel and runs it.
 pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
     let mut cfg = plan.vm_config(scenario.name());
+    cfg.initrd = plan
+        .initrd_for(scenario.shell)
+        .ok_or_else(|| GuestError::NoShellImage(scenario.name().to_string()))?
+        .to_path_buf();
     // The scenario's own memory size wins over the run's.
     if let Some(m) = scenario.memory_mib() {
         cfg.memory_mib = m;

@@ -28,8 +28,15 @@ pub struct Scenario {
     #[serde(default)]
     #[schemars(with = "Option<u64>")]
     pub step_timeout_s: Option<Spanned<u64>>,
+    /// Put busybox in the guest image (/bin/sh and its applets in /bin) for scripts.
+    #[serde(default)]
+    pub shell: bool,
     #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Spanned<Step>>,
+    /// The scenario's file as it was named (programs and files beside it are relative to it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub file: std::path::PathBuf,
 }
 
 impl Scenario {
@@ -55,6 +62,29 @@ impl Scenario {
 
     /// What the run must build for this scenario besides the boot kernel.
     pub fn needs(&self, needs: &mut crate::plan::Needs) {
-        super::steps::needs_of(&self.steps, needs);
+        let mut own = crate::plan::Needs::default();
+        super::steps::needs_of(&self.steps, &mut own);
+        needs.kernels.extend(own.kernels);
+        needs.selftests.extend(own.selftests);
+        // The steps name their C sources relative to this file, and where (line:column).
+        for (mut p, at) in own.programs {
+            for s in &mut p.sources {
+                let joined = self.dir().join(&*s);
+                *s = std::fs::canonicalize(&joined).unwrap_or(joined);
+            }
+            needs
+                .programs
+                .entry(p)
+                .or_insert_with(|| format!("{}:{at}", self.file.display()));
+        }
+        needs.shell |= self.shell;
+    }
+
+    /// The directory of the scenario's file.
+    pub fn dir(&self) -> std::path::PathBuf {
+        match self.file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => ".".into(),
+        }
     }
 }

@@ -26,11 +26,22 @@ pub struct Report {
     /// `boot 1: incompatible: ...`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handover: Vec<String>,
+    /// The KTAP/TAP sub-results of the programs `exec` ran, a group per program run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtests: Vec<SubtestGroup>,
     pub failures: Vec<String>,
     /// Why the scenario did not run to the end on this kernel: a requirement it lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     pub passed: bool,
+}
+
+/// The sub-results one program printed: `step` is `L12 exec selftests/liveupdate`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubtestGroup {
+    pub step: String,
+    #[serde(flatten)]
+    pub parsed: crate::scenario::subtests::Parsed,
 }
 
 /// The kernel the scenario booted first. `release` and `source` say which build it was; snapshot

@@ -210,6 +210,7 @@ mod tests {
             memory: vec![],
             kernel_log: vec![],
             handover: vec![],
+            subtests: vec![],
             failures: vec![],
             skipped: None,
             passed: true,

@@ -393,3 +393,165 @@ fn a_refusal_in_the_next_kernels_log_is_incompatible() {
         ran.report.handover
     );
 }
+
+/// A guest whose every `exec` prints `stdout` and exits with `code`.
+fn printing(stdout: &'static str, code: i32) -> FakeGuest {
+    let script: Script = Box::new(move |req| {
+        matches!(req, Request::Exec { .. }).then(|| {
+            Ok(Reply::Exited(luo_protocol::ExitStatus {
+                code: Some(code),
+                signal: None,
+                stdout: stdout.into(),
+                stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                duration_us: 1,
+            }))
+        })
+    });
+    FakeGuest::new(script)
+}
+
+const EXEC: &str = "description: d\nsteps:\n  - exec: {path: selftests/luo_kexec_simple}\n";
+
+#[test]
+fn ktap_output_becomes_sub_results_in_the_report() {
+    let (ran, _) = run(
+        EXEC,
+        printing(
+            "TAP version 13\n1..2\n# RUN a\nok 1 a\nok 2 b # SKIP no b here\n",
+            0,
+        ),
+    );
+    assert_eq!(ran.outcome, Outcome::Pass);
+    assert_eq!(
+        ran.report.steps,
+        ["L3 exec selftests/luo_kexec_simple: exit 0, 2 subtests: 1 ok, 1 skip"]
+    );
+    let g = &ran.report.subtests[0];
+    assert_eq!(g.step, "L3 exec selftests/luo_kexec_simple");
+    assert_eq!(g.parsed.cases[1].reason.as_deref(), Some("no b here"));
+}
+
+#[test]
+fn a_not_ok_fails_the_step_and_names_the_case_even_with_exit_0() {
+    let (ran, _) = run(
+        EXEC,
+        printing("TAP version 13\n1..3\nok 1 a\nok 2 b\nnot ok 3 foo\n", 0),
+    );
+    let Outcome::Fail { reason } = &ran.outcome else {
+        panic!("{:?}", ran.outcome)
+    };
+    assert!(
+        reason.starts_with("L3 exec: selftests/luo_kexec_simple: not ok 3 foo (exit 0)"),
+        "{reason}"
+    );
+    assert_eq!(
+        ran.report.subtests[0].parsed.cases.len(),
+        3,
+        "kept in the report"
+    );
+}
+
+#[test]
+fn exit_4_with_only_skips_is_a_skip_with_its_reasons_never_a_pass() {
+    let (ran, _) = run(
+        EXEC,
+        printing("TAP version 13\n1..1\nok 1 a # SKIP needs hugetlb\n", 4),
+    );
+    assert_eq!(
+        ran.outcome,
+        Outcome::Skip {
+            reason: "L3 exec selftests/luo_kexec_simple: skipped (exit 4): a: needs hugetlb".into()
+        }
+    );
+    // Exit 4 with a case that passed is not a skip: the exit code is wrong.
+    let (ran, _) = run(
+        EXEC,
+        printing("TAP version 13\n1..2\nok 1 a\nok 2 b # SKIP x\n", 4),
+    );
+    assert!(
+        matches!(ran.outcome, Outcome::Fail { .. }),
+        "{:?}",
+        ran.outcome
+    );
+}
+
+#[test]
+fn tap_that_does_not_add_up_is_reported_and_does_not_fail_a_passing_program() {
+    let (ran, _) = run(EXEC, printing("TAP version 13\n1..5\nok 1 a\n", 0));
+    assert_eq!(ran.outcome, Outcome::Pass);
+    assert_eq!(
+        ran.report.subtests[0].parsed.problems,
+        ["the plan (line 2) announces 5 tests, the output has 1"]
+    );
+    let (ran, _) = run(EXEC, printing("plain output\n", 0));
+    assert!(ran.report.subtests.is_empty(), "not TAP: no sub-results");
+    assert_eq!(
+        ran.report.steps,
+        ["L3 exec selftests/luo_kexec_simple: exit 0"]
+    );
+}
+
+#[test]
+fn with_a_non_zero_exit_code_expected_the_not_oks_are_recorded_not_failed() {
+    let yaml =
+        "description: d\nsteps:\n  - exec: {path: selftests/luo_kexec_simple, exit_code: 1}\n";
+    let (ran, _) = run(
+        yaml,
+        printing("TAP version 13\n1..2\nok 1 a\nnot ok 2 b\n", 1),
+    );
+    assert_eq!(ran.outcome, Outcome::Pass);
+    assert_eq!(
+        ran.report.steps,
+        ["L3 exec selftests/luo_kexec_simple: exit 1, 2 subtests: 1 ok, 1 not ok"]
+    );
+}
+
+#[test]
+fn programs_beside_the_scenario_and_their_files_are_staged_into_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("prog");
+    // A static program, as `check` demands (gcc is a build dependency: ci/install-deps).
+    let c = dir.path().join("prog.c");
+    std::fs::write(&c, "int main(void){return 0;}\n").unwrap();
+    let built = std::process::Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(&prog)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    std::fs::write(dir.path().join("data.bin"), b"x").unwrap();
+    let file = dir.path().join("t.yaml");
+    let yaml = "description: d\nsteps:\n  - exec: {path: ./prog, files: [./data.bin], env: {A: b}, stdin: \"in\"}\n";
+    std::fs::write(&file, yaml).unwrap();
+    let (scenario, _) =
+        super::load(&file).unwrap_or_else(|e| panic!("{:?}", miette::Report::new(e)));
+    let guest = FakeGuest::agreeable();
+    let seen = guest.seen.clone();
+    let plan = fake::plan();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ran = rt.block_on(drive(&scenario, &plan, guest)).unwrap();
+    assert_eq!(ran.outcome, Outcome::Pass, "{:?}", ran.report.failures);
+    let seen = seen.lock().unwrap();
+    let staged: Vec<&str> = seen.staged.iter().map(|(_, rel)| rel.as_str()).collect();
+    assert_eq!(staged, ["programs/prog", "programs/data.bin"]);
+    let Some((
+        Request::Exec {
+            path, env, stdin, ..
+        },
+        _,
+    )) = seen
+        .requests
+        .iter()
+        .find(|(r, _)| matches!(r, Request::Exec { .. }))
+    else {
+        panic!("no exec")
+    };
+    assert_eq!(path, "programs/prog");
+    assert_eq!(env, &[("A".to_string(), "b".to_string())]);
+    assert_eq!(stdin.as_deref(), Some("in"));
+}

@@ -4,6 +4,7 @@
 
 use super::limits;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 /// Where a step stands in its file.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,22 @@ struct HandleInfo {
     line: u64,
 }
 
+impl Validator {
+    /// A validator for a scenario in `dir`, with or without busybox in its image.
+    pub fn for_files_in(dir: PathBuf, shell: bool) -> Validator {
+        Validator {
+            dir,
+            shell,
+            ..Validator::default()
+        }
+    }
+}
+
+/// `x`, `./x`, `../x`, `sub/x`: not absolute, not empty.
+fn is_relative(p: &str) -> bool {
+    !p.is_empty() && !p.starts_with('/')
+}
+
 /// Symbolic execution of the steps.
 pub struct Validator {
     pub problems: Vec<Problem>,
@@ -53,6 +70,12 @@ pub struct Validator {
     declared: BTreeSet<String>,
     /// The guest's memory, for sizes that must fit in it.
     pub memory_mib: u64,
+    /// The scenario file's directory: `./prog`, `files` and `source` are relative to it.
+    pub dir: PathBuf,
+    /// `shell: true`: busybox is in the image.
+    pub shell: bool,
+    /// Names staged into the share's programs/ directory, with the host path each came from.
+    staged: BTreeMap<String, String>,
 }
 
 impl Default for Validator {
@@ -69,6 +92,9 @@ impl Default for Validator {
             closed_sessions: BTreeMap::new(),
             declared: BTreeSet::new(),
             memory_mib: crate::vm::DEFAULT_MEMORY_MIB as u64,
+            dir: PathBuf::from("."),
+            shell: false,
+            staged: BTreeMap::new(),
         }
     }
 }
@@ -269,14 +295,99 @@ impl Validator {
         }
     }
 
-    /// What an `exec` can run besides the kernel's selftests: (issue 13 adds programs beside the
-    /// scenario file). The default image holds nothing but the agent.
-    pub fn program_path(&mut self, at: &Site, path: &str) {
+    /// `./prog` beside the scenario: a static x86-64 executable (or a `#!/bin/sh` script with
+    /// `shell: true`), staged as programs/<its name>.
+    pub fn program_beside(&mut self, at: &Site, rel: &str) {
+        let host = self.dir.join(rel);
+        match crate::plan::guest_program::inspect(&host, self.shell) {
+            Ok(_) => {
+                self.size_to_stage(at, rel);
+                self.staged_name(at, rel, rel.rsplit('/').next().unwrap_or(rel));
+            }
+            Err(why) => self.problem(
+                at,
+                format!("`{rel}` cannot run in the guest: {why}"),
+                Some("the guest has no libc or loader: a static program, or `source: ./prog.c` to have it built".into()),
+            ),
+        }
+    }
+
+    /// An absolute path: the default image holds only the agent; with `shell: true` busybox's
+    /// applets are in /bin.
+    pub fn program_in_image(&mut self, at: &Site, path: &str) {
+        if self.shell && path.starts_with("/bin/") && !path.contains("..") {
+            return;
+        }
         self.problem(
             at,
-            format!("`{path}` is not a program the guest has"),
-            Some("the guest image holds only the agent: run selftests/<name> (the kernel's LUO selftests)".into()),
+            format!("`{path}` is not a program the guest image has"),
+            Some(if self.shell {
+                "the shell image has busybox's applets in /bin (/bin/sh, /bin/cat, ...)".into()
+            } else {
+                "the default image holds only the agent: bring ./prog beside the scenario, or set `shell: true` for /bin/sh".into()
+            }),
         );
+    }
+
+    /// A C source of `exec: {source: ...}`: a file beside the scenario.
+    pub fn c_source(&mut self, at: &Site, rel: &str) {
+        if self.beside(at, "source", rel) && !rel.ends_with(".c") {
+            self.problem(at, format!("`{rel}` is not a C file (*.c)"), None);
+        }
+    }
+
+    /// One of an `exec`'s `files`: a file beside the scenario, staged next to the program.
+    pub fn file_beside(&mut self, at: &Site, rel: &str) {
+        if self.beside(at, "files", rel) {
+            self.size_to_stage(at, rel);
+            self.staged_name(at, rel, rel.rsplit('/').next().unwrap_or(rel));
+        }
+    }
+
+    /// Whether `rel` (of the field `what`) is a file relative to the scenario; a problem if not.
+    fn beside(&mut self, at: &Site, what: &str, rel: &str) -> bool {
+        let host = self.dir.join(rel);
+        let why = if !is_relative(rel) {
+            format!("{what}: `{rel}` is a path relative to the scenario (./{rel})")
+        } else if !host.is_file() {
+            format!("{what}: `{rel}`: no such file ({})", host.display())
+        } else {
+            return true;
+        };
+        self.problem(at, why, None);
+        false
+    }
+
+    fn size_to_stage(&mut self, at: &Site, rel: &str) {
+        let size = std::fs::metadata(self.dir.join(rel)).map_or(0, |m| m.len());
+        if size > limits::MAX_STAGED_BYTES {
+            self.problem(
+                at,
+                format!(
+                    "`{rel}` is {size} bytes; a staged file is at most {}",
+                    limits::MAX_STAGED_BYTES
+                ),
+                None,
+            );
+        }
+    }
+
+    /// Two different host files may not land on one name in programs/.
+    pub fn staged_name(&mut self, at: &Site, rel: &str, name: &str) {
+        let host = std::fs::canonicalize(self.dir.join(rel))
+            .unwrap_or_else(|_| self.dir.join(rel))
+            .display()
+            .to_string();
+        match self.staged.get(name) {
+            Some(other) if *other != host => self.problem(
+                at,
+                format!("`{rel}` is staged as programs/{name}, like {other}: give one of them another name"),
+                None,
+            ),
+            _ => {
+                self.staged.insert(name.to_string(), host);
+            }
+        }
     }
 
     pub fn declare_kernel(&mut self, name: &str) {

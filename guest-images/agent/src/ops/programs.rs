@@ -12,11 +12,14 @@ pub(super) fn handle(children: &mut Children, req: Request) -> R {
             path,
             args,
             env,
+            stdin,
             background,
             timeout_ms,
         } => {
+            // Even for /bin/sh: the files it works on may be in the share.
+            crate::boot::ensure_share();
             let path = super::share_path(&path);
-            let running = exec::spawn(&path, &args, &env)?;
+            let running = exec::spawn(&path, &args, &env, stdin)?;
             match background {
                 Some(name) => children
                     .start(&name, running)

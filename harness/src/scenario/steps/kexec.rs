@@ -68,7 +68,8 @@ impl StepKind for Kexec {
             })?;
         let target = KexecTarget {
             kernel: kernel.bzimage.clone(),
-            initrd: cx.plan.initrd.clone(),
+            // The image the scenario booted: the next kernel runs the same userspace.
+            initrd: cx.initrd.clone(),
             extra_cmdline: self.cmdline.clone(),
         };
         let blackout = cx.guest.kexec(&target).await?;

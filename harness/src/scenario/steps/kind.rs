@@ -27,3 +27,26 @@ pub trait StepKind: Sized {
         cx: &mut StepContext<'_, G>,
     ) -> impl Future<Output = StepResult> + Send;
 }
+
+/// A large step (exec) is boxed so it does not make every step as large as itself.
+impl<T: StepKind + Sync> StepKind for Box<T> {
+    const KEYWORD: &'static str = T::KEYWORD;
+    fn expect(&self) -> Option<&str> {
+        (**self).expect()
+    }
+    fn expand(&self, t: &Template) -> Self {
+        Box::new((**self).expand(t))
+    }
+    fn check(&self, v: &mut Validator, at: &Site, t: &Template) {
+        (**self).check(v, at, t)
+    }
+    fn needs(&self, needs: &mut Needs) {
+        (**self).needs(needs)
+    }
+    fn run<G: GuestDriver>(
+        &self,
+        cx: &mut StepContext<'_, G>,
+    ) -> impl Future<Output = StepResult> + Send {
+        (**self).run(cx)
+    }
+}

@@ -88,8 +88,8 @@ steps! {
     MeasureMemory(MeasureMemory),
     /// kexec_file_load + reboot into the next kernel, holding every open fd.
     Kexec(Kexec),
-    /// Run a program from the share.
-    Exec(Exec),
+    /// Run a program: the scenario's own, a kernel selftest, or the image's.
+    Exec(Box<Exec>),
     /// A raw LUO ioctl with a hand-made argument (errno contract).
     RawIoctl(RawIoctl),
     /// Run `steps` `count` times; `{i}` (or the index named with `as`) in any string becomes the
@@ -139,6 +139,19 @@ impl StepKind for Repeat {
         let name = self.index();
         if self.count == 0 {
             v.problem(at, "repeat with count 0 does nothing".into(), None);
+        }
+        // An empty body unrolls to nothing at any count, but would still be walked count times.
+        if self.steps.is_empty() {
+            v.problem(at, "a repeat needs at least one step".into(), None);
+        } else if self.count as u64 > MAX_UNROLLED_STEPS {
+            v.problem(
+                at,
+                format!(
+                    "count {} is more than a scenario's {MAX_UNROLLED_STEPS} steps",
+                    self.count
+                ),
+                None,
+            );
         }
         if !crate::scenario::template::is_index_name(name) {
             v.problem(
@@ -191,7 +204,9 @@ impl StepKind for Repeat {
             for s in &self.steps {
                 let step = s.value.expand(&inner);
                 cx.template = inner.clone();
+                let outer_line = std::mem::replace(&mut cx.line, s.referenced.line());
                 let r = step.run(cx).await;
+                cx.line = outer_line;
                 cx.template = t.clone();
                 match r {
                     Ok(_) => {}
