@@ -64,7 +64,13 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     for (name, path) in &p.selftests {
         println!("selftest {name:<12} {}", path.display());
     }
+    for (program, path) in &p.programs {
+        println!("program  {:<12} {}", program.name(), path.display());
+    }
     println!("initrd:  {}", p.initrd.display());
+    if let Some(shell) = &p.shell_initrd {
+        println!("initrd with a shell: {}", shell.display());
+    }
     println!("accel:   {}", p.accel);
     Ok(0)
 }
