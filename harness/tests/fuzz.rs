@@ -80,3 +80,81 @@ fn seeds_and_kept_inputs_hold() {
         }
     }
 }
+
+/// Program output as kselftest prints it, cut and shuffled: result lines with and without numbers
+/// and directives, plans, diagnostics, nested blocks and noise.
+fn tap_output() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        Just("TAP version 13".to_string()),
+        Just("KTAP version 1".to_string()),
+        (0u64..40).prop_map(|n| format!("1..{n}")),
+        (
+            any::<bool>(),
+            proptest::option::of(0u64..40),
+            "[a-z_.]{0,12}",
+            0usize..6
+        )
+            .prop_map(|(ok, n, name, d)| {
+                let directive = [
+                    "",
+                    " # SKIP why",
+                    " # XFAIL",
+                    " # TODO later",
+                    " # skip",
+                    " #",
+                ][d];
+                let n = n.map(|n| format!(" {n}")).unwrap_or_default();
+                format!("{}ok{n} {name}{directive}", if ok { "" } else { "not " })
+            }),
+        "# [ -~]{0,30}",
+        "    (not )?ok [0-9] [a-z]{1,5}",
+        Just("Bail out! gone".to_string()),
+        "[ -~]{0,40}",
+        "\\PC{0,20}",
+    ];
+    proptest::collection::vec(line, 0..40).prop_map(|v| v.join("\n"))
+}
+
+#[test]
+fn program_output_parses_without_panics_and_every_case_is_a_result_line() {
+    use luo_harness::scenario::subtests::{Verdict, parse};
+    let mut runner = proptest::test_runner::TestRunner::new(config(3000));
+    runner
+        .run(&tap_output(), |out| {
+            let top_level_results = out
+                .lines()
+                .filter(|l| l.starts_with("ok") || l.starts_with("not ok"))
+                .filter(|l| {
+                    let rest = l.trim_start_matches("not ").trim_start_matches("ok");
+                    rest.is_empty() || rest.starts_with(' ')
+                })
+                .count();
+            match parse(&out) {
+                None => prop_assert!(
+                    !out.lines()
+                        .any(|l| l.starts_with("TAP version ") || l.starts_with("KTAP version ")),
+                    "a version line makes it TAP"
+                ),
+                Some(p) => {
+                    prop_assert_eq!(p.cases.len(), top_level_results);
+                    let counted: usize = [
+                        Verdict::Ok,
+                        Verdict::NotOk,
+                        Verdict::Skip,
+                        Verdict::Xfail,
+                        Verdict::Todo,
+                    ]
+                    .iter()
+                    .map(|v| p.count(*v))
+                    .sum();
+                    prop_assert_eq!(counted, p.cases.len());
+                    prop_assert!(
+                        p.failed()
+                            .all(|(n, c)| n >= 1 && c.result == Verdict::NotOk)
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
