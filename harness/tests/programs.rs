@@ -1,7 +1,8 @@
 //! Scenario authors' own programs on the real kernel: a `not ok` in a program's TAP fails the
 //! scenario naming the case; `--format ktap` nests a program's sub-results under its scenario the
 //! way the kernel's own kunit.py parses them; a C source that does not compile is bad input (exit
-//! 2, before any VM) with gcc's message and the step's place.
+//! 2, before any VM) with gcc's message and the step's place; `libc: nolibc` builds with the
+//! tree's nolibc.
 
 mod common;
 
@@ -83,4 +84,24 @@ fn a_c_source_that_does_not_compile_is_bad_input_before_any_vm() {
         "gcc's message: {all}"
     );
     assert!(!all.contains("scenario broken-c:"), "no VM ran: {all}");
+}
+
+#[test]
+fn libc_nolibc_builds_against_the_trees_nolibc_and_libliveupdate() {
+    let f = common::project("harness/tests/fixtures/nolibc-program.yaml");
+    let (out, all) = run(&[f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("2 subtests: 2 ok"), "{all}");
+    // Static glibc makes a program of most of a megabyte; nolibc one of tens of kilobytes.
+    let programs = luo_kernels::Cache::from_env().root().join("programs");
+    let built: Vec<u64> = std::fs::read_dir(programs)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::metadata(e.path().join("nolibc-tap")).ok())
+        .map(|m| m.len())
+        .collect();
+    assert!(
+        !built.is_empty() && built.iter().all(|&n| n < 200_000),
+        "{built:?}"
+    );
 }

@@ -11,7 +11,7 @@ echo "KTAP version 1"
 echo "1..5"
 check liveupdate_device '[ -c /dev/liveupdate ]'
 check kho_in_debugfs '[ -d /sys/kernel/debug/kho ]'
-check boot_index "grep -q 'luo_harness.boot=$EXPECT_BOOT' /proc/cmdline"
+check boot_index "grep -q 'luo_harness.boot=$EXPECT_BOOT' /proc/cmdline && [ \"\$LUO_HARNESS_BOOT\" = $EXPECT_BOOT ]"
 if [ "$EXPECT_BOOT" = 0 ]; then
 	echo "ok 4 handed_over # SKIP the first boot came from no kernel"
 	n=4

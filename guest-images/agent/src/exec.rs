@@ -38,6 +38,19 @@ fn bounded(mut r: impl Read) -> Output {
     (String::from_utf8_lossy(&kept).into_owned(), more)
 }
 
+/// This boot's index (0 for the first, 1 after one kexec, ...), from the kernel command line.
+fn boot_index() -> String {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    cmdline
+        .split_whitespace()
+        .find_map(|w| {
+            w.strip_prefix(luo_protocol::BOOT_INDEX_PARAM)?
+                .strip_prefix('=')
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Copies a program out of the share into the guest's own memory and returns the copy's path.
 /// Under TCG, virtiofsd writes file data straight into guest RAM, behind QEMU's back: a page that
 /// held code QEMU had translated keeps running the old translation (seen after a kexec: a static
@@ -67,8 +80,8 @@ pub struct Children {
 }
 
 /// Starts `path` in its own directory (a program in the share finds its `files` beside it), or
-/// in the share's programs/ for one of the image's, with
-/// PATH and LUO_HARNESS_SHARE set under the scenario's `env`, and `stdin` written to it.
+/// in the share's programs/ for one of the image's, with PATH, LUO_HARNESS_SHARE and
+/// LUO_HARNESS_BOOT set under the scenario's `env`, and `stdin` written to it.
 pub fn spawn(
     path: &str,
     args: &[String],
@@ -99,6 +112,7 @@ pub fn spawn(
         .args(args)
         .env("PATH", "/bin:/sbin")
         .env("LUO_HARNESS_SHARE", luo_protocol::SHARE_MOUNT)
+        .env("LUO_HARNESS_BOOT", boot_index())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(if stdin.is_some() {
             Stdio::piped()

@@ -60,7 +60,8 @@ pub struct Exec {
     pub files: Vec<String>,
     #[serde(default)]
     pub args: Vec<String>,
-    /// Environment variables, over the guest's (PATH=/bin:/sbin, LUO_HARNESS_SHARE=/share).
+    /// Environment variables, over the guest's (PATH=/bin:/sbin, LUO_HARNESS_SHARE=/share,
+    /// LUO_HARNESS_BOOT=<this boot's index>).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Text written to the program's standard input (default: none, /dev/null).
