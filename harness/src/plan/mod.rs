@@ -93,6 +93,16 @@ pub struct CProgram {
 }
 
 impl CProgram {
+    /// The sources, as a scenario names them, made absolute against its directory `dir` and without
+    /// `.` components, so one file is one key however it is named.
+    pub fn against(mut self, dir: &Path) -> CProgram {
+        for s in &mut self.sources {
+            let joined = dir.join(&*s);
+            *s = std::fs::canonicalize(&joined).unwrap_or(joined);
+        }
+        self
+    }
+
     /// The program's name in the guest: its first source's stem.
     pub fn name(&self) -> String {
         self.sources[0]

@@ -67,14 +67,10 @@ impl Scenario {
         needs.kernels.extend(own.kernels);
         needs.selftests.extend(own.selftests);
         // The steps name their C sources relative to this file, and where (line:column).
-        for (mut p, at) in own.programs {
-            for s in &mut p.sources {
-                let joined = self.dir().join(&*s);
-                *s = std::fs::canonicalize(&joined).unwrap_or(joined);
-            }
+        for (p, at) in own.programs {
             needs
                 .programs
-                .entry(p)
+                .entry(p.against(&self.dir()))
                 .or_insert_with(|| format!("{}:{at}", self.file.display()));
         }
         needs.shell |= self.shell;

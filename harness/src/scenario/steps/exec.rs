@@ -20,7 +20,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 pub const SELFTESTS: &str = "selftests/";
@@ -130,12 +129,12 @@ impl Exec {
             .map_or("", |s| s.value.as_str())
     }
 
-    /// The C program `source` names, its paths made absolute against the scenario's directory.
-    fn c_program(&self, dir: &Path) -> Option<CProgram> {
+    /// The C program `source` names, its paths as the scenario writes them (relative to its file).
+    fn c_program(&self) -> Option<CProgram> {
         let first = self.source.as_ref()?;
         let sources = std::iter::once(first.value.as_str())
             .chain(self.sources.iter().map(String::as_str))
-            .map(|s| absolute(dir, s))
+            .map(std::path::PathBuf::from)
             .collect();
         let libc = match self.libc {
             Libc::Glibc => luo_kernels::programs::Libc::Glibc,
@@ -143,12 +142,6 @@ impl Exec {
         };
         Some(CProgram { sources, libc })
     }
-}
-
-/// `rel` against `dir`, without `.` components (so one file is one key however it is named).
-fn absolute(dir: &Path, rel: &str) -> std::path::PathBuf {
-    let joined = dir.join(rel);
-    std::fs::canonicalize(&joined).unwrap_or(joined)
 }
 
 fn site_of(s: &Spanned<String>, keyword: &'static str) -> Site {
@@ -275,7 +268,7 @@ impl StepKind for Exec {
                     format!("{}:{}", s.referenced.line(), s.referenced.column())
                 });
                 // Relative to the scenario: Scenario::needs makes them absolute.
-                if let Some(p) = self.c_program(Path::new("")) {
+                if let Some(p) = self.c_program() {
                     needs.programs.entry(p).or_insert(at);
                 }
             }
@@ -299,7 +292,7 @@ impl StepKind for Exec {
                 rel
             }
             Program::Source(s) => {
-                let key = self.c_program(&cx.dir).expect("a source");
+                let key = self.c_program().expect("a source").against(&cx.dir);
                 let built = cx.plan.program(&key).ok_or_else(|| {
                     StepFailure::Check(format!("the run plan has no program built from {s}"))
                 })?;
