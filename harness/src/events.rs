@@ -19,6 +19,11 @@ pub enum Event {
         name: String,
         label: String,
     },
+    /// A root filesystem the run needs (`image: systemd`) is being built, or was.
+    Image {
+        name: String,
+        message: String,
+    },
     AccelProbe {
         kvm_works: bool,
         detail: String,

@@ -71,6 +71,9 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     if let Some(shell) = &p.shell_initrd {
         println!("initrd with a shell: {}", shell.display());
     }
+    if let Some(root) = &p.systemd_root {
+        println!("systemd root: {}", root.display());
+    }
     println!("accel:   {}", p.accel);
     Ok(0)
 }

@@ -1,13 +1,49 @@
-//! The guest image: the agent as /init in a deterministic initramfs, cached by content; with a
-//! shell, also the host's static busybox (Debian's busybox-static) as /bin/busybox and a link
-//! per applet in /bin, so `/bin/sh` and small scripts work. The default image stays the agent.
+//! The guest images. The default: the agent as /init in a deterministic initramfs, cached by
+//! content; with a shell, also the host's static busybox (Debian's busybox-static) as /bin/busybox
+//! and a link per applet in /bin, so `/bin/sh` and small scripts work. `image: systemd`: the same
+//! initramfs, whose agent is then a first stage, over a Debian root filesystem with systemd
+//! (luo-rootfs) that the VM serves read-only.
 
 use luo_initramfs::Initramfs;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+/// Which image a scenario's guest runs.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestImage {
+    /// The agent as PID 1 in an initramfs (with busybox under `shell: true`).
+    #[default]
+    Default,
+    /// Debian sid with systemd 262 as PID 1; the agent is a service, `kexec` is `systemctl kexec`.
+    Systemd,
+}
+
+impl GuestImage {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestImage::Default => "default",
+            GuestImage::Systemd => "systemd",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ImageError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Rootfs(#[from] luo_rootfs::RootfsError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

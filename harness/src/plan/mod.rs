@@ -9,6 +9,7 @@ pub mod guest_program;
 pub mod image;
 mod kernel;
 
+pub use image::GuestImage;
 pub use kernel::{PREBUILT, PlannedKernel};
 
 use crate::events::{Event, EventSink};
@@ -83,6 +84,8 @@ pub struct Needs {
     pub programs: BTreeMap<CProgram, String>,
     /// A scenario has `shell: true`: the image with busybox is needed too.
     pub shell: bool,
+    /// A scenario has `image: systemd`: the Debian root filesystem with systemd is needed.
+    pub systemd: bool,
 }
 
 /// A scenario's own C program: its sources (absolute) and C library.
@@ -125,6 +128,8 @@ pub struct Plan {
     pub initrd: PathBuf,
     /// The image with busybox as /bin/sh, for scenarios with `shell: true`.
     pub shell_initrd: Option<PathBuf>,
+    /// The Debian root filesystem with systemd, for scenarios with `image: systemd`.
+    pub systemd_root: Option<PathBuf>,
     pub accel: Accel,
     pub machine: Machine,
     pub vm: VmOptions,
@@ -431,6 +436,10 @@ pub async fn resolve(
         true => Some(image::initramfs(&cache.root().join("images"), true)?),
         false => None,
     };
+    let systemd_root = match needs.systemd {
+        true => Some(systemd_root(&cache, sink).await?),
+        false => None,
+    };
     let accel = accel::choose(
         req.accel.unwrap_or(AccelChoice::Auto),
         &cache,
@@ -448,6 +457,7 @@ pub async fn resolve(
         programs,
         initrd,
         shell_initrd,
+        systemd_root,
         accel,
         machine: Machine::Pc,
         vm: req.vm.clone(),
@@ -460,6 +470,29 @@ pub async fn resolve(
         }
     });
     Ok(plan)
+}
+
+/// The systemd image's root filesystem, built by mmdebstrap the first time (about a minute).
+pub async fn systemd_root(cache: &Cache, sink: &dyn EventSink) -> Result<PathBuf, PlanError> {
+    let root = luo_rootfs::SYSTEMD;
+    let images = cache.root().join("images");
+    if let Some((dir, _)) = root.cached(&images) {
+        return Ok(dir);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let c = cache.clone();
+    let task = tokio::task::spawn_blocking(move || root.build(&c, &mut |m| drop(tx.send(m))));
+    while let Some(message) = rx.recv().await {
+        sink.emit(Event::Image {
+            name: root.name.into(),
+            message,
+        });
+    }
+    let (dir, _) = task
+        .await
+        .expect("building a root filesystem panicked")
+        .map_err(image::ImageError::from)?;
+    Ok(dir)
 }
 
 /// What a build request is called in progress and errors.

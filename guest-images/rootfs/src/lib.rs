@@ -1,0 +1,261 @@
+//! Root filesystems for guests that run a real distribution on top of the harness's kernel: a
+//! Debian suite and a package set, built by mmdebstrap (from Debian's archive, through the mirror
+//! the machine's own apt sources name) into a directory that the VM serves read-only over
+//! virtiofs. Cached by everything that decides the tree: suite, packages, options.
+//!
+//! The tree is shared by every VM that boots it; each boot puts its own tmpfs over it (the
+//! agent's first stage), so nothing a guest does reaches the cache.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RootfsError {
+    #[diagnostic(help("install it: bash ci/install-deps (Debian's mmdebstrap package)"))]
+    #[error("building the {image} image needs mmdebstrap, which is not on the PATH")]
+    NoMmdebstrap { image: &'static str },
+    #[diagnostic(help(
+        "a pinned version that sid no longer carries means the image's package set (guest-images/rootfs/src/lib.rs) needs updating, with its snapshots; the log has apt's own words"
+    ))]
+    #[error("mmdebstrap failed building the {image} image ({status}); its log: {log}")]
+    Mmdebstrap {
+        image: &'static str,
+        status: String,
+        log: PathBuf,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Mirror(#[from] luo_kernels::KernelError),
+}
+
+/// A root filesystem: a Debian suite and the packages on top of its minimal base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebianRoot {
+    /// What scenarios call it (`image: systemd`).
+    pub name: &'static str,
+    pub suite: &'static str,
+    /// `package` or `package=version`; pinned versions make the key exact.
+    pub packages: &'static [&'static str],
+}
+
+/// Debian sid with systemd 262.1, the first systemd with LUO support (fd stores preserved across
+/// kexec, LUOSession=), and kexec-tools, which systemd-shutdown runs for the final `kexec -e`.
+/// Pinned: the snapshots record what this systemd does, and sid moves.
+pub const SYSTEMD: DebianRoot = DebianRoot {
+    name: "systemd",
+    suite: "sid",
+    packages: &["systemd=262.1-1", "systemd-sysv=262.1-1", "kexec-tools"],
+};
+
+/// Documentation, manuals and translations: a fifth of the tree, read by nobody in a guest.
+const DROPPED: &[&str] = &[
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+];
+
+/// What a built tree records beside itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Built {
+    pub key: String,
+    pub seconds: f64,
+    /// `dpkg-query` of the tree: `package version` per line.
+    pub packages: Vec<String>,
+    pub bytes: u64,
+}
+
+impl DebianRoot {
+    fn mmdebstrap_args(&self, mirror: &str, target: &Path) -> Vec<String> {
+        let mut a = vec![
+            "--variant=minbase".to_string(),
+            "--format=directory".into(),
+            // The sid Release file this archive serves can be past its Valid-Until date.
+            "--aptopt=Acquire::Check-Valid-Until \"false\"".into(),
+            format!("--include={}", self.packages.join(",")),
+        ];
+        a.extend(
+            DROPPED
+                .iter()
+                .map(|p| format!("--dpkgopt=path-exclude={p}")),
+        );
+        a.push(self.suite.into());
+        a.push(target.display().to_string());
+        a.push(format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {} main",
+            self.suite
+        ));
+        a
+    }
+
+    /// The cache key: everything that decides the tree (the mirror does not: it serves the archive).
+    pub fn key(&self) -> String {
+        let args = self.mmdebstrap_args("MIRROR", Path::new("TARGET"));
+        hex::encode(&Sha256::digest(args.join("\n").as_bytes())[..8])
+    }
+
+    /// Where its tree is, under `images`.
+    pub fn dir(&self, images: &Path) -> PathBuf {
+        images.join(format!("rootfs-{}-{}", self.name, self.key()))
+    }
+
+    /// The built tree, if it is cached.
+    pub fn cached(&self, images: &Path) -> Option<(PathBuf, Built)> {
+        let dir = self.dir(images);
+        let built = std::fs::read_to_string(dir.join("built.json")).ok()?;
+        Some((dir.join("root"), serde_json::from_str(&built).ok()?))
+    }
+
+    /// The tree under the cache's images/ (built by mmdebstrap the first time, as root: the tree
+    /// keeps its owners and modes), and what was built. `on` hears what is happening.
+    pub fn build(
+        &self,
+        cache: &luo_kernels::Cache,
+        on: &mut dyn FnMut(String),
+    ) -> Result<(PathBuf, Built), RootfsError> {
+        let images = &cache.root().join("images");
+        if let Some(hit) = self.cached(images) {
+            return Ok(hit);
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RootfsError::Io { path, source }
+        };
+        std::fs::create_dir_all(images).map_err(io(images))?;
+        let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
+        if let Some(hit) = self.cached(images) {
+            return Ok(hit);
+        }
+        let mmdebstrap = luo_kernels::hosttools::which("mmdebstrap")
+            .ok_or(RootfsError::NoMmdebstrap { image: self.name })?;
+        let mirror = luo_kernels::apt::system_mirror()?;
+        let dir = self.dir(images);
+        let tmp = images.join(format!("tmp-rootfs-{}-{}", self.name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let log = tmp.join("mmdebstrap.log");
+        let log_file = std::fs::File::create(&log).map_err(io(&log))?;
+        on(format!(
+            "mmdebstrap {} {} ({})",
+            self.suite,
+            self.packages.join(" "),
+            self.key()
+        ));
+        let t0 = Instant::now();
+        let status = Command::new(mmdebstrap)
+            .args(self.mmdebstrap_args(&mirror, &tmp.join("root")))
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().map_err(io(&log))?)
+            .stderr(log_file)
+            .status()
+            .map_err(io(&tmp))?;
+        if !status.success() {
+            // Kept where it failed, log and all.
+            return Err(RootfsError::Mmdebstrap {
+                image: self.name,
+                status: status.to_string(),
+                log,
+            });
+        }
+        let packages = installed(&tmp.join("root"));
+        let built = Built {
+            key: self.key(),
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes: tree_bytes(&tmp.join("root")),
+            packages,
+        };
+        let json = serde_json::to_string_pretty(&built).expect("plain data serialises");
+        std::fs::write(tmp.join("built.json"), json).map_err(io(&tmp))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        on(format!(
+            "built in {:.1} s, {} MB",
+            built.seconds,
+            built.bytes >> 20
+        ));
+        Ok((dir.join("root"), built))
+    }
+}
+
+/// `package version` for every package installed in `root`, from its dpkg status file.
+fn installed(root: &Path) -> Vec<String> {
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+    let mut out = Vec::new();
+    for stanza in status.split("\n\n") {
+        let field = |k: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(": "))
+        };
+        if let (Some(p), Some(v)) = (field("Package"), field("Version"))
+            && field("Status").is_some_and(|s| s.ends_with(" installed"))
+        {
+            out.push(format!("{p} {v}"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The bytes of the regular files under `root` (hard links once each).
+fn tree_bytes(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_follows_the_package_set_not_the_mirror() {
+        let other = DebianRoot {
+            packages: &["systemd=262.2-1", "systemd-sysv=262.2-1", "kexec-tools"],
+            ..SYSTEMD
+        };
+        assert_ne!(SYSTEMD.key(), other.key());
+        assert_eq!(SYSTEMD.key(), SYSTEMD.key());
+        let a = SYSTEMD.mmdebstrap_args("http://a/debian", Path::new("/t"));
+        assert!(a.contains(&"--include=systemd=262.1-1,systemd-sysv=262.1-1,kexec-tools".into()));
+        assert!(a.last().unwrap().contains("http://a/debian sid main"));
+    }
+
+    #[test]
+    fn installed_packages_come_from_the_dpkg_status_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            d.path().join("var/lib/dpkg/status"),
+            "Package: systemd\nStatus: install ok installed\nVersion: 262.1-1\n\n\
+             Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+             Package: bash\nStatus: install ok installed\nVersion: 5.3-1\n",
+        )
+        .unwrap();
+        assert_eq!(installed(d.path()), ["bash 5.3-1", "systemd 262.1-1"]);
+    }
+}
