@@ -54,6 +54,11 @@ impl Timeouts {
         }
     }
 
+    /// The same with another limit for each boot.
+    pub fn with_boot(self, boot: Duration) -> Timeouts {
+        Timeouts { boot, ..self }
+    }
+
     /// The same with a scenario's own `step_timeout_s` for plain requests.
     pub fn with_request(self, request: Duration) -> Timeouts {
         Timeouts { request, ..self }

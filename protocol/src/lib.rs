@@ -14,7 +14,7 @@ pub use errno::{errno_name, errno_value};
 pub use ops::*;
 
 /// Bumped whenever a message changes shape; the host refuses an agent that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Name of the virtio-serial port the agent looks for under /sys/class/virtio-ports.
 pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";
@@ -22,6 +22,15 @@ pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";
 /// virtiofs tag of the per-run share, mounted by the agent at [`SHARE_MOUNT`].
 pub const SHARE_TAG: &str = "luoshare";
 pub const SHARE_MOUNT: &str = "/share";
+
+/// 9p tag of a read-only root filesystem (the systemd image). With [`ROOT_PARAM`]`=<tag>` on
+/// the command line the agent, as PID 1 of the initramfs, is only a first stage: it puts a tmpfs
+/// over that root, installs itself as a service and hands over to the root's /sbin/init.
+pub const ROOT_TAG: &str = "luoroot";
+pub const ROOT_PARAM: &str = "luo_harness.root";
+/// Where, in the share, the units of a scenario lie when the VM starts; the first stage installs
+/// them into /etc/systemd/system on every boot.
+pub const UNITS_DIR: &str = "units";
 
 /// Written to the kernel log by the agent just before reboot(KEXEC).
 pub const KEXEC_MARK: &str = "luo-agent: reboot(KEXEC)";
@@ -34,6 +43,41 @@ pub const BOOT_INDEX_PARAM: &str = "luo_harness.boot";
 pub struct Hello {
     pub protocol: u32,
     pub boot: BootFacts,
+    /// Under systemd (the agent is a service, not PID 1): what the service manager reported once
+    /// the boot finished.
+    #[serde(default)]
+    pub system: Option<SystemFacts>,
+}
+
+/// What systemd says about this boot, as the agent's hello carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemFacts {
+    /// The first line of `systemctl --version` (`systemd 262 (262.1-1)`).
+    pub version: String,
+    /// `systemctl is-system-running` once start-up finished (`running`, `degraded`).
+    pub state: String,
+    /// Units that failed during start-up.
+    pub failed: Vec<String>,
+    /// The scenario's units (those the first stage installed).
+    pub units: Vec<UnitState>,
+    /// This boot's journal lines that mention LUO, as `unit: message`.
+    pub luo_journal: Vec<String>,
+}
+
+/// One unit as `systemctl show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitState {
+    pub unit: String,
+    /// ActiveState (`active`, `inactive`, `failed`).
+    pub active: String,
+    /// SubState (`running`, `exited`, `dead`).
+    pub sub: String,
+    /// Result (`success`, `exit-code`, ...).
+    pub result: String,
+    /// NFileDescriptorStore: the fds in the unit's fd store.
+    pub fd_store: u32,
+    /// ExecMainStatus: the main process's exit status.
+    pub exit_status: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

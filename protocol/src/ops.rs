@@ -150,6 +150,13 @@ pub enum Request {
     KexecReboot,
     /// Power the machine off (the host sees QEMU exit).
     PowerOff,
+    /// `systemctl start|stop|restart UNIT` (waits for the job), then the unit's state.
+    Unit { unit: String, action: UnitAction },
+    /// This boot's journal (`journalctl -b -o cat`), of one unit if named.
+    Journal {
+        #[serde(default)]
+        unit: Option<String>,
+    },
     /// End the agent (PID 1) with `code` after replying: the kernel panics with "Attempted to kill
     /// init". Exists to test that the host reports guest panics.
     Exit { code: i32 },
@@ -199,6 +206,31 @@ pub enum Reply {
         count: u32,
         ns: u64,
     },
+    /// A systemd unit's state after a [`Request::Unit`].
+    Unit(crate::UnitState),
+}
+
+/// What [`Request::Unit`] asks systemd to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitAction {
+    Start,
+    Stop,
+    Restart,
+    /// Nothing: only read the state.
+    Show,
+}
+
+impl UnitAction {
+    /// The systemctl verb, None for [`UnitAction::Show`].
+    pub fn verb(self) -> Option<&'static str> {
+        match self {
+            UnitAction::Start => Some("start"),
+            UnitAction::Stop => Some("stop"),
+            UnitAction::Restart => Some("restart"),
+            UnitAction::Show => None,
+        }
+    }
 }
 
 /// What userspace can see of one file descriptor.

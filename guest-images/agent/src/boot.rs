@@ -38,7 +38,9 @@ pub fn setup_pid1() -> Result<(), String> {
 pub fn ensure_share() {
     use std::sync::atomic::{AtomicBool, Ordering};
     static MOUNTED: AtomicBool = AtomicBool::new(false);
-    if !MOUNTED.load(Ordering::Relaxed)
+    // Under systemd the first stage mounted it before systemd started.
+    if !crate::systemd::under_systemd()
+        && !MOUNTED.load(Ordering::Relaxed)
         && sys::mount(SHARE_TAG, SHARE_MOUNT, "virtiofs", None).is_ok()
     {
         MOUNTED.store(true, Ordering::Relaxed);

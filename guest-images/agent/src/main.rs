@@ -1,8 +1,10 @@
-//! luo-agent: PID 1 of every luo-harness guest.
+//! luo-agent: PID 1 of every luo-harness guest, or a systemd service in the systemd image.
 //!
 //! Mounts the pseudo filesystems and the virtiofs share, finds its virtio-serial port, says hello with
 //! the facts of this boot, then answers one request per line until it powers off or kexecs. Every
 //! failure is a reply, never a panic: a dead PID 1 is a kernel panic that would hide the real result.
+//! With `luo_harness.root=` on the command line, PID 1 is only the first stage (rootfs.rs): it
+//! hands over to systemd, which starts the agent again as a service (systemd.rs).
 
 mod boot;
 mod exec;
@@ -12,7 +14,9 @@ mod luo;
 mod memory;
 mod ops;
 mod pattern;
+mod rootfs;
 mod sys;
+mod systemd;
 
 use luo_protocol::{
     AgentError, Envelope, ErrorKind, Hello, Outcome, PROTOCOL_VERSION, Response, to_line,
@@ -21,10 +25,18 @@ use std::io::{BufRead, BufReader, Write};
 
 fn main() {
     let started_us = sys::boottime_us();
-    if let Err(e) = boot::setup_pid1() {
-        // Without the port there is nobody to tell but the console.
-        eprintln!("luo-agent: setup failed: {e}");
-        sys::power_off();
+    let service = systemd::under_systemd();
+    if !service {
+        if let Err(e) = boot::setup_pid1() {
+            // Without the port there is nobody to tell but the console.
+            eprintln!("luo-agent: setup failed: {e}");
+            sys::power_off();
+        }
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if let Some(tag) = rootfs::root_tag(&cmdline) {
+            eprintln!("luo-agent: first stage: {}", rootfs::hand_over(tag));
+            sys::power_off();
+        }
     }
     let port = match boot::open_agent_port() {
         Ok(p) => p,
@@ -34,6 +46,8 @@ fn main() {
         }
     };
     let mut writer = port.try_clone().expect("dup of the agent port");
+    // Under systemd the hello waits for start-up to finish: what the units did is part of it.
+    let system = service.then(systemd::facts);
     let facts = boot::facts(started_us);
     let fault = fault::from_cmdline(&facts.cmdline);
     if fault::replace_hello(fault, &mut writer) {
@@ -44,6 +58,7 @@ fn main() {
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         boot: facts,
+        system,
     };
     send(&mut writer, &hello);
 
@@ -106,6 +121,11 @@ fn main() {
             ops::After::Nothing => {}
             ops::After::PowerOff => sys::power_off(),
             ops::After::Exit(code) => std::process::exit(code),
+            ops::After::KexecReboot if service => {
+                // systemd stops this service on the way: its own sessions close and un-preserve.
+                let outcome = Outcome::Err(systemd::kexec());
+                send(&mut writer, &Response { id, outcome });
+            }
             ops::After::KexecReboot => {
                 // Every session fd is still open in `state`: that is what carries them over.
                 let err = sys::mark_and_kexec();

@@ -19,6 +19,16 @@ pub fn check(ret: i64) -> Result<i64, i32> {
 }
 
 pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<(), i32> {
+    mount_with(source, target, fstype, 0, data)
+}
+
+pub fn mount_with(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), i32> {
     let _ = std::fs::create_dir_all(target);
     let (s, t, f) = (cstring(source)?, cstring(target)?, cstring(fstype)?);
     let d = data.map(cstring).transpose()?;
@@ -26,7 +36,7 @@ pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> Re
         .as_ref()
         .map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void);
     // SAFETY: all pointers are valid NUL-terminated strings or null.
-    check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, dp) } as i64).map(|_| ())
+    check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, dp) } as i64).map(|_| ())
 }
 
 pub fn power_off() -> ! {

@@ -34,9 +34,9 @@ pub enum GuestError {
         source: std::io::Error,
         artifacts: String,
     },
-    /// A scenario with `shell: true` was given a plan made without the shell image.
-    #[error("scenario {0} has `shell: true`, but the run plan has no image with a shell")]
-    NoShellImage(String),
+    /// A scenario with `shell: true` or `image: systemd` was given a plan made without its image.
+    #[error("scenario {scenario} needs the {image} image, but the run plan has none")]
+    NoImage { scenario: String, image: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,7 +96,7 @@ impl Classify for GuestError {
                 Failure::Ended(_) | Failure::Protocol(_) => Kind::InfraFailure,
             },
             GuestError::Agent { .. } => Kind::Fail,
-            GuestError::Vm(_) | GuestError::Stage { .. } | GuestError::NoShellImage(_) => {
+            GuestError::Vm(_) | GuestError::Stage { .. } | GuestError::NoImage { .. } => {
                 Kind::InfraFailure
             }
         }

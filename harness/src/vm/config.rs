@@ -3,7 +3,7 @@
 use super::error::VmError;
 use super::qemu::{self, Accel, Machine, QemuSpec};
 use crate::timeouts::Timeouts;
-use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, SHARE_TAG};
+use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, ROOT_PARAM, ROOT_TAG, SHARE_TAG};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,12 @@ pub struct VmConfig {
     pub timeouts: Timeouts,
     /// Serve the artifacts' share/ over virtiofs (needed for kexec and exec).
     pub virtiofs: bool,
+    /// A root filesystem QEMU serves read-only over 9p (the systemd image): the initrd's first
+    /// stage mounts it under a tmpfs and starts its init, on every boot.
+    pub root: Option<PathBuf>,
+    /// Host files put into the share before the guest starts, at their share-relative paths
+    /// (what the first stage installs at boot: a scenario's units and their programs).
+    pub share_seed: Vec<(PathBuf, String)>,
     /// Keep the artifacts even on success (default: the LUO_HARNESS_KEEP environment variable).
     pub keep: bool,
     /// Remove the artifacts even on failure (the accelerator probe).
@@ -54,6 +60,8 @@ impl VmConfig {
             accel,
             timeouts: Timeouts::for_accel(accel),
             virtiofs: true,
+            root: None,
+            share_seed: Vec::new(),
             keep: std::env::var_os("LUO_HARNESS_KEEP").is_some_and(|v| v != "0"),
             discard_artifacts: false,
             watch_monitor: None,
@@ -79,6 +87,9 @@ impl VmConfig {
             // TCG. The PIT (or HPET) then drives the tick instead; interrupts still go through the
             // local APIC and IOAPIC as usual.
             c.push_str(" noapictimer");
+        }
+        if self.root.is_some() {
+            c.push_str(&format!(" {ROOT_PARAM}={ROOT_TAG}"));
         }
         if !self.extra_cmdline.trim().is_empty() {
             c.push(' ');
@@ -107,6 +118,7 @@ impl VmConfig {
             virtiofs: self
                 .virtiofs
                 .then(|| (dir.join("vfs.sock"), SHARE_TAG.to_string())),
+            root_9p: self.root.clone().map(|r| (r, ROOT_TAG.to_string())),
             agent_port_name: AGENT_PORT_NAME.to_string(),
             bios: std::env::var_os("LUO_HARNESS_BIOS")
                 .filter(|b| !b.is_empty())
@@ -146,6 +158,21 @@ mod tests {
             !has(&c),
             "KVM guests have a TSC-deadline timer and need no workaround"
         );
+    }
+
+    #[test]
+    fn a_root_filesystem_is_named_on_every_boot() {
+        let mut c = config();
+        assert!(!c.cmdline(0).contains("luo_harness.root"));
+        c.root = Some("/img/root".into());
+        assert!(c.cmdline(0).contains(" luo_harness.root=luoroot"));
+        assert!(
+            c.cmdline(2).contains(" luo_harness.root=luoroot"),
+            "the kexec'd kernel boots the same image"
+        );
+        if let Ok(spec) = c.qemu_spec(Path::new("/r")) {
+            assert_eq!(spec.root_9p, Some(("/img/root".into(), "luoroot".into())));
+        }
     }
 
     #[test]

@@ -109,6 +109,10 @@ impl Vm {
             .map_err(setup("binding the agent socket", &mut artifacts))?;
         let qmp_listener = UnixListener::bind(&spec.qmp_socket)
             .map_err(setup("binding the QMP socket", &mut artifacts))?;
+        for (src, rel) in &cfg.share_seed {
+            stage_into(&artifacts.share(), src, rel)
+                .map_err(setup("staging files into the share", &mut artifacts))?;
+        }
         let virtiofsd = match &spec.virtiofs {
             Some((vfs_sock, _)) => {
                 let l = std::os::unix::net::UnixListener::bind(vfs_sock)
@@ -202,13 +206,7 @@ impl Vm {
 
     /// Puts a host file into the guest's share at `rel` (a hard link where it can, else a copy).
     pub fn stage(&self, src: &Path, rel: &str) -> std::io::Result<PathBuf> {
-        let dst = self.artifacts.share().join(rel);
-        if let Some(d) = dst.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        let _ = std::fs::remove_file(&dst);
-        std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))?;
-        Ok(dst)
+        stage_into(&self.artifacts.share(), src, rel)
     }
 
     fn note(&mut self, ev: QmpEvent) {
@@ -263,6 +261,16 @@ impl Vm {
     pub async fn ended_within(&mut self, d: Duration) -> Option<VmEnd> {
         tokio::time::timeout(d, self.ended()).await.ok()
     }
+}
+
+fn stage_into(share: &Path, src: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let dst = share.join(rel);
+    if let Some(d) = dst.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let _ = std::fs::remove_file(&dst);
+    std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))?;
+    Ok(dst)
 }
 
 fn shell_words(args: &[String]) -> String {

@@ -64,6 +64,8 @@ pub struct QemuSpec {
     pub gdb_port: Option<u16>,
     /// vhost-user-fs socket of virtiofsd, and the tag the guest mounts.
     pub virtiofs: Option<(PathBuf, String)>,
+    /// A directory QEMU serves read-only over 9p, and its tag: the systemd image's root.
+    pub root_9p: Option<(PathBuf, String)>,
     pub agent_port_name: String,
     /// Firmware; None = QEMU's default (SeaBIOS).
     pub bios: Option<PathBuf>,
@@ -156,6 +158,21 @@ impl QemuSpec {
         }
         // A guest panic ends QEMU with a failure status (GUEST_PANICKED is sent on QMP first).
         push(&["-action", "panic=exit-failure"]);
+        if let Some((dir, tag)) = &self.root_9p {
+            // QEMU's own 9p server, not a second virtiofsd: see kernels/fragments/systemd.config.
+            push(&[
+                "-fsdev",
+                &format!(
+                    "local,id=root,path={},security_model=passthrough,readonly=on",
+                    dir.display()
+                ),
+            ]);
+            let dev = match self.machine {
+                Machine::Pc => "virtio-9p-pci",
+                Machine::Microvm => "virtio-9p-device",
+            };
+            push(&["-device", &format!("{dev},fsdev=root,mount_tag={tag}")]);
+        }
         if let Some((sock, tag)) = &self.virtiofs {
             push(&[
                 "-chardev",
@@ -226,6 +243,7 @@ mod tests {
             watch_monitor: None,
             gdb_port: None,
             virtiofs: Some(("/r/vfs.sock".into(), "luoshare".into())),
+            root_9p: None,
             agent_port_name: "org.luo-harness.agent".into(),
             bios: None,
         }
@@ -261,6 +279,23 @@ mod tests {
         let a = s.args();
         assert_eq!(value_after(&a, "-machine"), ["pc,acpi=off"]);
         assert!(value_after(&a, "-object").is_empty());
+    }
+
+    #[test]
+    fn a_root_is_served_read_only_by_qemus_own_9p_server() {
+        let mut s = spec();
+        s.root_9p = Some(("/img/root".into(), "luoroot".into()));
+        let a = s.args();
+        assert_eq!(
+            value_after(&a, "-fsdev"),
+            ["local,id=root,path=/img/root,security_model=passthrough,readonly=on"]
+        );
+        assert!(value_after(&a, "-device").contains(&"virtio-9p-pci,fsdev=root,mount_tag=luoroot"));
+        s.machine = Machine::Microvm;
+        assert!(
+            value_after(&s.args(), "-device")
+                .contains(&"virtio-9p-device,fsdev=root,mount_tag=luoroot")
+        );
     }
 
     #[test]

@@ -72,10 +72,13 @@ impl State {
             | Seek { .. }
             | Observe { .. }) => files::handle(&mut self.fds, r),
             r @ (Exec { .. } | Wait { .. }) => programs::handle(&mut self.children, r),
-            r
-            @ (ReadFile { .. } | MemorySnapshot | KernelLog | KernelConfig | KexecLoad { .. }) => {
-                system::handle(r)
-            }
+            r @ (ReadFile { .. }
+            | MemorySnapshot
+            | KernelLog
+            | KernelConfig
+            | KexecLoad { .. }
+            | Unit { .. }
+            | Journal { .. }) => system::handle(r),
         }
     }
 }

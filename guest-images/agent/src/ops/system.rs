@@ -2,7 +2,7 @@
 //! loading the next kernel.
 
 use super::{R, misrouted, sc};
-use crate::{boot, memory, sys};
+use crate::{boot, memory, sys, systemd};
 use luo_protocol::{AgentError, Reply, Request};
 
 pub(super) fn handle(req: Request) -> R {
@@ -18,7 +18,27 @@ pub(super) fn handle(req: Request) -> R {
             initrd,
             cmdline,
         } => kexec_load(&kernel, &initrd, &cmdline),
+        Request::Unit { unit, action } => {
+            needs_systemd("systemctl")?;
+            systemd::unit(&unit, action)
+        }
+        Request::Journal { unit } => {
+            needs_systemd("journalctl")?;
+            systemd::journal(unit.as_deref())
+        }
         other => Err(misrouted("system", &other)),
+    }
+}
+
+/// Units and the journal exist only in the systemd image.
+fn needs_systemd(tool: &str) -> Result<(), AgentError> {
+    match systemd::under_systemd() {
+        true => Ok(()),
+        false => Err(AgentError::new(
+            luo_protocol::ErrorKind::BadRequest,
+            tool,
+            "the agent is PID 1: this image has no systemd (`image: systemd` has)",
+        )),
     }
 }
 
