@@ -1,7 +1,7 @@
 //! One test per scenario file in scenarios/, run on the real kernel and compared with its reviewed
 //! snapshot in snapshots/<variant>/ (the same comparison `luo-harness run` makes): the whole set on
-//! `stock`, and the session identity scenarios on each of the other session-inode designs
-//! (kernels/variants/), whose snapshots differ exactly where the designs do. Outside CI a differing
+//! `stock`, and the session identity and systemd scenarios on each of the other session-inode
+//! designs (kernels/variants/), whose snapshots differ exactly where the designs do. Outside CI a differing
 //! or missing snapshot is written as `.snap.new` for `cargo insta review`.
 
 mod common;
@@ -68,7 +68,7 @@ fn run_scenario(path: &Path, variant: &str) -> datatest_stable::Result<()> {
 
 datatest_stable::harness! {
     { test = stock, root = "../scenarios", pattern = r"^[^/]+\.ya?ml$" },
-    { test = anon_unique, root = "../scenarios", pattern = r"^session-identity-[^/]+\.yaml$" },
-    { test = magic_shared, root = "../scenarios", pattern = r"^session-identity-[^/]+\.yaml$" },
-    { test = magic_unique, root = "../scenarios", pattern = r"^session-identity-[^/]+\.yaml$" },
+    { test = anon_unique, root = "../scenarios", pattern = r"^(session-identity|systemd)-[^/]+\.yaml$" },
+    { test = magic_shared, root = "../scenarios", pattern = r"^(session-identity|systemd)-[^/]+\.yaml$" },
+    { test = magic_unique, root = "../scenarios", pattern = r"^(session-identity|systemd)-[^/]+\.yaml$" },
 }

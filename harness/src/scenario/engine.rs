@@ -32,12 +32,7 @@ fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -
             variant: plan.boot.variant.clone(),
             source: plan.boot.source.clone(),
         },
-        boots: vec![BootFacts {
-            boot: 0,
-            release: hello.boot.release.clone(),
-            liveupdate_number: hello.boot.liveupdate_number,
-            kho_exec_from: hello.boot.kho_exec_from.clone(),
-        }],
+        boots: vec![BootFacts::from_hello(0, hello)],
         steps: vec![],
         observations: BTreeMap::new(),
         session_identity: vec![],

@@ -53,6 +53,7 @@ pub fn hello(boot: u32) -> Hello {
             agent_start_us: 350_000,
             tsc: None,
         },
+        system: None,
     }
 }
 
@@ -218,6 +219,7 @@ pub fn plan() -> Plan {
         programs: BTreeMap::new(),
         initrd: "/cache/initrd".into(),
         shell_initrd: Some("/cache/initrd-shell".into()),
+        systemd_root: None,
         accel: Accel::Tcg,
         machine: Machine::Microvm,
         vm: VmOptions::default(),

@@ -219,10 +219,50 @@ fn top_level(s: &Scenario, v: &mut Validator) {
     }
 }
 
+/// `units:` and `programs:`: files beside the scenario, for the systemd image only.
+fn image_files(s: &Scenario, v: &mut Validator) {
+    let site = at::<String>;
+    let systemd = s.image == crate::plan::GuestImage::Systemd;
+    for u in &s.units {
+        let at = site(u, "units");
+        if !systemd {
+            v.problem(
+                &at,
+                "`units` are installed by the systemd image only".into(),
+                Some("add `image: systemd`".into()),
+            );
+        }
+        v.file_beside(&at, &u.value);
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for p in &s.programs {
+        let at = site(p, "programs");
+        if !systemd {
+            v.problem(
+                &at,
+                "`programs` are installed by the systemd image only".into(),
+                Some("add `image: systemd`, or build it with `exec: {source: ...}`".into()),
+            );
+        }
+        v.c_source(&at, &p.value);
+        if !names.insert(s.unit_program(&p.value).name()) {
+            v.problem(
+                &at,
+                format!(
+                    "two programs would both be /usr/local/bin/{}",
+                    s.unit_program(&p.value).name()
+                ),
+                None,
+            );
+        }
+    }
+}
+
 /// Every problem of a parsed scenario: the steps walked in order, each telling the validator what
 /// it uses and creates.
 pub fn validate(s: &Scenario, src: &str) -> Vec<Problem> {
-    let mut v = Validator::for_files_in(s.dir(), s.shell);
+    let mut v = Validator::for_files_in(s.dir(), s.shell, s.image);
+    image_files(s, &mut v);
     if s.steps.is_empty() {
         // An empty list has no span of its own: point at the top-level `steps:` key.
         let line = src

@@ -42,15 +42,35 @@ pub use report::{Metrics, Report};
 pub use requires::Requires;
 
 use crate::guest::{Guest, GuestError};
-use crate::plan::Plan;
+use crate::plan::{GuestImage, Plan};
+
+/// systemd's start-up (and its shutdown before a kexec) takes several times the agent's boot.
+const SYSTEMD_BOOT_FACTOR: u32 = 4;
 
 /// Boots a VM for `scenario` on the plan's kernel and runs it.
 pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
     let mut cfg = plan.vm_config(scenario.name());
+    let missing = |image: &str| GuestError::NoImage {
+        scenario: scenario.name().to_string(),
+        image: image.to_string(),
+    };
     cfg.initrd = plan
         .initrd_for(scenario.shell)
-        .ok_or_else(|| GuestError::NoShellImage(scenario.name().to_string()))?
+        .ok_or_else(|| missing("shell"))?
         .to_path_buf();
+    if scenario.image == GuestImage::Systemd {
+        cfg.root = Some(
+            plan.systemd_root
+                .clone()
+                .ok_or_else(|| missing("systemd"))?,
+        );
+        cfg.share_seed = scenario
+            .share_seed(plan)
+            .map_err(|p| missing(&format!("program {p} of the systemd")))?;
+        cfg.timeouts = cfg
+            .timeouts
+            .with_boot(cfg.timeouts.boot * SYSTEMD_BOOT_FACTOR);
+    }
     // The scenario's own memory size wins over the run's.
     if let Some(m) = scenario.memory_mib() {
         cfg.memory_mib = m;

@@ -2,6 +2,7 @@
 
 use super::requires::Requires;
 use super::steps::Step;
+use crate::plan::{CProgram, GuestImage};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -31,6 +32,20 @@ pub struct Scenario {
     /// Put busybox in the guest image (/bin/sh and its applets in /bin) for scripts.
     #[serde(default)]
     pub shell: bool,
+    /// The guest: `default` (the agent as PID 1 in an initramfs) or `systemd` (Debian sid with
+    /// systemd 262.1 as PID 1 on a read-only root, the agent one of its services).
+    #[serde(default)]
+    pub image: GuestImage,
+    /// systemd units beside the scenario (`image: systemd`), installed into /etc/systemd/system
+    /// on every boot and enabled as their [Install] section says.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub units: Vec<Spanned<String>>,
+    /// C files beside the scenario for its units to run (`image: systemd`): each is built
+    /// statically for the guest and installed as /usr/local/bin/<its name without .c>.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub programs: Vec<Spanned<String>>,
     #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Spanned<Step>>,
     /// The scenario's file as it was named (programs and files beside it are relative to it).
@@ -74,6 +89,54 @@ impl Scenario {
                 .or_insert_with(|| format!("{}:{at}", self.file.display()));
         }
         needs.shell |= self.shell;
+        needs.systemd |= self.image == GuestImage::Systemd;
+        for p in &self.programs {
+            needs
+                .programs
+                .entry(self.unit_program(&p.value))
+                .or_insert_with(|| {
+                    format!(
+                        "{}:{}:{}",
+                        self.file.display(),
+                        p.referenced.line(),
+                        p.referenced.column()
+                    )
+                });
+        }
+    }
+
+    /// What the first stage installs at boot, as (host file, share path): the units under
+    /// units/, the built programs under programs/. Err names a program the plan lacks.
+    pub fn share_seed(
+        &self,
+        plan: &crate::plan::Plan,
+    ) -> Result<Vec<(std::path::PathBuf, String)>, String> {
+        let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        let mut seed: Vec<_> = self
+            .units
+            .iter()
+            .map(|u| {
+                (
+                    self.dir().join(&u.value),
+                    format!("{}/{}", luo_protocol::UNITS_DIR, base(&u.value)),
+                )
+            })
+            .collect();
+        for p in &self.programs {
+            let key = self.unit_program(&p.value);
+            let built = plan.program(&key).ok_or_else(|| p.value.clone())?;
+            seed.push((built.to_path_buf(), format!("programs/{}", key.name())));
+        }
+        Ok(seed)
+    }
+
+    /// The program a `programs:` entry names, as the plan keys it.
+    pub fn unit_program(&self, source: &str) -> CProgram {
+        CProgram {
+            sources: vec![source.into()],
+            libc: luo_kernels::programs::Libc::Glibc,
+        }
+        .against(&self.dir())
     }
 
     /// The directory of the scenario's file.

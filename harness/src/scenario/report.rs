@@ -61,6 +61,91 @@ pub struct BootFacts {
     pub release: String,
     pub liveupdate_number: Option<u64>,
     pub kho_exec_from: Option<String>,
+    /// What systemd reported once this boot started up (`image: systemd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<luo_protocol::SystemFacts>,
+    /// systemd-shutdown's lines about LUO on the console of the boot before, on its way into the
+    /// kexec that started this one (`image: systemd`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shutdown: Vec<String>,
+}
+
+impl BootFacts {
+    /// Boot `boot` as its agent's hello describes it.
+    pub fn from_hello(boot: u32, hello: &luo_protocol::Hello) -> BootFacts {
+        BootFacts {
+            boot,
+            release: hello.boot.release.clone(),
+            liveupdate_number: hello.boot.liveupdate_number,
+            kho_exec_from: hello.boot.kho_exec_from.clone(),
+            system: hello.system.clone(),
+            shutdown: vec![],
+        }
+    }
+}
+
+/// systemd-shutdown's LUO lines in the last shutdown a console shows (between the agent's
+/// [`luo_protocol::KEXEC_MARK`] and the kernel's "Starting new kernel"), without timestamps, with
+/// fd numbers and tokens as `N` (they follow the order systemd walks its units in, which varies
+/// from run to run), sorted.
+pub fn shutdown_luo_lines(console: &str) -> Vec<String> {
+    let Some(start) = console.rfind(luo_protocol::KEXEC_MARK) else {
+        return vec![];
+    };
+    let mut lines: Vec<String> = console[start..]
+        .lines()
+        .take_while(|l| !l.contains("kexec_core: Starting new kernel"))
+        .filter_map(|l| {
+            let msg = l.split_once("] ").map_or(l, |(_, m)| m).trim();
+            (msg.starts_with("systemd-shutdown[") && msg.contains("LUO"))
+                .then(|| numbers_after(&numbers_after(msg, "LUO fd "), "with token "))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// `text` with the number after each `marker` written `N`.
+fn numbers_after(text: &str, marker: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(marker) {
+        out.push_str(&rest[..i + marker.len()]);
+        rest = &rest[i + marker.len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push('N');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn only_the_last_shutdowns_luo_lines_are_taken() {
+    let console = "[ 1.0] systemd-shutdown[1]: old LUO line\n\
+        [ 5.0] luo-agent: reboot(KEXEC)\n\
+        [ 5.5] systemd-shutdown[1]: Syncing filesystems and block devices.\n\
+        [ 5.8] systemd-shutdown[1]: Preserved fd stores in LUO session 'systemd' for kexec.\n\
+        [ 5.9] kexec_core: Starting new kernel\n\
+        [ 0.1] systemd-shutdown[1]: not this boot's LUO\n";
+    assert_eq!(
+        shutdown_luo_lines(console),
+        ["systemd-shutdown[1]: Preserved fd stores in LUO session 'systemd' for kexec."]
+    );
+    assert!(shutdown_luo_lines("no mark").is_empty());
+    let lost = "luo-agent: reboot(KEXEC)\n\
+        [ 9.1] systemd-shutdown[1]: Failed to preserve LUO fd 32 (name 'session') with token 2, will be lost\n\
+        [ 9.2] systemd-shutdown[1]: Failed to preserve LUO fd 28 (name 'a') with token 1, will be lost\n";
+    assert_eq!(
+        shutdown_luo_lines(lost),
+        [
+            "systemd-shutdown[1]: Failed to preserve LUO fd N (name 'a') with token N, will be lost",
+            "systemd-shutdown[1]: Failed to preserve LUO fd N (name 'session') with token N, will be lost"
+        ]
+    );
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,6 +3,7 @@
 //! (steps/*.rs); this module keeps the state and words the problems.
 
 use super::limits;
+use crate::plan::GuestImage;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -37,10 +38,11 @@ struct HandleInfo {
 
 impl Validator {
     /// A validator for a scenario in `dir`, with or without busybox in its image.
-    pub fn for_files_in(dir: PathBuf, shell: bool) -> Validator {
+    pub fn for_files_in(dir: PathBuf, shell: bool, image: GuestImage) -> Validator {
         Validator {
             dir,
             shell,
+            image,
             ..Validator::default()
         }
     }
@@ -74,6 +76,8 @@ pub struct Validator {
     pub dir: PathBuf,
     /// `shell: true`: busybox is in the image.
     pub shell: bool,
+    /// The image the guest runs: under systemd the agent's own sessions do not cross a kexec.
+    pub image: GuestImage,
     /// Names staged into the share's programs/ directory, with the host path each came from.
     staged: BTreeMap<String, String>,
 }
@@ -94,6 +98,7 @@ impl Default for Validator {
             memory_mib: crate::vm::DEFAULT_MEMORY_MIB as u64,
             dir: PathBuf::from("."),
             shell: false,
+            image: GuestImage::Default,
             staged: BTreeMap::new(),
         }
     }
@@ -207,6 +212,9 @@ impl Validator {
             Some(k) if !self.carried.contains(name) => {
                 let why = match self.closed_sessions.get(name) {
                     Some(c) => format!("it was closed at line {c}, before the kexec at line {k}"),
+                    None if self.image == GuestImage::Systemd => format!(
+                        "under `image: systemd` the kexec at line {k} is `systemctl kexec`, which stops the agent first: its own sessions close and are not preserved (only systemd's fd stores cross)"
+                    ),
                     None => format!("no session of that name was open at the kexec at line {k}"),
                 };
                 self.problem(
@@ -318,6 +326,10 @@ impl Validator {
         if self.shell && path.starts_with("/bin/") && !path.contains("..") {
             return;
         }
+        // A Debian system: what its packages installed is there.
+        if self.image == GuestImage::Systemd {
+            return;
+        }
         self.problem(
             at,
             format!("`{path}` is not a program the guest image has"),
@@ -327,6 +339,17 @@ impl Validator {
                 "the default image holds only the agent: bring ./prog beside the scenario, or set `shell: true` for /bin/sh".into()
             }),
         );
+    }
+
+    /// A step that talks to systemd (`unit`, `journal`) needs the image that has it.
+    pub fn needs_systemd(&mut self, at: &Site, keyword: &str) {
+        if self.image != GuestImage::Systemd {
+            self.problem(
+                at,
+                format!("`{keyword}` talks to systemd, which only `image: systemd` runs"),
+                Some("add `image: systemd` at the top of the scenario".into()),
+            );
+        }
     }
 
     /// A C source of `exec: {source: ...}`: a file beside the scenario.
@@ -422,7 +445,11 @@ impl Validator {
             self.gone.insert(name, (self.boot, at.line));
         }
         self.closed.clear();
-        self.carried = self.open_sessions.keys().cloned().collect();
+        self.carried = match self.image {
+            GuestImage::Default => self.open_sessions.keys().cloned().collect(),
+            // systemctl kexec stops the agent's service before the reboot.
+            GuestImage::Systemd => BTreeSet::new(),
+        };
         self.open_sessions.clear();
         self.closed_sessions
             .retain(|n, _| !self.carried.contains(n));

@@ -1,5 +1,6 @@
 //! `kexec`: kexec_file_load + reboot(KEXEC) into the next kernel (the running one, or a variant of
-//! the same source), holding every open fd, and the new kernel's hello.
+//! the same source), holding every open fd, and the new kernel's hello. Under `image: systemd` the
+//! reboot is `systemctl kexec`: systemd's shutdown carries the fd stores, the agent's fds close.
 
 use super::kind::StepKind;
 use crate::guest::KexecTarget;
@@ -77,13 +78,14 @@ impl StepKind for Kexec {
         cx.metrics.blackouts_ms.push(ms);
         cx.metrics.boots_ms.push(ms);
         let boot = cx.guest.boot_index();
-        let facts = cx.guest.hello().boot.clone();
-        cx.report.boots.push(BootFacts {
-            boot,
-            release: facts.release.clone(),
-            liveupdate_number: facts.liveupdate_number,
-            kho_exec_from: facts.kho_exec_from,
-        });
+        let mut facts = BootFacts::from_hello(boot, cx.guest.hello());
+        if facts.system.is_some()
+            && let Some(dir) = cx.guest.artifacts()
+        {
+            let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+            facts.shutdown = crate::scenario::report::shutdown_luo_lines(&console);
+        }
+        cx.report.boots.push(facts);
         cx.new_boot();
         cx.check_handover();
         if let Some(why) = cx.unmet_requirements().await? {

@@ -11,6 +11,7 @@ use super::observe::Observe;
 use super::preserve::{Preserve, RetrieveFd};
 use super::raw_ioctl::RawIoctl;
 use super::session::{self, OnSession, SessionStep};
+use super::unit::{Journal, Unit};
 use crate::plan::Needs;
 use crate::scenario::context::{StepContext, StepFailure, StepResult};
 use crate::scenario::driver::GuestDriver;
@@ -92,6 +93,10 @@ steps! {
     Exec(Box<Exec>),
     /// A raw LUO ioctl with a hand-made argument (errno contract).
     RawIoctl(RawIoctl),
+    /// Start, stop, restart or read a systemd unit and check its state (`image: systemd`).
+    Unit(Unit),
+    /// This boot's journal, of one unit: what it must contain, and its TAP lines as sub-results.
+    Journal(Journal),
     /// Run `steps` `count` times; `{i}` (or the index named with `as`) in any string becomes the
     /// iteration (0-based).
     Repeat(Repeat),

@@ -15,6 +15,7 @@ mod observe;
 mod preserve;
 mod raw_ioctl;
 pub(crate) mod session;
+mod unit;
 
 pub use device::OpenDevice;
 pub use exec::Exec;
@@ -30,3 +31,4 @@ pub use observe::Observe;
 pub use preserve::{Preserve, RetrieveFd};
 pub use raw_ioctl::RawIoctl;
 pub use session::{OnSession, SessionStep};
+pub use unit::{Journal, Unit};
