@@ -555,3 +555,106 @@ fn programs_beside_the_scenario_and_their_files_are_staged_into_programs() {
     assert_eq!(env, &[("A".to_string(), "b".to_string())]);
     assert_eq!(stdin.as_deref(), Some("in"));
 }
+
+/// A systemd guest: every `unit` request answers with `state`, every `journal` with `lines`.
+fn under_systemd(state: luo_protocol::UnitState, lines: &'static [&'static str]) -> FakeGuest {
+    let script: Script = Box::new(move |req| match req {
+        Request::Unit { .. } => Some(Ok(Reply::Unit(state.clone()))),
+        Request::Journal { .. } => Some(Ok(Reply::Log {
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        })),
+        _ => None,
+    });
+    FakeGuest::new(script)
+}
+
+fn unit_state(active: &str, fd_store: u32) -> luo_protocol::UnitState {
+    luo_protocol::UnitState {
+        unit: "a.service".into(),
+        active: active.into(),
+        sub: "dead".into(),
+        result: "success".into(),
+        fd_store,
+        exit_status: 0,
+    }
+}
+
+const JOURNAL_TAP: &[&str] = &[
+    "Starting a.service...",
+    "TAP version 13",
+    "ok 1 stored",
+    "not ok 2 lost",
+    "1..2",
+];
+
+#[test]
+fn a_unit_step_asks_systemctl_and_checks_only_what_it_names() {
+    let yaml = "description: d\nimage: systemd\nsteps:\n  - unit: {name: a.service, action: start, fd_store: 1}\n  - unit: {name: a.service, fd_store: 2}\n";
+    let (ran, seen) = run(yaml, under_systemd(unit_state("inactive", 1), &[]));
+    let reqs: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|(r, _)| r.clone())
+        .collect();
+    assert_eq!(
+        reqs,
+        [
+            Request::Unit {
+                unit: "a.service".into(),
+                action: luo_protocol::UnitAction::Start
+            },
+            Request::Unit {
+                unit: "a.service".into(),
+                action: luo_protocol::UnitAction::Show
+            },
+            // The engine's scan of the kernel log at the end.
+            Request::KernelLog,
+        ]
+    );
+    assert_eq!(
+        ran.report.steps[0],
+        "L4 unit start a.service: inactive (dead), result success, fd store 1, exit 0"
+    );
+    assert_eq!(
+        ran.report.failures,
+        ["L5 unit: unit show a.service: fd store 1, expected 2"]
+    );
+}
+
+#[test]
+fn a_journals_not_ok_fails_the_step_unless_it_is_only_recorded() {
+    let strict = "description: d\nimage: systemd\nsteps:\n  - journal: {unit: a.service, contains: [stored]}\n";
+    let (ran, _) = run(
+        strict,
+        under_systemd(unit_state("inactive", 1), JOURNAL_TAP),
+    );
+    assert!(matches!(ran.outcome, Outcome::Fail { .. }), "{:?}", ran.outcome);
+    assert!(
+        ran.report.failures[0].contains("not ok 2 lost"),
+        "{:?}",
+        ran.report.failures
+    );
+    let recorded = strict.replace("contains: [stored]", "not_ok: record");
+    let (ran, _) = run(
+        &recorded,
+        under_systemd(unit_state("inactive", 1), JOURNAL_TAP),
+    );
+    assert_eq!(ran.outcome, Outcome::Pass);
+    assert_eq!(
+        ran.report.steps,
+        ["L4 journal a.service: not ok 2 lost (recorded)"]
+    );
+    assert_eq!(ran.report.subtests[0].parsed.cases.len(), 2);
+    let missing = strict.replace("[stored]", "[absent]");
+    let (ran, _) = run(
+        &missing,
+        under_systemd(unit_state("inactive", 1), JOURNAL_TAP),
+    );
+    assert!(
+        ran.report.failures[0].contains("no line contains [\"absent\"]"),
+        "{:?}",
+        ran.report.failures
+    );
+}
