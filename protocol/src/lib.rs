@@ -31,6 +31,9 @@ pub const ROOT_PARAM: &str = "luo_harness.root";
 /// Where, in the share, the units of a scenario lie when the VM starts; the first stage installs
 /// them into /etc/systemd/system on every boot.
 pub const UNITS_DIR: &str = "units";
+/// Where, in the share, programs are staged: `exec`'s, and a scenario's `programs:` that the
+/// first stage installs.
+pub const PROGRAMS_DIR: &str = "programs";
 
 /// Written to the kernel log by the agent just before reboot(KEXEC).
 pub const KEXEC_MARK: &str = "luo-agent: reboot(KEXEC)";

@@ -6,7 +6,7 @@
 //! /sbin/init. The agent then runs again as a systemd service.
 
 use crate::sys;
-use luo_protocol::{ROOT_PARAM, SHARE_MOUNT, SHARE_TAG, UNITS_DIR};
+use luo_protocol::{PROGRAMS_DIR, ROOT_PARAM, SHARE_MOUNT, SHARE_TAG, UNITS_DIR};
 use std::path::Path;
 
 const LOWER: &str = "/sysroot/lower";
@@ -106,7 +106,7 @@ fn install(root: &Path, share: &Path) -> Result<(), String> {
         enable(&units, &name, &text)?;
     }
     // Copies written by the guest's CPU, not served from the share: see exec::copy_out.
-    for (name, bytes) in files_in(&share.join("programs"))? {
+    for (name, bytes) in files_in(&share.join(PROGRAMS_DIR))? {
         write(&root.join(&PROGRAMS_PATH[1..]).join(&name), &bytes, 0o755)?;
     }
     Ok(())

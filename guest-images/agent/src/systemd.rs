@@ -109,15 +109,12 @@ pub fn parse_show(unit: &str, text: &str) -> UnitState {
 /// `systemctl <verb> UNIT` (which waits for the job), then the unit's state. A failed start is
 /// an answer too: the state says how it failed.
 pub fn unit(unit: &str, action: UnitAction) -> Result<Reply, AgentError> {
-    if let Some(verb) = action.verb()
-        && let Err(e) = run("systemctl", &[verb, unit])
-    {
-        let state = unit_state(unit)?;
-        if state.active != "failed" {
-            return Err(e);
-        }
+    let ran = action.verb().map(|verb| run("systemctl", &[verb, unit]));
+    let state = unit_state(unit)?;
+    match ran {
+        Some(Err(e)) if state.active != "failed" => Err(e),
+        _ => Ok(Reply::Unit(state)),
     }
-    Ok(Reply::Unit(unit_state(unit)?))
 }
 
 /// This boot's journal, of one unit if named, one message per line.

@@ -472,25 +472,16 @@ pub async fn resolve(
     Ok(plan)
 }
 
-/// The systemd image's root filesystem, built by mmdebstrap the first time (about a minute).
+/// The systemd image's root filesystem, built by mmdebstrap the first time (about half a minute).
 pub async fn systemd_root(cache: &Cache, sink: &dyn EventSink) -> Result<PathBuf, PlanError> {
     let root = luo_rootfs::SYSTEMD;
-    let images = cache.root().join("images");
-    if let Some((dir, _)) = root.cached(&images) {
-        return Ok(dir);
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let c = cache.clone();
-    let task = tokio::task::spawn_blocking(move || root.build(&c, &mut |m| drop(tx.send(m))));
-    while let Some(message) = rx.recv().await {
-        sink.emit(Event::Image {
-            name: root.name.into(),
-            message,
-        });
-    }
-    let (dir, _) = task
+    let to_event = |message| Event::Image {
+        name: root.name.into(),
+        message,
+    };
+    let (dir, _) = blocking_with(sink, to_event, move |on| root.build(&c, on))
         .await
-        .expect("building a root filesystem panicked")
         .map_err(image::ImageError::from)?;
     Ok(dir)
 }
@@ -506,15 +497,25 @@ async fn blocking<T: Send + 'static>(
     sink: &dyn EventSink,
     job: impl FnOnce(&mut dyn FnMut(luo_kernels::BuildEvent)) -> T + Send + 'static,
 ) -> T {
+    let to_event = |event| Event::Kernel {
+        label: label.clone(),
+        event,
+    };
+    blocking_with(sink, to_event, job).await
+}
+
+/// A long blocking job (a build) off the async workers; what it reports becomes events.
+async fn blocking_with<E: Send + 'static, T: Send + 'static>(
+    sink: &dyn EventSink,
+    to_event: impl Fn(E) -> Event,
+    job: impl FnOnce(&mut dyn FnMut(E)) -> T + Send + 'static,
+) -> T {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::task::spawn_blocking(move || job(&mut |e| drop(tx.send(e))));
-    while let Some(event) = rx.recv().await {
-        sink.emit(Event::Kernel {
-            label: label.clone(),
-            event,
-        });
+    while let Some(e) = rx.recv().await {
+        sink.emit(to_event(e));
     }
-    task.await.expect("a kernel build task panicked")
+    task.await.expect("a build task panicked")
 }
 
 pub async fn build_kernel(

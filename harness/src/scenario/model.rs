@@ -111,7 +111,7 @@ impl Scenario {
         &self,
         plan: &crate::plan::Plan,
     ) -> Result<Vec<(std::path::PathBuf, String)>, String> {
-        let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        let base = super::steps::base_name;
         let mut seed: Vec<_> = self
             .units
             .iter()
@@ -125,7 +125,8 @@ impl Scenario {
         for p in &self.programs {
             let key = self.unit_program(&p.value);
             let built = plan.program(&key).ok_or_else(|| p.value.clone())?;
-            seed.push((built.to_path_buf(), format!("programs/{}", key.name())));
+            let rel = format!("{}/{}", luo_protocol::PROGRAMS_DIR, key.name());
+            seed.push((built.to_path_buf(), rel));
         }
         Ok(seed)
     }

@@ -59,6 +59,13 @@ impl Parsed {
             .map(|(i, c)| (i + 1, c))
     }
 
+    /// `not ok N name` for each failed case.
+    pub fn not_oks(&self) -> Vec<String> {
+        self.failed()
+            .map(|(n, c)| format!("not ok {n} {}", c.name))
+            .collect()
+    }
+
     /// Every case skipped (and at least one).
     pub fn all_skipped(&self) -> bool {
         !self.cases.is_empty() && self.cases.iter().all(|c| c.result == Verdict::Skip)

@@ -630,7 +630,11 @@ fn a_journals_not_ok_fails_the_step_unless_it_is_only_recorded() {
         strict,
         under_systemd(unit_state("inactive", 1), JOURNAL_TAP),
     );
-    assert!(matches!(ran.outcome, Outcome::Fail { .. }), "{:?}", ran.outcome);
+    assert!(
+        matches!(ran.outcome, Outcome::Fail { .. }),
+        "{:?}",
+        ran.outcome
+    );
     assert!(
         ran.report.failures[0].contains("not ok 2 lost"),
         "{:?}",

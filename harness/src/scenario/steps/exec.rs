@@ -15,7 +15,7 @@ use crate::scenario::template::Template;
 use crate::scenario::validate::{Site, Validator};
 use crate::scenario::values::Expect;
 use crate::timeouts::Timeouts;
-use luo_protocol::{ExitStatus as Exited, Reply, Request};
+use luo_protocol::{ExitStatus as Exited, PROGRAMS_DIR, Reply, Request};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -23,8 +23,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const SELFTESTS: &str = "selftests/";
-/// Where programs from beside the scenario go in the share (the program's working directory).
-pub const PROGRAMS: &str = "programs/";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -97,7 +95,7 @@ fn is_beside(p: &str) -> bool {
     p.starts_with("./") || p.starts_with("../")
 }
 
-fn base_name(p: &str) -> &str {
+pub(crate) fn base_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
@@ -287,7 +285,7 @@ impl StepKind for Exec {
                 rel
             }
             Program::Beside(p) => {
-                let rel = format!("{PROGRAMS}{}", base_name(p));
+                let rel = format!("{PROGRAMS_DIR}/{}", base_name(p));
                 cx.guest.stage(&cx.dir.join(p), &rel)?;
                 rel
             }
@@ -296,14 +294,14 @@ impl StepKind for Exec {
                 let built = cx.plan.program(&key).ok_or_else(|| {
                     StepFailure::Check(format!("the run plan has no program built from {s}"))
                 })?;
-                let rel = format!("{PROGRAMS}{}", stem(s));
+                let rel = format!("{PROGRAMS_DIR}/{}", stem(s));
                 cx.guest.stage(built, &rel)?;
                 rel
             }
             Program::InImage(p) | Program::Unknown(p) => p.to_string(),
         };
         for f in &self.files {
-            let rel = format!("{PROGRAMS}{}", base_name(f));
+            let rel = format!("{PROGRAMS_DIR}/{}", base_name(f));
             cx.guest.stage(&cx.dir.join(f), &rel)?;
         }
         let limit = cx
@@ -354,11 +352,7 @@ impl Exec {
             });
         }
         let want = self.exit_code.unwrap_or(0);
-        let failed: Vec<String> = parsed
-            .iter()
-            .flat_map(|p| p.failed())
-            .map(|(n, c)| format!("not ok {n} {}", c.name))
-            .collect();
+        let failed = parsed.as_ref().map_or_else(Vec::new, |p| p.not_oks());
         // With a non-zero `exit_code` the author expects the program to fail: its `not ok`s
         // are then recorded (in the report's subtests), not a failure of the step.
         if !failed.is_empty() && want == 0 {
@@ -439,7 +433,7 @@ fn last_line(stdout: &str, stderr: &str) -> String {
         .to_string()
 }
 
-fn tail(s: &str) -> String {
+pub(crate) fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }

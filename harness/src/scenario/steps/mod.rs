@@ -19,6 +19,7 @@ mod unit;
 
 pub use device::OpenDevice;
 pub use exec::Exec;
+pub(crate) use exec::{base_name, tail};
 pub use handle::{Close, OpenPath};
 pub use kexec::Kexec;
 pub use kind::StepKind;

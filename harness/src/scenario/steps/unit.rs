@@ -3,6 +3,7 @@
 //! sub-results, as `exec` does with a program's output.
 
 use super::kind::StepKind;
+use super::tail;
 use crate::scenario::context::{StepContext, StepFailure, StepResult};
 use crate::scenario::driver::GuestDriver;
 use crate::scenario::report::SubtestGroup;
@@ -206,7 +207,7 @@ impl StepKind for Journal {
         if !missing.is_empty() {
             return Err(StepFailure::Check(format!(
                 "{kw} {what}: no line contains {missing:?}\n--- journal ---\n{}",
-                tail(&lines)
+                tail(&text)
             )));
         }
         let parsed = subtests::parse(&text);
@@ -215,15 +216,12 @@ impl StepKind for Journal {
                 step: format!("L{} {kw} {what}", cx.line),
                 parsed: p.clone(),
             });
-            let failed: Vec<String> = p
-                .failed()
-                .map(|(n, c)| format!("not ok {n} {}", c.name))
-                .collect();
+            let failed = p.not_oks();
             if !failed.is_empty() && self.not_ok == NotOk::Fail {
                 return Err(StepFailure::Check(format!(
                     "{kw} {what}: {}\n--- journal ---\n{}",
                     failed.join(", "),
-                    tail(&lines)
+                    tail(&text)
                 )));
             }
             if !failed.is_empty() {
@@ -236,12 +234,6 @@ impl StepKind for Journal {
             None => format!("{kw} {what}: ok"),
         })
     }
-}
-
-/// The last lines of a journal, for a failure message.
-fn tail(lines: &[String]) -> String {
-    let from = lines.len().saturating_sub(20);
-    lines[from..].join("\n")
 }
 
 #[cfg(test)]
