@@ -243,33 +243,21 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
     let good = luo_kernels::git::resolve(&o.repo, &o.good)?;
     let bad = luo_kernels::git::resolve(&o.repo, &o.bad)?;
     let cache = Cache::from_env();
-    let clone = cache
-        .root()
-        .join("git")
-        .join(format!("bisect-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&clone);
     let io = |what: &str| {
         let what = what.to_string();
         move |source| BisectError::Io { what, source }
     };
     std::fs::create_dir_all(&o.out).map_err(io("creating the bisect directory"))?;
     let _ = std::fs::remove_dir_all(o.out.join("steps"));
-    let top = std::fs::canonicalize(&o.repo).map_err(io("the repository"))?;
-    let st = luo_kernels::git::command()
-        .args(["clone", "--quiet", "--bare", "--shared"])
-        .arg(&top)
-        .arg(&clone)
-        .status()
-        .map_err(io("git clone --shared"))?;
-    if !st.success() {
-        return Err(BisectError::Bisect("git clone --shared failed".into()));
-    }
-    git(&clone, &["bisect", "start", "--no-checkout", &bad, &good])?;
+    // Removed on every way out, an error included.
+    let scratch = luo_kernels::git::ScratchClone::new(&cache, &o.repo)?;
+    let clone = scratch.path();
+    git(clone, &["bisect", "start", "--no-checkout", &bad, &good])?;
     let log_path = o.out.join("bisect-run.log");
     let log = std::fs::File::create(&log_path).map_err(io("creating bisect-run.log"))?;
     let mut cmd = luo_kernels::git::command();
     cmd.arg("-C")
-        .arg(&clone)
+        .arg(clone)
         .args(["bisect", "run"])
         .args(&o.step_command)
         .stdin(std::process::Stdio::null())
@@ -296,7 +284,7 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
         seen = text.lines().count();
     };
     let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let bisect_log = git(&clone, &["bisect", "log"]).unwrap_or_default();
+    let bisect_log = git(clone, &["bisect", "log"]).unwrap_or_default();
     let log = o.out.join("bisect.log");
     std::fs::write(&log, &bisect_log).map_err(io("writing bisect.log"))?;
     let first_bad = output
@@ -321,8 +309,8 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
                 .map(String::from)
         })
         .collect();
-    let _ = git(&clone, &["bisect", "reset"]);
-    let _ = std::fs::remove_dir_all(&clone);
+    let _ = git(clone, &["bisect", "reset"]);
+    drop(scratch);
     let aborted = !status.success() && first_bad.is_none();
     let steps = records_in_order(&o.out);
     let mut result = Bisected {

@@ -94,43 +94,121 @@ fn top(repo: &Path) -> PathBuf {
     std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf())
 }
 
-/// A clone of `repo` in the cache sharing its objects, created once; `bare` for bisecting.
-pub fn shared_clone(
-    cache: &Cache,
-    repo: &Path,
-    purpose: &str,
-    bare: bool,
-) -> Result<PathBuf, KernelError> {
+fn clones_dir(cache: &Cache) -> PathBuf {
+    cache.root().join("git")
+}
+
+fn clone_shared(repo: &Path, dir: &Path, bare: bool) -> Result<(), KernelError> {
+    std::fs::create_dir_all(dir.parent().unwrap()).at(dir)?;
+    let mut c = command();
+    c.args(["clone", "--quiet", "--shared", "--no-checkout"]);
+    if bare {
+        c.arg("--bare");
+    }
+    let out = c.arg(repo).arg(dir).output().at(dir)?;
+    if !out.status.success() {
+        return Err(KernelError::Git {
+            repo: repo.into(),
+            message: format!(
+                "git clone --shared: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The working-tree clone of `repo` in the cache, created once and kept for the next commit of
+/// the same repository.
+fn source_clone(cache: &Cache, repo: &Path) -> Result<PathBuf, KernelError> {
     let top = top(repo);
     let id = hex::encode(&Sha256::digest(top.display().to_string().as_bytes())[..8]);
-    let dir = cache.root().join("git").join(format!("{purpose}-{id}"));
-    if !dir.join(if bare { "HEAD" } else { ".git" }).exists() {
+    let dir = clones_dir(cache).join(format!("{SOURCE}-{id}"));
+    if !dir.join(".git").exists() {
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.parent().unwrap()).at(&dir)?;
-        let mut c = command();
-        c.args(["clone", "--quiet", "--shared", "--no-checkout"]);
-        if bare {
-            c.arg("--bare");
-        }
-        let out = c.arg(&top).arg(&dir).output().at(&dir)?;
-        if !out.status.success() {
-            return Err(KernelError::Git {
-                repo: top,
-                message: format!(
-                    "git clone --shared: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
+        clone_shared(&top, &dir, false)?;
     }
     Ok(dir)
+}
+
+const SOURCE: &str = "src";
+const SCRATCH: &str = "bisect";
+
+/// Removes the clones nobody can use again, so that the cache does not grow by a kernel tree for
+/// every repository ever named (a test's repository in a temporary directory is one per run):
+/// a source clone whose repository's objects are gone (its alternates name a path that no longer
+/// exists), and a scratch clone whose process has ended without removing it (killed).
+fn sweep(cache: &Cache) {
+    let Ok(entries) = std::fs::read_dir(clones_dir(cache)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let dir = e.path();
+        let dead = if name.starts_with(&format!("{SOURCE}-")) {
+            match std::fs::read_to_string(dir.join(".git/objects/info/alternates")) {
+                Ok(a) => a
+                    .lines()
+                    .any(|l| !l.trim().is_empty() && !Path::new(l.trim()).exists()),
+                // A clone interrupted before git wrote its alternates is redone anyway.
+                Err(_) => true,
+            }
+        } else if let Some(pid) = name.strip_prefix(&format!("{SCRATCH}-")) {
+            pid.parse::<u32>()
+                .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        } else {
+            false
+        };
+        if dead {
+            tracing::debug!(clone = %dir.display(), "removing a clone nobody can use");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// [`sweep`] under the lock the clones are made under: for `setup`, so that a cache grown by
+/// earlier runs is tidied before anything is built into it.
+pub fn sweep_clones(cache: &Cache) -> Result<(), KernelError> {
+    let _lock = cache.lock("git-checkout")?;
+    sweep(cache);
+    Ok(())
+}
+
+/// A bare clone of a repository for one process's use (a `git bisect` that must not touch the
+/// user's refs), removed when dropped; one left by a killed process is removed by the next sweep.
+pub struct ScratchClone {
+    dir: PathBuf,
+}
+
+impl ScratchClone {
+    pub fn new(cache: &Cache, repo: &Path) -> Result<ScratchClone, KernelError> {
+        {
+            let _lock = cache.lock("git-checkout")?;
+            sweep(cache);
+        }
+        let dir = clones_dir(cache).join(format!("{SCRATCH}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        clone_shared(&top(repo), &dir, true)?;
+        Ok(ScratchClone { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchClone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A working tree of `commit`: the cache's clone of `repo`, checked out there (only the files
 /// that differ from what it held are rewritten).
 pub fn checkout(cache: &Cache, repo: &Path, commit: &str) -> Result<PathBuf, KernelError> {
     let _lock = cache.lock("git-checkout")?;
-    let dir = shared_clone(cache, repo, "src", false)?;
+    sweep(cache);
+    let dir = source_clone(cache, repo)?;
     git(
         &dir,
         &["checkout", "--quiet", "--force", "--detach", commit],
@@ -234,6 +312,32 @@ mod tests {
             snapshot(repo.path()),
             before,
             "nothing in the repository, .git included, changed"
+        );
+    }
+
+    #[test]
+    fn clones_of_vanished_repositories_and_of_ended_processes_are_swept_and_live_ones_kept() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(cache_dir.path());
+        let (gone, first, _) = repo_with_two_commits();
+        let gone_clone = checkout(&cache, gone.path(), &first).unwrap();
+        drop(gone);
+        let ended = clones_dir(&cache).join(format!("{SCRATCH}-{}", u32::MAX));
+        std::fs::create_dir_all(&ended).unwrap();
+        let (live, first, _) = repo_with_two_commits();
+        let scratch = ScratchClone::new(&cache, live.path()).unwrap();
+        assert!(scratch.path().join("HEAD").is_file());
+        assert!(!gone_clone.exists(), "its repository's objects are gone");
+        assert!(!ended.exists(), "no process has that id");
+        let live_clone = checkout(&cache, live.path(), &first).unwrap();
+        assert!(scratch.path().exists(), "this process is alive");
+        let kept = scratch.path().to_path_buf();
+        drop(scratch);
+        assert!(!kept.exists(), "dropping removes it");
+        checkout(&cache, live.path(), &first).unwrap();
+        assert!(
+            live_clone.join(".git").exists(),
+            "a live repository's clone stays"
         );
     }
 }

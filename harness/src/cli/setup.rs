@@ -32,6 +32,7 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
                 .into(),
         ));
     }
+    luo_kernels::git::sweep_clones(&luo_kernels::Cache::from_env())?;
     // The session-inode designs the test suite also runs (built incrementally after stock).
     let mut needs = Needs {
         kernels: luo_kernels::variant::all()
