@@ -43,7 +43,7 @@ fn start_runner() -> (std::process::Child, tempfile::TempDir) {
         .prefix("luo-kill")
         .tempdir_in("/tmp")
         .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_luo-harness"));
+    let mut cmd = Command::new(common::bin());
     cmd.arg("drive")
         .env("LUO_HARNESS_ARTIFACTS", root.path())
         .stdin(Stdio::piped())

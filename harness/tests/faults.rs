@@ -94,7 +94,7 @@ fn run_with_fault(phase: Phase, fault: Fault) -> Ran {
         .tempdir_in("/tmp")
         .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_luo-harness"));
+    let mut cmd = Command::new(common::bin());
     cmd.arg("run")
         .args(["-p", "1", "--out"])
         .arg(out.path())
@@ -274,7 +274,7 @@ impl Drop for Tmpfs {
 /// Runs `luo-harness run -p 1 SCENARIOS...` with its artifacts on `fs`; reports go elsewhere.
 fn run_on(fs: &Tmpfs, scenarios: &[&str]) -> (Option<i32>, String, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_luo-harness"));
+    let mut cmd = Command::new(common::bin());
     cmd.args(["run", "-p", "1", "--out"]).arg(out.path());
     for s in scenarios {
         cmd.arg(common::project(s));

@@ -22,7 +22,7 @@ fn check(c: Case) {
         .prefix("luo-hostile")
         .tempdir_in("/tmp")
         .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_luo-harness"));
+    let mut cmd = Command::new(common::bin());
     match c.scenario {
         None => cmd.arg("boot"),
         Some(s) => {

@@ -2,11 +2,13 @@
 //! diagnostic at the line and column its first line declares (`# error-at: LINE:COL text`).
 //! (Files that are not `*.yaml` are what the scenarios refer to, such as a dynamic program.)
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 fn cases() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/invalid");
+    let dir = common::project("scenarios/invalid");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -34,7 +36,7 @@ fn each_invalid_scenario_points_at_its_error() {
             .strip_prefix("# error-at: ")
             .expect("first line: # error-at: L:C text");
         let (pos, words) = header.split_once(' ').unwrap_or((header, ""));
-        let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+        let out = Command::new(common::bin())
             .env("COLUMNS", "500")
             .arg("check")
             .arg(&path)
@@ -69,8 +71,8 @@ fn each_invalid_scenario_points_at_its_error() {
 
 #[test]
 fn the_scenario_set_is_valid() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let dir = common::project("scenarios");
+    let out = Command::new(common::bin())
         .arg("check")
         .arg(&dir)
         .output()

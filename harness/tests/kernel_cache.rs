@@ -19,7 +19,7 @@ fn shared_cache() -> PathBuf {
 
 /// The default kernel's published directory, built if it has to be.
 fn default_kernel_dir() -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let out = Command::new(common::bin())
         .args(["kernel", "build"])
         .stderr(Stdio::inherit())
         .output()
@@ -62,7 +62,7 @@ fn private_cache(damaged: &Path) -> tempfile::TempDir {
 }
 
 fn setup_in(cache: &Path) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_luo-harness"));
+    let mut cmd = Command::new(common::bin());
     cmd.arg("setup")
         .current_dir(common::project(""))
         .env("LUO_HARNESS_CACHE", cache)
@@ -131,7 +131,7 @@ fn a_truncated_kernel_is_rebuilt_once_by_two_setups_at_once_and_never_booted() {
     assert!(std::fs::metadata(rebuilt.bzimage()).unwrap().len() > len / 2);
 
     // And it boots: the scenario passes on the private cache.
-    let run = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let run = Command::new(common::bin())
         .args(["run", "--out"])
         .arg(private.path().join("reports"))
         .arg(common::project("scenarios/memfd-roundtrip.yaml"))

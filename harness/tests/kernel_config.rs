@@ -1,6 +1,8 @@
 //! A fragment that asks for what Kconfig cannot give fails the build before make runs, listing each
 //! unmet option with what it depends on.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -14,7 +16,7 @@ fn unsatisfiable_fragment_options_are_listed_with_their_dependencies() {
         "CONFIG_LUO_HARNESS_NO_SUCH_OPTION=y\n# CONFIG_KEXEC_HANDOVER is not set\nCONFIG_E1000=y\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let out = Command::new(common::bin())
         .args(["kernel", "build", "--fragment"])
         .arg(&frag)
         .output()

@@ -8,7 +8,7 @@ use std::process::Command;
 #[test]
 fn both_directions_between_two_debian_series_are_decided_and_labelled() {
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let o = Command::new(common::bin())
         .env("COLUMNS", "200")
         .args(["matrix", "--kernels", "debian:7.2,debian:7.3", "--out"])
         .arg(out.path())

@@ -1,11 +1,13 @@
 //! `luo-harness profile` on the default kernel: samples from both boots, named from System.map,
 //! with the kexec'd boot showing the code that runs before its kernel (purgatory, decompressor).
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn profile_names_where_a_boot_and_a_kexec_spend_their_time() {
-    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let out = Command::new(common::bin())
         .args(["profile", "--top", "40"])
         .output()
         .unwrap();

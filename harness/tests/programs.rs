@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> (Output, String) {
     let reports = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    let out = Command::new(common::bin())
         .arg("run")
         .args(args)
         .arg("--out")

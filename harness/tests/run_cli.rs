@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_luo-harness"))
+    Command::new(common::bin())
         .current_dir(cwd)
         .env("COLUMNS", "200")
         .arg("run")

@@ -33,11 +33,24 @@ pub fn s(x: &str) -> String {
     x.to_string()
 }
 
-/// The project's directories, for tests that run the command line on them.
+/// The project's directories, for tests that run the command line on them. Read when the test
+/// runs, not when it was built: a test run from a nextest archive on another machine finds the
+/// checkout there (`--workspace-remap` sets it).
 pub fn project(dir: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(dir)
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.join("..").join(dir)
+}
+
+/// The `luo-harness` binary, where the run that started this test put it (nextest sets the
+/// variable for a test run from an archive too).
+pub fn bin() -> PathBuf {
+    ["NEXTEST_BIN_EXE_luo-harness", "CARGO_BIN_EXE_luo-harness"]
+        .iter()
+        .find_map(std::env::var_os)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_luo-harness")))
 }
 
 /// Processes of a session, other than zombies (which have already let go of everything).
