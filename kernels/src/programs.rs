@@ -23,14 +23,31 @@ pub enum Libc {
 
 /// What goes into the cache key: every source and every header beside one, by content.
 fn key(identity: &str, name: &str, sources: &[PathBuf], libc: Libc) -> Result<String, KernelError> {
+    hash(&[identity, &toolchain()], name, sources, libc)
+}
+
+/// The program's own inputs (sources and headers by content, name, C library), not the tree or
+/// toolchain it is built with: what a program staged on another machine is found by. Paths do
+/// not count, so the same scenario checked out elsewhere has the same key.
+pub fn sources_key(name: &str, sources: &[PathBuf], libc: Libc) -> Result<String, KernelError> {
+    hash(&[], name, sources, libc)
+}
+
+fn hash(
+    context: &[&str],
+    name: &str,
+    sources: &[PathBuf],
+    libc: Libc,
+) -> Result<String, KernelError> {
     let mut h = Sha256::new();
     let mut part = |b: &[u8]| {
         h.update((b.len() as u64).to_le_bytes());
         h.update(b);
     };
     part(b"luo-program-v1");
-    part(identity.as_bytes());
-    part(toolchain().as_bytes());
+    for c in context {
+        part(c.as_bytes());
+    }
     part(name.as_bytes());
     part(format!("{libc:?}").as_bytes());
     let mut inputs: Vec<PathBuf> = sources.to_vec();

@@ -87,6 +87,14 @@ impl BuildRequest {
         Ok(self.key_for(&self.source.identity()?, &variant, &toolchain()))
     }
 
+    /// What decides the kernel besides its source and toolchain: recipe, fragments, base config,
+    /// variant and its patches. A kernel staged on another machine (plan/stage.rs) is served only
+    /// to a request with the same recipe key, so a changed fragment or patch is never served stale.
+    pub fn recipe_key(&self) -> Result<String, KernelError> {
+        let variant = variant::find(&self.variant)?;
+        Ok(self.key_for("", &variant, ""))
+    }
+
     pub(crate) fn key_for(&self, identity: &str, variant: &Variant, toolchain: &str) -> String {
         let mut merged = match self.recipe {
             Recipe::Minimal => config::merge(&self.fragments()),

@@ -30,6 +30,20 @@ pub enum RootfsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("tar {action} {tarball} failed ({status}): {stderr}")]
+    Tar {
+        action: &'static str,
+        tarball: PathBuf,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "the {image} tarball {tarball} holds a tree without built.json (not made by `luo-harness stage`?)"
+    )]
+    NotATree {
+        image: &'static str,
+        tarball: PathBuf,
+    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Mirror(#[from] luo_kernels::KernelError),
@@ -184,6 +198,97 @@ impl DebianRoot {
     }
 }
 
+impl DebianRoot {
+    /// The cached tree (built first if need be) as one tarball at `tarball`: what carries it to
+    /// another machine (a nextest archive skips device nodes and follows symlinks, a tar keeps
+    /// them, with owners and modes).
+    pub fn pack(
+        &self,
+        cache: &luo_kernels::Cache,
+        tarball: &Path,
+        on: &mut dyn FnMut(String),
+    ) -> Result<Built, RootfsError> {
+        let (root, built) = self.build(cache, on)?;
+        let dir = root.parent().expect("a tree lies in its directory");
+        tar(
+            "create",
+            tarball,
+            dir,
+            &["--create", "--numeric-owner", "--file"],
+        )?;
+        Ok(built)
+    }
+
+    /// The tree from a tarball `pack` made, into the cache where a build would put it (unless it
+    /// is there already): on a machine that runs what another staged, instead of mmdebstrap.
+    pub fn unpack(
+        &self,
+        cache: &luo_kernels::Cache,
+        tarball: &Path,
+    ) -> Result<(PathBuf, Built), RootfsError> {
+        let images = &cache.root().join("images");
+        if let Some(hit) = self.cached(images) {
+            return Ok(hit);
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RootfsError::Io { path, source }
+        };
+        std::fs::create_dir_all(images).map_err(io(images))?;
+        let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
+        if let Some(hit) = self.cached(images) {
+            return Ok(hit);
+        }
+        let tmp = images.join(format!("tmp-unpack-{}-{}", self.name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        if let Err(e) = tar(
+            "extract",
+            tarball,
+            &tmp,
+            &["--extract", "--numeric-owner", "--file"],
+        ) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if !tmp.join("built.json").is_file() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(RootfsError::NotATree {
+                image: self.name,
+                tarball: tarball.to_path_buf(),
+            });
+        }
+        let dir = self.dir(images);
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        self.cached(images).ok_or(RootfsError::NotATree {
+            image: self.name,
+            tarball: tarball.to_path_buf(),
+        })
+    }
+}
+
+/// GNU tar `args` `tarball` in `dir` (the whole of it, when creating).
+fn tar(action: &'static str, tarball: &Path, dir: &Path, args: &[&str]) -> Result<(), RootfsError> {
+    let mut cmd = Command::new("tar");
+    cmd.args(args).arg(tarball).arg("--directory").arg(dir);
+    if action == "create" {
+        cmd.arg(".");
+    }
+    let out = cmd.output().map_err(|source| RootfsError::Io {
+        path: tarball.to_path_buf(),
+        source,
+    })?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(RootfsError::Tar {
+            action,
+            tarball: tarball.to_path_buf(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+    }
+}
+
 /// `package version` for every package installed in `root`, from its dpkg status file.
 fn installed(root: &Path) -> Vec<String> {
     let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
@@ -243,6 +348,53 @@ mod tests {
         let a = SYSTEMD.mmdebstrap_args("http://a/debian", Path::new("/t"));
         assert!(a.contains(&"--include=systemd=262.1-1,systemd-sysv=262.1-1,kexec-tools".into()));
         assert!(a.last().unwrap().contains("http://a/debian sid main"));
+    }
+
+    #[test]
+    fn a_packed_tree_unpacks_into_the_cache_with_its_links_once() {
+        let (made, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cache = luo_kernels::Cache::at(cache.path());
+        // A tree as a build leaves it: root/ and built.json.
+        let tree = made.path().join("tree");
+        std::fs::create_dir_all(tree.join("root/usr/bin")).unwrap();
+        std::fs::write(tree.join("root/usr/bin/systemd"), b"elf").unwrap();
+        std::os::unix::fs::symlink("usr/bin", tree.join("root/bin")).unwrap();
+        let built = Built {
+            key: SYSTEMD.key(),
+            seconds: 1.0,
+            packages: vec!["systemd 262.1-1".into()],
+            bytes: 3,
+        };
+        std::fs::write(
+            tree.join("built.json"),
+            serde_json::to_string(&built).unwrap(),
+        )
+        .unwrap();
+        let tarball = made.path().join("t.tar");
+        tar(
+            "create",
+            &tarball,
+            &tree,
+            &["--create", "--numeric-owner", "--file"],
+        )
+        .unwrap();
+        let (root, got) = SYSTEMD.unpack(&cache, &tarball).unwrap();
+        assert_eq!(root, SYSTEMD.dir(&cache.root().join("images")).join("root"));
+        assert_eq!(got.packages, built.packages);
+        assert_eq!(std::fs::read(root.join("bin/systemd")).unwrap(), b"elf");
+        assert!(root.join("bin").symlink_metadata().unwrap().is_symlink());
+        // Cached now: a second unpack reads nothing (the tarball may be gone).
+        std::fs::remove_file(&tarball).unwrap();
+        assert!(SYSTEMD.unpack(&cache, &tarball).is_ok());
+        // A tarball of something else is refused and leaves nothing behind.
+        let other = luo_kernels::Cache::at(made.path().join("other"));
+        let junk = made.path().join("junk.tar");
+        tar("create", &junk, &tree.join("root"), &["--create", "--file"]).unwrap();
+        assert!(matches!(
+            SYSTEMD.unpack(&other, &junk),
+            Err(RootfsError::NotATree { .. })
+        ));
+        assert!(SYSTEMD.cached(&other.root().join("images")).is_none());
     }
 
     #[test]
