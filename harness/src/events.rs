@@ -24,6 +24,11 @@ pub enum Event {
         name: String,
         message: String,
     },
+    /// A kernel, program or image the run needs came from the stage (plan/stage.rs): not built.
+    Staged {
+        what: String,
+        path: std::path::PathBuf,
+    },
     AccelProbe {
         kvm_works: bool,
         detail: String,

@@ -139,7 +139,7 @@ fn bisect_skips_the_commit_that_does_not_build_and_names_the_one_that_breaks_liv
     let before = fingerprint(&repo);
 
     let out = base.path().join("bisect");
-    let o = Command::new(common::bin())
+    let o = common::building()
         .env("COLUMNS", "200")
         .args(["bisect", "--good", &good, "--bad", "HEAD", "--tree"])
         .arg(&repo)

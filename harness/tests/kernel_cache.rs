@@ -11,7 +11,7 @@ mod common;
 use common::session;
 use luo_kernels::cache::Lookup;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn shared_cache() -> PathBuf {
     luo_kernels::Cache::from_env().root().to_path_buf()
@@ -19,7 +19,7 @@ fn shared_cache() -> PathBuf {
 
 /// The default kernel's published directory, built if it has to be.
 fn default_kernel_dir() -> PathBuf {
-    let out = Command::new(common::bin())
+    let out = common::building()
         .args(["kernel", "build"])
         .stderr(Stdio::inherit())
         .output()
@@ -62,7 +62,7 @@ fn private_cache(damaged: &Path) -> tempfile::TempDir {
 }
 
 fn setup_in(cache: &Path) -> std::process::Child {
-    let mut cmd = Command::new(common::bin());
+    let mut cmd = common::building();
     cmd.arg("setup")
         .current_dir(common::project(""))
         .env("LUO_HARNESS_CACHE", cache)
@@ -131,7 +131,7 @@ fn a_truncated_kernel_is_rebuilt_once_by_two_setups_at_once_and_never_booted() {
     assert!(std::fs::metadata(rebuilt.bzimage()).unwrap().len() > len / 2);
 
     // And it boots: the scenario passes on the private cache.
-    let run = Command::new(common::bin())
+    let run = common::building()
         .args(["run", "--out"])
         .arg(private.path().join("reports"))
         .arg(common::project("scenarios/memfd-roundtrip.yaml"))

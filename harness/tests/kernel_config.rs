@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 #[test]
 fn unsatisfiable_fragment_options_are_listed_with_their_dependencies() {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +14,7 @@ fn unsatisfiable_fragment_options_are_listed_with_their_dependencies() {
         "CONFIG_LUO_HARNESS_NO_SUCH_OPTION=y\n# CONFIG_KEXEC_HANDOVER is not set\nCONFIG_E1000=y\n",
     )
     .unwrap();
-    let out = Command::new(common::bin())
+    let out = common::building()
         .args(["kernel", "build", "--fragment"])
         .arg(&frag)
         .output()

@@ -1,5 +1,5 @@
 //! `--format ktap` as the kernel's own parser reads it: tools/testing/kunit/kunit.py from the
-//! Debian source `setup` unpacked, on results of every kind.
+//! Debian source `setup` unpacked (or the stage, from an archive), on results of every kind.
 
 use luo_harness::events::Event;
 use luo_harness::outcome::Outcome;
@@ -7,7 +7,14 @@ use luo_harness::render::{Ktap, Render};
 use luo_harness::result::ScenarioResult;
 use std::process::Command;
 
+mod common;
+
+/// The kernel's kunit.py: the stage's (a run from a nextest archive), else the cached source's.
 fn kunit_py() -> std::path::PathBuf {
+    let stage = luo_harness::plan::Stage::beside(&common::bin()).expect("a readable stage");
+    if let Some(dir) = stage.and_then(|s| s.tree("kunit").expect("the staged kunit")) {
+        return dir.join("kunit.py");
+    }
     let sources = luo_kernels::Cache::from_env().sources_dir();
     std::fs::read_dir(&sources)
         .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))

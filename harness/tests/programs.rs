@@ -70,38 +70,44 @@ fn ktap_of_the_liveupdate_selftest_parses_in_kunit_as_15_nested_passes() {
     assert!(text.contains("Ran 15 tests: passed: 15"), "{text}");
 }
 
-#[test]
-fn a_c_source_that_does_not_compile_is_bad_input_before_any_vm() {
-    let f = common::project("harness/tests/fixtures/broken-c.yaml");
-    let (out, all) = run(&[f.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{all}");
-    assert!(
-        all.contains("broken-c.yaml:4:15: building broken"),
-        "the step's place: {all}"
-    );
-    assert!(
-        all.contains("broken.c:4:16: error:") && all.contains("undeclared_identifier"),
-        "gcc's message: {all}"
-    );
-    assert!(!all.contains("scenario broken-c:"), "no VM ran: {all}");
-}
+/// These build a program that no stage holds (nextest's `builds-here` set: the `partitioned`
+/// profile leaves them out).
+mod builds_here {
+    use super::*;
 
-#[test]
-fn libc_nolibc_builds_against_the_trees_nolibc_and_libliveupdate() {
-    let f = common::project("harness/tests/fixtures/nolibc-program.yaml");
-    let (out, all) = run(&[f.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(all.contains("2 subtests: 2 ok"), "{all}");
-    // Static glibc makes a program of most of a megabyte; nolibc one of tens of kilobytes.
-    let programs = luo_kernels::Cache::from_env().root().join("programs");
-    let built: Vec<u64> = std::fs::read_dir(programs)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::metadata(e.path().join("nolibc-tap")).ok())
-        .map(|m| m.len())
-        .collect();
-    assert!(
-        !built.is_empty() && built.iter().all(|&n| n < 200_000),
-        "{built:?}"
-    );
+    #[test]
+    fn a_c_source_that_does_not_compile_is_bad_input_before_any_vm() {
+        let f = common::project("harness/tests/fixtures/broken-c.yaml");
+        let (out, all) = run(&[f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(
+            all.contains("broken-c.yaml:4:15: building broken"),
+            "the step's place: {all}"
+        );
+        assert!(
+            all.contains("broken.c:4:16: error:") && all.contains("undeclared_identifier"),
+            "gcc's message: {all}"
+        );
+        assert!(!all.contains("scenario broken-c:"), "no VM ran: {all}");
+    }
+
+    #[test]
+    fn libc_nolibc_builds_against_the_trees_nolibc_and_libliveupdate() {
+        let f = common::project("harness/tests/fixtures/nolibc-program.yaml");
+        let (out, all) = run(&[f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{all}");
+        assert!(all.contains("2 subtests: 2 ok"), "{all}");
+        // Static glibc makes a program of most of a megabyte; nolibc one of tens of kilobytes.
+        let programs = luo_kernels::Cache::from_env().root().join("programs");
+        let built: Vec<u64> = std::fs::read_dir(programs)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::metadata(e.path().join("nolibc-tap")).ok())
+            .map(|m| m.len())
+            .collect();
+        assert!(
+            !built.is_empty() && built.iter().all(|&n| n < 200_000),
+            "{built:?}"
+        );
+    }
 }

@@ -30,7 +30,7 @@ fn debian_source() -> PathBuf {
 }
 
 fn run(args: &[&str], out: &Path) -> (Option<i32>, String, String) {
-    let o = Command::new(common::bin())
+    let o = common::building()
         .env("COLUMNS", "200")
         .arg("run")
         .arg("--out")

@@ -15,6 +15,7 @@ mod matrix;
 mod profile;
 mod run;
 mod setup;
+mod stage;
 mod terminal;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,9 @@ enum Command {
     /// Set up after the system packages: kernels (default + variants), the scenarios' programs,
     /// the guest image, the accelerator verdict.
     Setup(setup::SetupArgs),
+    /// Stage what `setup` builds under target/luo-stage, for a nextest archive to carry to
+    /// machines that build nothing (`cargo nextest archive`; README: "Running on many machines").
+    Stage(stage::StageArgs),
     /// Obtain, configure, build and cache guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
@@ -138,6 +142,7 @@ pub fn main() -> ExitCode {
         install_signal_handlers();
         match cli.command {
             Command::Setup(a) => setup::setup(a).await,
+            Command::Stage(a) => stage::stage(a).await,
             Command::Kernel(k) => kernel::run(k).await,
             Command::Run(r) => run::run(r).await,
             Command::Check(c) => Ok(check::check(c)),

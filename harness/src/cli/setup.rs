@@ -33,30 +33,7 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
         ));
     }
     luo_kernels::git::sweep_clones(&luo_kernels::Cache::from_env())?;
-    // The session-inode designs the test suite also runs (built incrementally after stock).
-    let mut needs = Needs {
-        kernels: luo_kernels::variant::all()
-            .map(|v| v.name.to_string())
-            .collect(),
-        ..Default::default()
-    };
-    needs
-        .kernels
-        .extend(args.also.iter().map(|s| s.to_string()));
-    let scenario_paths = if args.paths.is_empty() && std::path::Path::new("scenarios").is_dir() {
-        vec![PathBuf::from("scenarios")]
-    } else {
-        args.paths
-    };
-    if !scenario_paths.is_empty() {
-        let files = collect::files(&scenario_paths)?;
-        // Invalid files are `check`'s to report; setup builds for the valid ones.
-        for f in files {
-            if let Ok((s, _)) = luo_harness::scenario::load(&f) {
-                s.needs(&mut needs);
-            }
-        }
-    }
+    let needs = suite_needs(&args)?;
     let p = plan::resolve(&PlanRequest::default(), &needs, &Terminal::default()).await?;
     println!("kernel:  {}", p.boot.bzimage.display());
     for (name, k) in &p.kernels {
@@ -77,4 +54,33 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     }
     println!("accel:   {}", p.accel);
     Ok(0)
+}
+
+/// What the suite needs: every variant (built incrementally after stock), the `--also` kernels,
+/// and what the scenarios under `paths` (default: scenarios/) run.
+pub fn suite_needs(args: &SetupArgs) -> Result<Needs, Failed> {
+    let mut needs = Needs {
+        kernels: luo_kernels::variant::all()
+            .map(|v| v.name.to_string())
+            .collect(),
+        ..Default::default()
+    };
+    needs
+        .kernels
+        .extend(args.also.iter().map(|s| s.to_string()));
+    let scenario_paths = if args.paths.is_empty() && std::path::Path::new("scenarios").is_dir() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        args.paths.clone()
+    };
+    if !scenario_paths.is_empty() {
+        let files = collect::files(&scenario_paths)?;
+        // Invalid files are `check`'s to report; setup builds for the valid ones.
+        for f in files {
+            if let Ok((s, _)) = luo_harness::scenario::load(&f) {
+                s.needs(&mut needs);
+            }
+        }
+    }
+    Ok(needs)
 }

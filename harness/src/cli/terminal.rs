@@ -123,6 +123,9 @@ impl EventSink for Terminal {
         match &e {
             Event::Kernel { label, event } => self.kernel(&mut bars, label, event),
             Event::Program { name, label } => tracing::info!(name, label, "program"),
+            Event::Staged { what, path } => {
+                tracing::info!(what, path = %path.display(), "from the stage")
+            }
             Event::Image { name, message } => self.line(&bars, format!("image {name}: {message}")),
             Event::AccelProbe { kvm_works, detail } => self.line(
                 &bars,

@@ -66,13 +66,13 @@ pub struct Busybox {
 }
 
 impl Busybox {
-    pub fn from_host() -> Result<Busybox, ImageError> {
-        let path = std::path::Path::new(BUSYBOX);
+    /// The static busybox at `path` (the host's BUSYBOX, or a staged one).
+    pub fn at(path: &Path) -> Result<Busybox, ImageError> {
         super::guest_program::inspect(path, false).map_err(ImageError::NoBusybox)?;
         let out = std::process::Command::new(path)
             .arg("--list")
             .output()
-            .map_err(|e| ImageError::NoBusybox(format!("{BUSYBOX} --list: {e}")))?;
+            .map_err(|e| ImageError::NoBusybox(format!("{} --list: {e}", path.display())))?;
         let applets = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::trim)
@@ -101,18 +101,15 @@ pub fn initramfs_bytes(agent: &[u8], shell: Option<&Busybox>) -> Result<Vec<u8>,
     Ok(i.to_bytes())
 }
 
-/// Writes the initramfs for the agent (with busybox when `shell`) into `dir` under its content
-/// hash (once) and returns it.
-pub fn initramfs(dir: &Path, shell: bool) -> Result<PathBuf, ImageError> {
+/// Writes the initramfs for the agent (with the busybox at `busybox`, when given) into `dir`
+/// under its content hash (once) and returns it.
+pub fn initramfs(dir: &Path, busybox: Option<&Path>) -> Result<PathBuf, ImageError> {
     let agent = super::agent::agent().map_err(|u| ImageError::Io {
         path: u.path,
         source: u.source,
     })?;
     tracing::debug!(agent = agent.from, "guest agent");
-    let busybox = match shell {
-        true => Some(Busybox::from_host()?),
-        false => None,
-    };
+    let busybox = busybox.map(Busybox::at).transpose()?;
     let bytes = initramfs_bytes(&agent.bytes, busybox.as_ref())?;
     let name = format!(
         "initramfs-{}.cpio",

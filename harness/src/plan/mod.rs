@@ -8,9 +8,11 @@ mod agent;
 pub mod guest_program;
 pub mod image;
 mod kernel;
+pub mod stage;
 
 pub use image::GuestImage;
 pub use kernel::{PREBUILT, PlannedKernel};
+pub use stage::{Stage, StageError};
 
 use crate::events::{Event, EventSink};
 use crate::outcome::{Classify, Kind};
@@ -175,6 +177,9 @@ pub enum PlanError {
     Unbound { name: String },
     #[error("choosing the accelerator: {0}")]
     Accel(KernelError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Stage(#[from] StageError),
 }
 
 impl Classify for PlanError {
@@ -186,7 +191,7 @@ impl Classify for PlanError {
             PlanError::NoKernelFile(_)
             | PlanError::NeedsSource { .. }
             | PlanError::Unbound { .. } => Kind::BadInput,
-            PlanError::Image(_) | PlanError::Accel(_) => Kind::InfraFailure,
+            PlanError::Image(_) | PlanError::Accel(_) | PlanError::Stage(_) => Kind::InfraFailure,
         }
     }
 }
@@ -252,18 +257,48 @@ pub struct Resolver<'a> {
     cache: Cache,
     template: &'a BuildRequest,
     sink: &'a dyn EventSink,
+    /// What another machine built for this one (a nextest archive's), consulted first.
+    stage: Option<Stage>,
     /// Each spec is resolved (the archive asked, git revs looked up) and built once per run.
     done: BTreeMap<(String, String), PlannedKernel>,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(template: &'a BuildRequest, sink: &'a dyn EventSink) -> Resolver<'a> {
-        Resolver {
+    pub fn new(
+        template: &'a BuildRequest,
+        sink: &'a dyn EventSink,
+    ) -> Result<Resolver<'a>, StageError> {
+        Ok(Resolver {
             cache: Cache::from_env(),
             template,
             sink,
+            stage: Stage::find()?,
             done: BTreeMap::new(),
-        }
+        })
+    }
+
+    /// The stage, for a spec whose builds it may carry: a Debian package is the same source on
+    /// every machine; a tree or a git commit is built where it is.
+    fn stage_for(&self, spec: &KernelSpec) -> Option<&Stage> {
+        matches!(spec, KernelSpec::Debian(_))
+            .then_some(self.stage.as_ref())
+            .flatten()
+    }
+
+    fn staged(&self, what: String, path: &Path) {
+        self.sink.emit(Event::Staged {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+
+    /// The busybox an image with a shell is made with: the stage's, else the host's.
+    pub fn busybox(&self) -> Result<PathBuf, StageError> {
+        let staged = match &self.stage {
+            Some(s) => s.busybox()?,
+            None => None,
+        };
+        Ok(staged.unwrap_or_else(|| PathBuf::from(image::BUSYBOX)))
     }
 
     /// The kernel `spec` names, with `variant` (the template's when None).
@@ -278,6 +313,21 @@ impl<'a> Resolver<'a> {
             return Ok(k.clone());
         }
         let label = spec.to_string();
+        if let Some(stage) = self.stage_for(spec) {
+            let recipe_key =
+                self.template
+                    .with_variant(&variant)
+                    .recipe_key()
+                    .map_err(|source| PlanError::Kernel {
+                        label: label.clone(),
+                        source,
+                    })?;
+            if let Some(k) = stage.kernel(&label, &variant, &recipe_key)? {
+                self.staged(k.label(), &k.bzimage);
+                self.done.insert(key, k.clone());
+                return Ok(k);
+            }
+        }
         let resolved = {
             let (cache, s) = (self.cache.clone(), spec.clone());
             tokio::task::spawn_blocking(move || s.resolve(&cache))
@@ -339,6 +389,15 @@ impl<'a> Resolver<'a> {
         name: &str,
         boot: &PlannedKernel,
     ) -> Result<PathBuf, PlanError> {
+        if let Some(path) = self
+            .stage_for(spec)
+            .map(|s| s.selftest(&spec.to_string(), name))
+            .transpose()?
+            .flatten()
+        {
+            self.staged(format!("selftests/{name}"), &path);
+            return Ok(path);
+        }
         let what = format!("`exec: selftests/{name}`");
         let source = match spec.resolve(&self.cache) {
             Ok(Resolved::Source(s)) => s,
@@ -367,6 +426,24 @@ impl<'a> Resolver<'a> {
         boot: &PlannedKernel,
     ) -> Result<PathBuf, PlanError> {
         let name = p.name();
+        if self.stage_for(spec).is_some() {
+            let key = luo_kernels::programs::sources_key(&name, &p.sources, p.libc).map_err(
+                |source| PlanError::Program {
+                    at: at.to_string(),
+                    program: name.clone(),
+                    source,
+                },
+            )?;
+            if let Some(path) = self
+                .stage_for(spec)
+                .map(|s| s.program(&spec.to_string(), &key))
+                .transpose()?
+                .flatten()
+            {
+                self.staged(name, &path);
+                return Ok(path);
+            }
+        }
         let source = match spec.resolve(&self.cache) {
             Ok(Resolved::Source(s)) => s,
             Ok(Resolved::File(_)) => {
@@ -408,7 +485,7 @@ pub async fn resolve(
     sink: &dyn EventSink,
 ) -> Result<Plan, PlanError> {
     let cache = Cache::from_env();
-    let mut r = Resolver::new(&req.build, sink);
+    let mut r = Resolver::new(&req.build, sink)?;
     let boot = r.kernel(&req.kernel, None).await?;
     let next = match &req.next {
         Some(spec) => Some(r.kernel(spec, None).await?),
@@ -431,13 +508,14 @@ pub async fn resolve(
     for (p, at) in &needs.programs {
         programs.insert(p.clone(), r.program(&req.kernel, p, at, &boot).await?);
     }
-    let initrd = image::initramfs(&cache.root().join("images"), false)?;
+    let images = cache.root().join("images");
+    let initrd = image::initramfs(&images, None)?;
     let shell_initrd = match needs.shell {
-        true => Some(image::initramfs(&cache.root().join("images"), true)?),
+        true => Some(image::initramfs(&images, Some(&r.busybox()?))?),
         false => None,
     };
     let systemd_root = match needs.systemd {
-        true => Some(systemd_root(&cache, sink).await?),
+        true => Some(r.systemd_root().await?),
         false => None,
     };
     let accel = accel::choose(
@@ -472,18 +550,32 @@ pub async fn resolve(
     Ok(plan)
 }
 
-/// The systemd image's root filesystem, built by mmdebstrap the first time (about half a minute).
-pub async fn systemd_root(cache: &Cache, sink: &dyn EventSink) -> Result<PathBuf, PlanError> {
-    let root = luo_rootfs::SYSTEMD;
-    let c = cache.clone();
-    let to_event = |message| Event::Image {
-        name: root.name.into(),
-        message,
-    };
-    let (dir, _) = blocking_with(sink, to_event, move |on| root.build(&c, on))
-        .await
-        .map_err(image::ImageError::from)?;
-    Ok(dir)
+impl Resolver<'_> {
+    /// The systemd image's root filesystem: unpacked from the stage's tarball, or built by
+    /// mmdebstrap the first time (about half a minute).
+    pub async fn systemd_root(&self) -> Result<PathBuf, PlanError> {
+        let root = luo_rootfs::SYSTEMD;
+        let c = self.cache.clone();
+        if let Some(tarball) = match &self.stage {
+            Some(s) => s.root(root.name, &root.key())?,
+            None => None,
+        } {
+            self.staged(format!("image {}", root.name), &tarball);
+            let (dir, _) = tokio::task::spawn_blocking(move || root.unpack(&c, &tarball))
+                .await
+                .expect("unpacking a root filesystem panicked")
+                .map_err(image::ImageError::from)?;
+            return Ok(dir);
+        }
+        let to_event = |message| Event::Image {
+            name: root.name.into(),
+            message,
+        };
+        let (dir, _) = blocking_with(self.sink, to_event, move |on| root.build(&c, on))
+            .await
+            .map_err(image::ImageError::from)?;
+        Ok(dir)
+    }
 }
 
 /// What a build request is called in progress and errors.

@@ -53,6 +53,14 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_luo-harness")))
 }
 
+/// The harness as a test that builds on its machine runs it: never from a stage (a stage beside
+/// the binary would serve the kernel the test means to build).
+pub fn building() -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.env("LUO_HARNESS_STAGE", "");
+    cmd
+}
+
 /// Processes of a session, other than zombies (which have already let go of everything).
 pub mod session {
     use std::os::unix::process::CommandExt;

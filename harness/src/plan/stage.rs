@@ -1,0 +1,593 @@
+//! The stage: everything the test suite's VMs need, built once and carried to other machines in a
+//! nextest archive (`[profile.default.archive] include` takes `target/luo-stage`). A machine that
+//! runs the archive has no kernel source, no apt state and no cache: the plan finds its kernels,
+//! selftests, C programs, busybox and root filesystems here and builds nothing.
+//!
+//! ```text
+//! manifest.json              what is staged, under which key, each file's SHA-256
+//! kernels/<spec>-<variant>/  bzImage, vmlinux (PVH), System.map, config
+//! selftests/<spec>/<name>
+//! programs/<spec>/<key>/<name>
+//! busybox                    the static busybox the image with a shell is made with
+//! trees/<name>/              files of the boot kernel's source a test reads (kunit.py)
+//! rootfs-<name>-<key>.tar    a root filesystem (a tarball keeps device nodes, owners, links)
+//! ```
+//! Kernels are found by the spec the run names, their variant and their recipe key (fragments,
+//! variant patches, recipe, base config): a run that asks for other options builds, as it would
+//! without a stage. Only `debian:` specs are staged; a tree or a git commit is built where it is.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "manifest.json";
+/// The variable that names a stage (empty: use none, even beside the binary).
+pub const ENV: &str = "LUO_HARNESS_STAGE";
+/// Where a stage lies relative to the target directory, which is where nextest's archive puts it.
+pub const TARGET_SUBDIR: &str = "luo-stage";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StageError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[diagnostic(help("stage it again with this luo-harness: luo-harness stage"))]
+    #[error("{path}: not a stage this luo-harness reads: {why}")]
+    Manifest { path: PathBuf, why: String },
+    #[diagnostic(help(
+        "the archive is damaged or the stage was changed since; stage and archive again, or run without it (LUO_HARNESS_STAGE=)"
+    ))]
+    #[error("staged {path} does not match its SHA-256")]
+    Damaged { path: PathBuf },
+    #[error("staging {what}: {why}")]
+    Incomplete { what: String, why: String },
+}
+
+impl crate::outcome::Classify for StageError {
+    /// A stage that cannot be read or written is the machine's trouble, not the scenarios'.
+    fn kind(&self) -> crate::outcome::Kind {
+        crate::outcome::Kind::InfraFailure
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+    move |source| StageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// The luo-harness that staged it.
+    pub harness: String,
+    pub kernels: Vec<StagedKernel>,
+    pub selftests: Vec<StagedProgram>,
+    pub programs: Vec<StagedProgram>,
+    pub busybox: Option<StagedFile>,
+    pub roots: Vec<StagedRoot>,
+    pub trees: Vec<StagedTree>,
+}
+
+/// A directory of the boot kernel's source (`kunit`: tools/testing/kunit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedTree {
+    pub name: String,
+    pub dir: PathBuf,
+    pub files: Vec<StagedFile>,
+}
+
+/// A file of the stage, relative to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedKernel {
+    /// The spec a run names (`debian:7.3`).
+    pub spec: String,
+    pub variant: String,
+    pub recipe_key: String,
+    /// Where it came from, exactly (`debian:linux-source-7.3=7.3.4-1~bpo13+1`).
+    pub source: String,
+    pub release: Option<String>,
+    pub bzimage: StagedFile,
+    pub pvh_vmlinux: Option<StagedFile>,
+    pub system_map: Option<StagedFile>,
+    pub config: Option<StagedFile>,
+}
+
+/// A selftest (by its name) or a C program (by its sources' key), built from `spec`'s source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedProgram {
+    pub spec: String,
+    pub key: String,
+    pub file: StagedFile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedRoot {
+    pub name: String,
+    pub key: String,
+    pub tarball: StagedFile,
+}
+
+/// A stage that was found, and what it holds.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+fn sha256(path: &Path) -> Result<String, StageError> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io(path))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+impl Stage {
+    /// The stage `LUO_HARNESS_STAGE` names (it must be one), or else the one in the target
+    /// directory this program was built in, if there is one.
+    pub fn find() -> Result<Option<Stage>, StageError> {
+        match std::env::var_os(ENV) {
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => Stage::open(Path::new(&v)).map(Some),
+            None => match std::env::current_exe() {
+                Ok(exe) => Stage::beside(&exe),
+                Err(_) => Ok(None),
+            },
+        }
+    }
+
+    /// The stage of the target directory `exe` lies in: `target/debug/luo-harness` and a test's
+    /// `target/debug/deps/smoke-…` both find `target/luo-stage` (what nextest extracts an
+    /// archive's stage to). Three levels up at most: an installed binary finds none.
+    pub fn beside(exe: &Path) -> Result<Option<Stage>, StageError> {
+        let dir = exe
+            .ancestors()
+            .skip(1)
+            .take(3)
+            .map(|d| d.join(TARGET_SUBDIR))
+            .find(|d| d.join(MANIFEST).is_file());
+        dir.map(|d| Stage::open(&d)).transpose()
+    }
+
+    pub fn open(dir: &Path) -> Result<Stage, StageError> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| StageError::Manifest {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        if manifest.format != FORMAT {
+            return Err(StageError::Manifest {
+                path,
+                why: format!("format {} (this one reads {FORMAT})", manifest.format),
+            });
+        }
+        Ok(Stage {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The file's path, once its bytes are checked: an archive cut short must not boot.
+    fn verified(&self, f: &StagedFile) -> Result<PathBuf, StageError> {
+        let path = self.dir.join(&f.path);
+        let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == f.bytes)
+            && sha256(&path)? == f.sha256;
+        match ok {
+            true => Ok(path),
+            false => Err(StageError::Damaged { path }),
+        }
+    }
+
+    pub fn kernel(
+        &self,
+        spec: &str,
+        variant: &str,
+        recipe_key: &str,
+    ) -> Result<Option<super::PlannedKernel>, StageError> {
+        let Some(k) = self
+            .manifest
+            .kernels
+            .iter()
+            .find(|k| k.spec == spec && k.variant == variant && k.recipe_key == recipe_key)
+        else {
+            return Ok(None);
+        };
+        let optional = |f: &Option<StagedFile>| f.as_ref().map(|f| self.verified(f)).transpose();
+        Ok(Some(super::PlannedKernel {
+            spec: spec.to_string(),
+            source: k.source.clone(),
+            variant: k.variant.clone(),
+            bzimage: self.verified(&k.bzimage)?,
+            pvh_vmlinux: optional(&k.pvh_vmlinux)?,
+            config: optional(&k.config)?,
+            system_map: optional(&k.system_map)?,
+            release: k.release.clone(),
+        }))
+    }
+
+    pub fn selftest(&self, spec: &str, name: &str) -> Result<Option<PathBuf>, StageError> {
+        Self::program_in(self, &self.manifest.selftests, spec, name)
+    }
+
+    pub fn program(&self, spec: &str, key: &str) -> Result<Option<PathBuf>, StageError> {
+        Self::program_in(self, &self.manifest.programs, spec, key)
+    }
+
+    fn program_in(
+        &self,
+        list: &[StagedProgram],
+        spec: &str,
+        key: &str,
+    ) -> Result<Option<PathBuf>, StageError> {
+        list.iter()
+            .find(|p| p.spec == spec && p.key == key)
+            .map(|p| self.verified(&p.file))
+            .transpose()
+    }
+
+    pub fn busybox(&self) -> Result<Option<PathBuf>, StageError> {
+        self.manifest
+            .busybox
+            .as_ref()
+            .map(|f| self.verified(f))
+            .transpose()
+    }
+
+    /// The staged directory `name`, every file checked.
+    pub fn tree(&self, name: &str) -> Result<Option<PathBuf>, StageError> {
+        let Some(t) = self.manifest.trees.iter().find(|t| t.name == name) else {
+            return Ok(None);
+        };
+        for f in &t.files {
+            self.verified(f)?;
+        }
+        Ok(Some(self.dir.join(&t.dir)))
+    }
+
+    /// The tarball of the root filesystem `name` with `key`, if staged.
+    pub fn root(&self, name: &str, key: &str) -> Result<Option<PathBuf>, StageError> {
+        self.manifest
+            .roots
+            .iter()
+            .find(|r| r.name == name && r.key == key)
+            .map(|r| self.verified(&r.tarball))
+            .transpose()
+    }
+}
+
+/// Writes a stage into `dir` (emptied first): files are hard links to the cache's where they can
+/// be (the same filesystem), copies where not.
+pub struct Writer {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl Writer {
+    pub fn create(dir: &Path) -> Result<Writer, StageError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            manifest: Manifest {
+                format: FORMAT,
+                harness: env!("CARGO_PKG_VERSION").to_string(),
+                ..Manifest::default()
+            },
+        })
+    }
+
+    /// Where a file of the stage goes (its directory made), for a writer that makes it itself.
+    pub fn path_for(&self, rel: &Path) -> Result<PathBuf, StageError> {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        Ok(path)
+    }
+
+    /// A file already written at `rel`, recorded.
+    pub fn record(&self, rel: &Path) -> Result<StagedFile, StageError> {
+        let path = self.dir.join(rel);
+        let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
+        Ok(StagedFile {
+            path: rel.to_path_buf(),
+            sha256: sha256(&path)?,
+            bytes,
+        })
+    }
+
+    /// `from` placed at `rel`.
+    pub fn add(&self, from: &Path, rel: &Path) -> Result<StagedFile, StageError> {
+        let to = self.path_for(rel)?;
+        let _ = std::fs::remove_file(&to);
+        if std::fs::hard_link(from, &to).is_err() {
+            std::fs::copy(from, &to).map_err(io(from))?;
+        }
+        self.record(rel)
+    }
+
+    pub fn kernel(
+        &mut self,
+        k: &super::PlannedKernel,
+        recipe_key: String,
+    ) -> Result<(), StageError> {
+        let dir = PathBuf::from("kernels").join(slug(&format!("{}-{}", k.spec, k.variant)));
+        let optional = |p: &Option<PathBuf>, name: &str| {
+            p.as_ref().map(|p| self.add(p, &dir.join(name))).transpose()
+        };
+        let staged = StagedKernel {
+            spec: k.spec.clone(),
+            variant: k.variant.clone(),
+            recipe_key,
+            source: k.source.clone(),
+            release: k.release.clone(),
+            bzimage: self.add(&k.bzimage, &dir.join("bzImage"))?,
+            pvh_vmlinux: optional(&k.pvh_vmlinux, "vmlinux")?,
+            system_map: optional(&k.system_map, "System.map")?,
+            config: optional(&k.config, "config")?,
+        };
+        self.manifest.kernels.push(staged);
+        Ok(())
+    }
+
+    pub fn selftest(&mut self, spec: &str, name: &str, built: &Path) -> Result<(), StageError> {
+        let rel = PathBuf::from("selftests").join(slug(spec)).join(name);
+        let file = self.add(built, &rel)?;
+        self.manifest.selftests.push(StagedProgram {
+            spec: spec.to_string(),
+            key: name.to_string(),
+            file,
+        });
+        Ok(())
+    }
+
+    pub fn program(
+        &mut self,
+        spec: &str,
+        key: &str,
+        name: &str,
+        built: &Path,
+    ) -> Result<(), StageError> {
+        let rel = PathBuf::from("programs")
+            .join(slug(spec))
+            .join(key)
+            .join(name);
+        let file = self.add(built, &rel)?;
+        self.manifest.programs.push(StagedProgram {
+            spec: spec.to_string(),
+            key: key.to_string(),
+            file,
+        });
+        Ok(())
+    }
+
+    pub fn busybox(&mut self, from: &Path) -> Result<(), StageError> {
+        self.manifest.busybox = Some(self.add(from, Path::new("busybox"))?);
+        Ok(())
+    }
+
+    /// The regular files under `from`, as the tree `name`.
+    pub fn tree(&mut self, name: &str, from: &Path) -> Result<(), StageError> {
+        let dir = PathBuf::from("trees").join(name);
+        let mut files = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let here = from.join(&rel);
+            for e in std::fs::read_dir(&here).map_err(io(&here))?.flatten() {
+                let (path, sub) = (e.path(), rel.join(e.file_name()));
+                let meta = std::fs::metadata(&path).map_err(io(&path))?;
+                if meta.is_dir() {
+                    stack.push(sub);
+                } else if meta.is_file() {
+                    files.push(self.add(&path, &dir.join(sub))?);
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        self.manifest.trees.push(StagedTree {
+            name: name.to_string(),
+            dir,
+            files,
+        });
+        Ok(())
+    }
+
+    pub fn root(&mut self, name: &str, key: &str, tarball: StagedFile) {
+        self.manifest.roots.push(StagedRoot {
+            name: name.to_string(),
+            key: key.to_string(),
+            tarball,
+        });
+    }
+
+    /// The manifest written last, so a stage cut short has none and is never found.
+    pub fn finish(self) -> Result<Stage, StageError> {
+        let path = self.dir.join(MANIFEST);
+        let json = serde_json::to_string_pretty(&self.manifest).expect("plain data serialises");
+        std::fs::write(&path, json).map_err(io(&path))?;
+        Ok(Stage {
+            dir: self.dir,
+            manifest: self.manifest,
+        })
+    }
+}
+
+/// What to stage besides the plan's kernels and programs.
+pub struct Extras<'a> {
+    /// The static busybox of the image with a shell.
+    pub busybox: Option<&'a Path>,
+    /// The systemd image's root filesystem, as a tarball.
+    pub systemd: bool,
+    /// Directories of the boot kernel's source, by name.
+    pub trees: Vec<(&'a str, PathBuf)>,
+}
+
+/// Stages everything `plan` resolved (made with `build` as its template and `boot_spec` as its
+/// boot kernel) into `dir`: its `debian:` kernels with their recipe keys, the selftests and C
+/// programs built from the boot kernel's source, and `extras`.
+pub fn write(
+    plan: &super::Plan,
+    build: &luo_kernels::BuildRequest,
+    boot_spec: &str,
+    extras: &Extras<'_>,
+    dir: &Path,
+) -> Result<Stage, StageError> {
+    let incomplete = |what: &str| {
+        let what = what.to_string();
+        move |e: &dyn std::fmt::Display| StageError::Incomplete {
+            what,
+            why: e.to_string(),
+        }
+    };
+    let mut w = Writer::create(dir)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for k in plan.all_kernels() {
+        if !k.spec.starts_with("debian:") || !seen.insert((k.spec.clone(), k.variant.clone())) {
+            continue;
+        }
+        let recipe_key = build
+            .with_variant(&k.variant)
+            .recipe_key()
+            .map_err(|e| incomplete(&k.label())(&e))?;
+        w.kernel(k, recipe_key)?;
+    }
+    for (name, path) in &plan.selftests {
+        w.selftest(boot_spec, name, path)?;
+    }
+    for (p, path) in &plan.programs {
+        let name = p.name();
+        let key = luo_kernels::programs::sources_key(&name, &p.sources, p.libc)
+            .map_err(|e| incomplete(&name)(&e))?;
+        w.program(boot_spec, &key, &name, path)?;
+    }
+    if let Some(b) = extras.busybox {
+        w.busybox(b)?;
+    }
+    for (name, from) in &extras.trees {
+        w.tree(name, from)?;
+    }
+    if extras.systemd {
+        let root = luo_rootfs::SYSTEMD;
+        let rel = PathBuf::from(format!("rootfs-{}-{}.tar", root.name, root.key()));
+        let tarball = w.path_for(&rel)?;
+        root.pack(&luo_kernels::Cache::from_env(), &tarball, &mut |_| {})
+            .map_err(|e| incomplete(&format!("image {}", root.name))(&e))?;
+        let file = w.record(&rel)?;
+        w.root(root.name, &root.key(), file);
+    }
+    w.finish()
+}
+
+/// A spec as one path component: `debian:7.3` → `debian-7.3`.
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '-',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(dir: &Path) -> super::super::PlannedKernel {
+        for f in ["bzImage", "config"] {
+            std::fs::write(dir.join(f), format!("{f} bytes")).unwrap();
+        }
+        super::super::PlannedKernel {
+            spec: "debian:7.3".into(),
+            source: "debian:linux-source-7.3=7.3.4-1".into(),
+            variant: "stock".into(),
+            bzimage: dir.join("bzImage"),
+            pvh_vmlinux: None,
+            config: Some(dir.join("config")),
+            system_map: None,
+            release: Some("7.3.4".into()),
+        }
+    }
+
+    #[test]
+    fn a_kernel_is_found_by_spec_variant_and_recipe_key_only() {
+        let cache = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("stage");
+        let mut w = Writer::create(&dir).unwrap();
+        w.kernel(&kernel(cache.path()), "r1".into()).unwrap();
+        let stage = w.finish().unwrap();
+        let stage = Stage::open(&stage.dir).unwrap();
+        let k = stage.kernel("debian:7.3", "stock", "r1").unwrap().unwrap();
+        assert_eq!(k.source, "debian:linux-source-7.3=7.3.4-1");
+        assert_eq!(std::fs::read(&k.bzimage).unwrap(), b"bzImage bytes");
+        assert!(k.bzimage.starts_with(&dir) && k.system_map.is_none());
+        // Another fragment set, variant or spec is not this kernel.
+        assert!(stage.kernel("debian:7.3", "stock", "r2").unwrap().is_none());
+        assert!(
+            stage
+                .kernel("debian:7.3", "magic-unique", "r1")
+                .unwrap()
+                .is_none()
+        );
+        assert!(stage.kernel("debian:7.2", "stock", "r1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_changed_or_cut_file_is_an_error_not_a_boot() {
+        let cache = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("stage");
+        let mut w = Writer::create(&dir).unwrap();
+        w.kernel(&kernel(cache.path()), "r1".into()).unwrap();
+        let stage = w.finish().unwrap();
+        let staged = dir.join(&stage.manifest.kernels[0].bzimage.path);
+        // Same length, other bytes (a hard link to the cache's file is broken first).
+        std::fs::remove_file(&staged).unwrap();
+        std::fs::write(&staged, b"bzImage BYTES").unwrap();
+        let e = stage.kernel("debian:7.3", "stock", "r1").unwrap_err();
+        assert!(matches!(e, StageError::Damaged { .. }), "{e}");
+        std::fs::write(&staged, b"bz").unwrap();
+        assert!(matches!(
+            stage.kernel("debian:7.3", "stock", "r1"),
+            Err(StageError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn a_stage_without_its_manifest_or_of_another_format_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(Stage::open(d.path()), Err(StageError::Io { .. })));
+        std::fs::write(
+            d.path().join(MANIFEST),
+            r#"{"format": 99, "harness": "x", "kernels": [], "selftests": [], "programs": [], "busybox": null, "roots": [], "trees": []}"#,
+        )
+        .unwrap();
+        let e = Stage::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("format 99"), "{e}");
+        std::fs::write(d.path().join(MANIFEST), "{").unwrap();
+        assert!(matches!(
+            Stage::open(d.path()),
+            Err(StageError::Manifest { .. })
+        ));
+    }
+
+    #[test]
+    fn specs_become_one_path_component() {
+        assert_eq!(slug("debian:7.3~rc"), "debian-7.3-rc");
+        assert_eq!(slug("file:/a/b"), "file--a-b");
+    }
+}
