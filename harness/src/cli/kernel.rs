@@ -12,6 +12,9 @@ pub enum KernelCommand {
     Build(KernelArgs),
     /// Print the cached bzImage path for these arguments; fails if it is not built.
     Path(KernelArgs),
+    /// Print the cache key these arguments build under (the Debian archive is asked, nothing is
+    /// built): what a CI cache of the kernels is keyed by.
+    Key(KernelArgs),
     /// List cached kernels.
     List,
     /// Remove interrupted builds' leftovers and all but the newest kernels per source and variant.
@@ -45,6 +48,7 @@ pub async fn run(cmd: KernelCommand) -> Result<u8, Failed> {
                 }
             }
         }
+        KernelCommand::Key(args) => println!("{}", args.build_request()?.key()?),
         KernelCommand::List => {
             println!(
                 "{:<32}  {:<10}  {:<12}  {:>7}  source",
