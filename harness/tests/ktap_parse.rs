@@ -9,26 +9,6 @@ use std::process::Command;
 
 mod common;
 
-/// The kernel's kunit.py: the stage's (a run from a nextest archive), else the cached source's.
-fn kunit_py() -> std::path::PathBuf {
-    let stage = luo_harness::plan::Stage::beside(&common::bin()).expect("a readable stage");
-    if let Some(dir) = stage.and_then(|s| s.tree("kunit").expect("the staged kunit")) {
-        return dir.join("kunit.py");
-    }
-    let sources = luo_kernels::Cache::from_env().sources_dir();
-    std::fs::read_dir(&sources)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))
-        .flatten()
-        .map(|e| e.path().join("tools/testing/kunit/kunit.py"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no kunit.py under {} (run `luo-harness setup`)",
-                sources.display()
-            )
-        })
-}
-
 fn result(name: &str, outcome: Outcome) -> ScenarioResult {
     ScenarioResult::new(
         format!("scenarios/{name}.yaml").into(),
@@ -65,7 +45,7 @@ fn kunit_parses_every_kind_of_result() {
     std::fs::write(&file, &out).unwrap();
     let json = dir.path().join("run.json");
     let o = Command::new("python3")
-        .arg(kunit_py())
+        .arg(common::kunit_py())
         .arg("parse")
         .arg(format!("--json={}", json.display()))
         .arg(&file)

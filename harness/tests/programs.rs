@@ -42,14 +42,7 @@ fn ktap_of_the_liveupdate_selftest_parses_in_kunit_as_15_nested_passes() {
     let f = common::project("scenarios/upstream-liveupdate.yaml");
     let (out, all) = run(&[f.to_str().unwrap(), "--format", "ktap"]);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    // kunit.py from the kernel source the selftest was built from (staged by the run plan).
-    let cache = luo_kernels::Cache::from_env();
-    let kunit = std::fs::read_dir(cache.root().join("staging"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("src/tools/testing/kunit/kunit.py"))
-        .find(|p| p.is_file())
-        .expect("a staged kernel tree with tools/testing/kunit/kunit.py");
+    let kunit = common::kunit_py();
     let mut parse = Command::new("python3")
         .arg(&kunit)
         .arg("parse")

@@ -31,16 +31,17 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
     let busybox = std::path::Path::new(plan::image::BUSYBOX);
     // kunit.py, which the tests read `--format ktap` with, from the boot kernel's source.
     let source = plan::source_of(&req.kernel)?;
-    let kunit = Some(
-        source
-            .fetch(&luo_kernels::Cache::from_env())?
-            .join("tools/testing/kunit"),
-    )
-    .filter(|d| d.join("kunit.py").is_file());
+    let root = source.fetch(&luo_kernels::Cache::from_env())?;
+    let kunit = std::path::Path::new("tools/testing/kunit");
+    let kunit = root
+        .join(kunit)
+        .join("kunit.py")
+        .is_file()
+        .then_some(("kunit", root, kunit));
     let extras = stage::Extras {
         busybox: (needs.shell && busybox.is_file()).then_some(busybox),
         systemd: needs.systemd,
-        trees: kunit.into_iter().map(|d| ("kunit", d)).collect(),
+        trees: kunit.into_iter().collect(),
     };
     let (build, boot_spec) = (req.build.clone(), req.kernel.to_string());
     let staged =

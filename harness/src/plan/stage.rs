@@ -9,7 +9,8 @@
 //! selftests/<spec>/<name>
 //! programs/<spec>/<key>/<name>
 //! busybox                    the static busybox the image with a shell is made with
-//! trees/<name>/              files of the boot kernel's source a test reads (kunit.py)
+//! trees/<name>/<path>/       files of the boot kernel's source a test reads (kunit.py, which
+//!                            insists on lying in tools/testing/kunit)
 //! rootfs-<name>-<key>.tar    a root filesystem (a tarball keeps device nodes, owners, links)
 //! ```
 //! Kernels are found by the spec the run names, their variant and their recipe key (fragments,
@@ -380,9 +381,10 @@ impl Writer {
         Ok(())
     }
 
-    /// The regular files under `from`, as the tree `name`.
-    pub fn tree(&mut self, name: &str, from: &Path) -> Result<(), StageError> {
-        let dir = PathBuf::from("trees").join(name);
+    /// The regular files under `root`/`sub`, as the tree `name` (at the same `sub` in the stage).
+    pub fn tree(&mut self, name: &str, root: &Path, sub: &Path) -> Result<(), StageError> {
+        let from = &root.join(sub);
+        let dir = PathBuf::from("trees").join(name).join(sub);
         let mut files = Vec::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
@@ -432,8 +434,8 @@ pub struct Extras<'a> {
     pub busybox: Option<&'a Path>,
     /// The systemd image's root filesystem, as a tarball.
     pub systemd: bool,
-    /// Directories of the boot kernel's source, by name.
-    pub trees: Vec<(&'a str, PathBuf)>,
+    /// Directories of the boot kernel's source: name, the source, the directory within it.
+    pub trees: Vec<(&'a str, PathBuf, &'a Path)>,
 }
 
 /// Stages everything `plan` resolved (made with `build` as its template and `boot_spec` as its
@@ -477,8 +479,8 @@ pub fn write(
     if let Some(b) = extras.busybox {
         w.busybox(b)?;
     }
-    for (name, from) in &extras.trees {
-        w.tree(name, from)?;
+    for (name, root, sub) in &extras.trees {
+        w.tree(name, root, sub)?;
     }
     if extras.systemd {
         let root = luo_rootfs::SYSTEMD;

@@ -53,6 +53,27 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_luo-harness")))
 }
 
+/// The kernel's own tools/testing/kunit/kunit.py: the stage's (a run from a nextest archive),
+/// else the one in a Debian source `setup` unpacked.
+pub fn kunit_py() -> PathBuf {
+    let stage = luo_harness::plan::Stage::beside(&bin()).expect("a readable stage");
+    if let Some(dir) = stage.and_then(|s| s.tree("kunit").expect("the staged kunit")) {
+        return dir.join("kunit.py");
+    }
+    let sources = luo_kernels::Cache::from_env().sources_dir();
+    std::fs::read_dir(&sources)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))
+        .flatten()
+        .map(|e| e.path().join("tools/testing/kunit/kunit.py"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no kunit.py under {} (run `luo-harness setup`)",
+                sources.display()
+            )
+        })
+}
+
 /// The harness as a test that builds on its machine runs it: never from a stage (a stage beside
 /// the binary would serve the kernel the test means to build).
 pub fn building() -> std::process::Command {
