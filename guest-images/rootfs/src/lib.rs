@@ -134,19 +134,33 @@ impl DebianRoot {
         cache: &luo_kernels::Cache,
         on: &mut dyn FnMut(String),
     ) -> Result<(PathBuf, Built), RootfsError> {
+        self.cached_or(cache, |images| self.mmdebstrap(images, on))
+    }
+
+    /// The cached tree, or else the one `make` puts into images/: under the image's lock, looked
+    /// for again once it is held, so two processes never make it twice.
+    fn cached_or(
+        &self,
+        cache: &luo_kernels::Cache,
+        make: impl FnOnce(&Path) -> Result<(PathBuf, Built), RootfsError>,
+    ) -> Result<(PathBuf, Built), RootfsError> {
         let images = &cache.root().join("images");
         if let Some(hit) = self.cached(images) {
             return Ok(hit);
         }
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RootfsError::Io { path, source }
-        };
         std::fs::create_dir_all(images).map_err(io(images))?;
         let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
         if let Some(hit) = self.cached(images) {
             return Ok(hit);
         }
+        make(images)
+    }
+
+    fn mmdebstrap(
+        &self,
+        images: &Path,
+        on: &mut dyn FnMut(String),
+    ) -> Result<(PathBuf, Built), RootfsError> {
         let mmdebstrap = luo_kernels::hosttools::which("mmdebstrap")
             .ok_or(RootfsError::NoMmdebstrap { image: self.name })?;
         let mirror = luo_kernels::apt::system_mirror()?;
@@ -196,9 +210,7 @@ impl DebianRoot {
         ));
         Ok((dir.join("root"), built))
     }
-}
 
-impl DebianRoot {
     /// The cached tree (built first if need be) as one tarball at `tarball`: what carries it to
     /// another machine (a nextest archive skips device nodes and follows symlinks, a tar keeps
     /// them, with owners and modes).
@@ -226,19 +238,10 @@ impl DebianRoot {
         cache: &luo_kernels::Cache,
         tarball: &Path,
     ) -> Result<(PathBuf, Built), RootfsError> {
-        let images = &cache.root().join("images");
-        if let Some(hit) = self.cached(images) {
-            return Ok(hit);
-        }
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RootfsError::Io { path, source }
-        };
-        std::fs::create_dir_all(images).map_err(io(images))?;
-        let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
-        if let Some(hit) = self.cached(images) {
-            return Ok(hit);
-        }
+        self.cached_or(cache, |images| self.untar(images, tarball))
+    }
+
+    fn untar(&self, images: &Path, tarball: &Path) -> Result<(PathBuf, Built), RootfsError> {
         let tmp = images.join(format!("tmp-unpack-{}-{}", self.name, std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
@@ -264,6 +267,13 @@ impl DebianRoot {
             image: self.name,
             tarball: tarball.to_path_buf(),
         })
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
