@@ -1,7 +1,8 @@
 //! The host <-> guest agent protocol.
 //!
 //! One JSON object per line in each direction over a virtio-serial port. The agent speaks first with a
-//! [`Hello`] after every boot (so the host learns that a kexec landed), then answers each [`Envelope`]
+//! [`Hello`] after every boot (so the host learns that a kexec landed; a VM restored from a saved
+//! state gets a [`Request::Resume`] instead and answers with the hello), then answers each [`Envelope`]
 //! with exactly one [`Response`] carrying the same `id`. Handles are names chosen by the host; the agent
 //! maps them to file descriptors, so a transcript never depends on fd numbering.
 
@@ -14,7 +15,7 @@ pub use errno::{errno_name, errno_value};
 pub use ops::*;
 
 /// Bumped whenever a message changes shape; the host refuses an agent that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Name of the virtio-serial port the agent looks for under /sys/class/virtio-ports.
 pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";

@@ -10,6 +10,10 @@ pub type Handle = String;
 pub enum Request {
     /// Liveness check; answered with [`Reply::Done`].
     Ping,
+    /// The VM was restored from a saved state (its memory is that of an earlier boot at its
+    /// hello): set the wall clock to the host's `unix_time_ns` and answer with this boot's facts as
+    /// they are now, in [`Reply::Resumed`]. Stands in for the hello a restored guest never sends.
+    Resume { unix_time_ns: u64 },
     /// open("/dev/liveupdate", O_RDWR).
     OpenDevice { handle: Handle },
     /// LIVEUPDATE_IOCTL_CREATE_SESSION on `device`.
@@ -170,6 +174,8 @@ fn default_read_max() -> u64 {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Done,
+    /// The hello of a restored VM, after a [`Request::Resume`].
+    Resumed(crate::Hello),
     /// A new handle; `fd` is informational only (never put it in a snapshot).
     Opened {
         fd: i32,

@@ -62,7 +62,7 @@ fn main() {
     };
     send(&mut writer, &hello);
 
-    let mut state = ops::State::default();
+    let mut state = ops::State::new(started_us);
     let reader = BufReader::new(port);
     for line in reader.lines() {
         let line = match line {

@@ -183,6 +183,10 @@ pub struct VmArgs {
     /// attaches (nothing times out meanwhile).
     #[arg(long)]
     pub gdb: bool,
+    /// Boot the kernel for every VM instead of starting from a saved VM that booted it to the
+    /// agent's hello (made once per kernel, image, command line and machine; see README).
+    #[arg(long)]
+    pub cold_boot: bool,
 }
 
 impl VmArgs {
@@ -200,6 +204,7 @@ impl VmArgs {
                 extra_cmdline: self.cmdline.clone(),
                 memory_mib: self.memory,
                 gdb_port,
+                cold_boot: self.cold_boot,
             },
         })
     }
@@ -218,6 +223,9 @@ impl VmArgs {
         }
         if let Some(m) = self.machine {
             w.extend(["--machine".into(), m.to_string()]);
+        }
+        if self.cold_boot {
+            w.push("--cold-boot".into());
         }
         w
     }

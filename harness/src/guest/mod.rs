@@ -6,11 +6,13 @@ mod error;
 mod kexec;
 pub mod link;
 mod phases;
+mod start;
 
 pub use error::{Failure, GuestError};
 pub use kexec::{KexecTarget, machine_device_params};
 pub use link::MAX_LINE;
 pub use phases::{BootPhases, BootRecord};
+pub use start::Start;
 
 use crate::vm::{EndCause, Vm, VmConfig};
 use link::{AgentLink, LinkError};
@@ -28,16 +30,45 @@ pub struct Guest {
     step: String,
     /// The boot in progress: the one being waited for, or the one answering requests.
     current_boot: u32,
+    start: Start,
 }
 
 impl Guest {
-    /// Starts the VM and waits for the agent's first hello.
+    /// Starts the VM, from a saved one where it can (guest/start.rs), and waits for the agent's
+    /// first hello.
     pub async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
-        Guest::connect(Vm::start(cfg).await?).await
+        start::boot(cfg).await
     }
 
-    /// Takes the VM's agent connection and waits for the first hello.
-    pub async fn connect(mut vm: Vm) -> Result<Guest, GuestError> {
+    /// Takes a cold-booted VM's agent connection and waits for the first hello.
+    pub async fn connect(vm: Vm) -> Result<Guest, GuestError> {
+        let mut guest = Guest::attach(vm)?;
+        let started = guest.vm.started();
+        guest.await_hello(0, started).await?;
+        Ok(guest)
+    }
+
+    /// Takes a restored VM's agent connection and asks the agent to resume: it sets its clock to
+    /// the host's and answers with the facts of its boot as they are now.
+    async fn resume(vm: Vm, key: String) -> Result<Guest, GuestError> {
+        let mut guest = Guest::attach(vm)?;
+        guest.start = Start::Restored { key };
+        let unix_time_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let hello = match guest.request(Request::Resume { unix_time_ns }).await? {
+            Reply::Resumed(hello) => hello,
+            other => {
+                let msg = format!("expected the resumed agent's hello, got {other:?}");
+                return Err(guest.fail(Failure::Protocol(msg)));
+            }
+        };
+        let to_hello = guest.vm.started().elapsed();
+        guest.accept_hello(hello, 0, to_hello)?;
+        Ok(guest)
+    }
+
+    fn attach(mut vm: Vm) -> Result<Guest, GuestError> {
         let transcript =
             std::fs::File::create(vm.artifacts().path("agent.jsonl")).map_err(|e| {
                 GuestError::Stage {
@@ -51,17 +82,22 @@ impl Guest {
         let stream = vm
             .take_agent()
             .expect("a fresh VM has its agent connection");
-        let started = vm.started();
-        let mut guest = Guest {
-            link: AgentLink::new(stream, transcript, started),
+        Ok(Guest {
+            link: AgentLink::new(stream, transcript, vm.started()),
             vm,
             next_id: 1,
             boots: vec![],
             step: "boot".into(),
             current_boot: 0,
-        };
-        guest.await_hello(0, started).await?;
-        Ok(guest)
+            start: Start::Cold {
+                reason: "a cold boot was asked for",
+            },
+        })
+    }
+
+    /// How the first boot came about: booted, or restored from a saved VM.
+    pub fn start(&self) -> &Start {
+        &self.start
     }
 
     /// The step now in progress, for failures and for an interrupted run's message.
@@ -249,6 +285,16 @@ impl Guest {
                 ))));
             }
         };
+        self.accept_hello(hello, expected, since.elapsed())
+    }
+
+    /// Checks a hello (sent at boot, or in answer to a resume) and records the boot.
+    fn accept_hello(
+        &mut self,
+        hello: Hello,
+        expected: u32,
+        to_hello: Duration,
+    ) -> Result<(), GuestError> {
         if hello.protocol != PROTOCOL_VERSION {
             let msg = format!(
                 "agent speaks protocol {} but the host speaks {PROTOCOL_VERSION}: rebuild the agent",
@@ -263,11 +309,15 @@ impl Guest {
             );
             return Err(self.fail(Failure::Protocol(msg)));
         }
-        let to_hello = since.elapsed();
-        let tsc_khz = (expected == 0)
-            .then(crate::vm::qemu::host_tsc_khz)
-            .flatten();
-        let phases = BootPhases::new(to_hello, &hello.boot, tsc_khz);
+        let restored = matches!(self.start, Start::Restored { .. }) && expected == 0;
+        let phases = if restored {
+            BootPhases::restored(to_hello)
+        } else {
+            let tsc_khz = (expected == 0)
+                .then(crate::vm::qemu::host_tsc_khz)
+                .flatten();
+            BootPhases::new(to_hello, &hello.boot, tsc_khz)
+        };
         tracing::info!(
             boot = expected,
             ms = to_hello.as_millis() as u64,

@@ -24,11 +24,21 @@ pub struct BootPhases {
     pub kernel: Duration,
     /// From the agent's `main` to its hello: mounts, finding the port, gathering the facts.
     pub agent: Duration,
+    /// The VM was restored from a saved one: all of the time was QEMU's start, loading the state
+    /// and the agent's answer to the resume (no kernel booted).
+    pub restored: bool,
 }
 
 impl std::fmt::Display for BootPhases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |d: Duration| d.as_millis();
+        if self.restored {
+            return write!(
+                f,
+                "restored from a saved VM in {} ms",
+                ms(self.before_kernel)
+            );
+        }
         match self.qemu_start {
             Some(q) => write!(
                 f,
@@ -48,6 +58,14 @@ impl std::fmt::Display for BootPhases {
 }
 
 impl BootPhases {
+    pub(crate) fn restored(to_hello: Duration) -> BootPhases {
+        BootPhases {
+            before_kernel: to_hello,
+            restored: true,
+            ..BootPhases::default()
+        }
+    }
+
     /// `tsc_khz` is the guest TSC's rate, known only for a first boot (the TSC counts from the VM's
     /// start, which for later boots is not when the host started timing).
     pub(crate) fn new(
@@ -68,6 +86,7 @@ impl BootPhases {
             qemu_start: vm_ran.map(|ran| to_hello.saturating_sub(ran)),
             kernel: us(facts.agent_start_us),
             agent: us(facts.uptime_us.saturating_sub(facts.agent_start_us)),
+            restored: false,
         }
     }
 }
@@ -102,5 +121,9 @@ mod tests {
         // A kexec boot: the TSC did not start with the host's timing, so no QEMU share is claimed.
         let k = BootPhases::new(ms(600), &facts, None);
         assert_eq!((k.qemu_start, k.before_kernel), (None, ms(150)));
+        // A restored VM ran no kernel: the guest's clocks are an earlier boot's and say nothing.
+        let r = BootPhases::restored(ms(80));
+        assert_eq!((r.kernel, r.agent, r.qemu_start), (ms(0), ms(0), None));
+        assert_eq!(r.to_string(), "restored from a saved VM in 80 ms");
     }
 }

@@ -72,6 +72,8 @@ pub struct VmOptions {
     pub memory_mib: Option<u32>,
     /// Start paused with QEMU's gdb stub on this TCP port.
     pub gdb_port: Option<u16>,
+    /// Boot every VM's kernel instead of starting from a saved booted VM.
+    pub cold_boot: bool,
 }
 
 /// What the scenarios of a run need besides the boot kernel.
@@ -209,6 +211,7 @@ impl Plan {
         cfg.cold_boot = self.boot.pvh_vmlinux.clone();
         cfg.keep |= self.vm.keep;
         cfg.extra_cmdline = self.vm.extra_cmdline.clone();
+        cfg.from_saved = !self.vm.cold_boot;
         if let Some(m) = self.vm.memory_mib {
             cfg.memory_mib = m;
         }

@@ -78,6 +78,9 @@ pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
     if let Some(t) = scenario.step_timeout() {
         cfg.timeouts = cfg.timeouts.with_request(t);
     }
+    if scenario.cold_boot {
+        cfg.from_saved = false;
+    }
     let guest = Guest::boot(cfg).await?;
     engine::drive(scenario, plan, guest).await
 }

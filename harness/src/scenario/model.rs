@@ -32,6 +32,10 @@ pub struct Scenario {
     /// Put busybox in the guest image (/bin/sh and its applets in /bin) for scripts.
     #[serde(default)]
     pub shell: bool,
+    /// Boot the kernel for this scenario instead of starting from a saved booted VM (for a
+    /// scenario about the first boot itself).
+    #[serde(default)]
+    pub cold_boot: bool,
     /// The guest: `default` (the agent as PID 1 in an initramfs) or `systemd` (Debian sid with
     /// systemd 262.1 as PID 1 on a read-only root, the agent one of its services).
     #[serde(default)]

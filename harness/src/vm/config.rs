@@ -40,6 +40,9 @@ pub struct VmConfig {
     pub watch_monitor: Option<PathBuf>,
     /// QEMU's gdb stub on this port, the guest paused until the debugger continues it.
     pub gdb_port: Option<u16>,
+    /// Start from a saved VM that booted to the agent's hello, saving one first if there is none
+    /// (vm/saved.rs); unless [`VmConfig::cold_boot_reason`] says this VM cannot be restored.
+    pub from_saved: bool,
 }
 
 /// Guest memory when nothing asks for more: KHO scratch is carved out of it at boot (about 200 MiB
@@ -66,6 +69,24 @@ impl VmConfig {
             discard_artifacts: false,
             watch_monitor: None,
             gdb_port: None,
+            from_saved: false,
+        }
+    }
+
+    /// Why this VM boots its kernel instead of starting from a saved one, if it does.
+    pub fn cold_boot_reason(&self) -> Option<&'static str> {
+        if !self.from_saved {
+            Some("a cold boot was asked for")
+        } else if self.gdb_port.is_some() {
+            Some("a debugger attaches at the first instruction")
+        } else if self.watch_monitor.is_some() {
+            Some("the boot itself is being watched (profile)")
+        } else if self.root.is_some() {
+            // QEMU refuses to migrate a VM whose 9p share is mounted, and systemd's start-up is
+            // the boot that image is about.
+            Some("the root filesystem is served over 9p")
+        } else {
+            None
         }
     }
 
@@ -123,6 +144,7 @@ impl VmConfig {
             bios: std::env::var_os("LUO_HARNESS_BIOS")
                 .filter(|b| !b.is_empty())
                 .map(PathBuf::from),
+            incoming: false,
         })
     }
 }
@@ -158,6 +180,23 @@ mod tests {
             !has(&c),
             "KVM guests have a TSC-deadline timer and need no workaround"
         );
+    }
+
+    #[test]
+    fn only_a_plain_vm_asked_to_may_start_from_a_saved_one() {
+        let mut c = config();
+        assert_eq!(c.cold_boot_reason(), Some("a cold boot was asked for"));
+        c.from_saved = true;
+        assert_eq!(c.cold_boot_reason(), None);
+        for edit in [
+            (|c: &mut VmConfig| c.gdb_port = Some(1234)) as fn(&mut VmConfig),
+            |c| c.watch_monitor = Some("/w.sock".into()),
+            |c| c.root = Some("/img/root".into()),
+        ] {
+            let mut c = c.clone();
+            edit(&mut c);
+            assert!(c.cold_boot_reason().is_some(), "{c:?}");
+        }
     }
 
     #[test]

@@ -21,6 +21,16 @@ pub enum VmError {
         stderr: String,
         artifacts: String,
     },
+    /// A saved VM that QEMU would not load (the caller can boot afresh instead).
+    #[error(
+        "QEMU did not load the saved VM {state}: {message}\n{stderr}\n--- artifacts kept in {artifacts} ---"
+    )]
+    Restore {
+        state: String,
+        message: String,
+        stderr: String,
+        artifacts: String,
+    },
 }
 
 impl crate::outcome::Classify for VmError {

@@ -10,6 +10,7 @@ mod error;
 pub mod process;
 pub mod qemu;
 pub mod qmp;
+pub mod saved;
 pub mod virtiofsd;
 
 pub use config::{DEFAULT_MEMORY_MIB, VmConfig};
@@ -95,6 +96,23 @@ impl Vm {
     /// Starts virtiofsd and QEMU and waits until QEMU has connected its agent port and QMP.
     #[tracing::instrument(name = "vm", skip_all, fields(name = %cfg.name, accel = %cfg.accel))]
     pub async fn start(cfg: VmConfig) -> Result<Vm, VmError> {
+        Vm::launch(cfg, None).await
+    }
+
+    /// Starts the VM from `state` (saved by [`Vm::save`] from a VM with the same configuration)
+    /// and waits until the guest runs again. The agent then sits where it was when saved, reading
+    /// its port, and has no hello to send: it is asked to resume.
+    #[tracing::instrument(name = "vm", skip_all, fields(name = %cfg.name, accel = %cfg.accel, restore = true))]
+    pub async fn restore(cfg: VmConfig, state: &Path) -> Result<Vm, VmError> {
+        Vm::launch(cfg, Some(state)).await
+    }
+
+    /// Saves the whole VM to `file` and leaves it paused (a VM saved is done with: drop it).
+    pub async fn save(&self, file: &Path) -> Result<(), qmp::QmpError> {
+        self.qmp.save_to(file).await
+    }
+
+    async fn launch(cfg: VmConfig, state: Option<&Path>) -> Result<Vm, VmError> {
         let mut artifacts =
             Artifacts::create(&cfg.name, cfg.keep).map_err(|source| VmError::NoArtifacts {
                 base: artifacts::base().display().to_string(),
@@ -104,7 +122,8 @@ impl Vm {
             artifacts.discard();
         }
         let started = Instant::now();
-        let spec = cfg.qemu_spec(artifacts.dir())?;
+        let mut spec = cfg.qemu_spec(artifacts.dir())?;
+        spec.incoming = state.is_some();
         let agent_listener = UnixListener::bind(&spec.agent_socket)
             .map_err(setup("binding the agent socket", &mut artifacts))?;
         let qmp_listener = UnixListener::bind(&spec.qmp_socket)
@@ -163,6 +182,18 @@ impl Vm {
             Ok(q) => q,
             Err(e) => return Err(fail(&mut artifacts, format!("QMP: {e}"))),
         };
+        if let Some(state) = state {
+            if let Err(message) = load(&qmp, state, timeout).await {
+                artifacts.fail();
+                return Err(VmError::Restore {
+                    state: state.display().to_string(),
+                    message,
+                    stderr: std::fs::read_to_string(artifacts.path("qemu.stderr"))
+                        .unwrap_or_default(),
+                    artifacts: artifacts.dir().display().to_string(),
+                });
+            }
+        }
         let flooded = watch_console(qemu.pid(), artifacts.console());
         Ok(Vm {
             config: cfg,
@@ -260,6 +291,26 @@ impl Vm {
     /// [`Vm::ended`] with a deadline.
     pub async fn ended_within(&mut self, d: Duration) -> Option<VmEnd> {
         tokio::time::timeout(d, self.ended()).await.ok()
+    }
+}
+
+/// Loads a saved state into a QEMU waiting for one and waits until the guest runs.
+async fn load(qmp: &Qmp, state: &Path, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    tokio::time::timeout(timeout, qmp.load_from(state))
+        .await
+        .map_err(|_| format!("not loaded within {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    loop {
+        match qmp.status().await.map_err(|e| e.to_string())?.as_str() {
+            "running" => return Ok(()),
+            "inmigrate" | "paused" | "finish-migrate" => {}
+            other => return Err(format!("the VM is {other} after loading")),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not running within {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -69,6 +69,8 @@ pub struct QemuSpec {
     pub agent_port_name: String,
     /// Firmware; None = QEMU's default (SeaBIOS).
     pub bios: Option<PathBuf>,
+    /// Wait for a saved VM to be loaded over QMP (`-incoming defer`) instead of booting.
+    pub incoming: bool,
 }
 
 impl QemuSpec {
@@ -123,6 +125,9 @@ impl QemuSpec {
             ),
         ]);
         push(&["-mon", "chardev=qmp,mode=control"]);
+        if self.incoming {
+            push(&["-incoming", "defer"]);
+        }
         if let Some(port) = self.gdb_port {
             push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
@@ -246,6 +251,7 @@ mod tests {
             root_9p: None,
             agent_port_name: "org.luo-harness.agent".into(),
             bios: None,
+            incoming: false,
         }
     }
 
@@ -336,6 +342,25 @@ mod tests {
         let a = s.args();
         assert_eq!(value_after(&a, "-gdb"), ["tcp:127.0.0.1:1234"]);
         assert!(a.contains(&"-S".to_string()));
+    }
+
+    #[test]
+    fn a_restore_waits_for_its_state_and_otherwise_boots_the_same_vm() {
+        let cold = spec().args();
+        let mut s = spec();
+        s.incoming = true;
+        let restore = s.args();
+        assert_eq!(value_after(&restore, "-incoming"), ["defer"]);
+        let without: Vec<_> = restore
+            .iter()
+            .filter(|a| *a != "-incoming" && *a != "defer")
+            .cloned()
+            .collect();
+        assert_eq!(
+            without, cold,
+            "a restored VM has the devices its state was saved with"
+        );
+        assert!(value_after(&cold, "-incoming").is_empty());
     }
 
     #[test]

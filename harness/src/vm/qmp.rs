@@ -100,14 +100,7 @@ impl Qmp {
 
     /// `query-status`: the run state ("running", "paused", "guest-panicked", ...).
     pub async fn status(&self) -> Result<String, QmpError> {
-        let s = self
-            .service
-            .execute(qapi::qmp::query_status {})
-            .await
-            .map_err(|e| QmpError::Command {
-                command: "query-status",
-                message: e.to_string(),
-            })?;
+        let s = self.run("query-status", qapi::qmp::query_status {}).await?;
         Ok(serde_json::to_value(s.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
@@ -116,28 +109,99 @@ impl Qmp {
 
     /// `human-monitor-command`: an HMP command's text (the profiler's `info registers`).
     pub async fn hmp(&self, command: &str) -> Result<String, QmpError> {
+        let c = qapi::qmp::human_monitor_command {
+            command_line: command.to_string(),
+            cpu_index: None,
+        };
+        self.run("human-monitor-command", c).await
+    }
+
+    /// Saves the whole VM to `file` (QEMU migration with `mapped-ram`: every page at a fixed offset,
+    /// so the file is sparse where guest memory was never touched) and waits until it is written.
+    /// The VM is left paused: migration always stops the source.
+    pub async fn save_to(&self, file: &Path) -> Result<(), QmpError> {
+        self.mapped_ram().await?;
+        self.run(
+            "migrate",
+            qapi::qmp::migrate {
+                channels: None,
+                detach: None,
+                resume: None,
+                uri: Some(format!("file:{}", file.display())),
+            },
+        )
+        .await?;
+        self.migration_done("migrate").await
+    }
+
+    /// Polls `query-migrate` until the migration (either way) has completed or failed.
+    async fn migration_done(&self, command: &'static str) -> Result<(), QmpError> {
+        use qapi::qmp::MigrationStatus as S;
+        loop {
+            let info = self
+                .run("query-migrate", qapi::qmp::query_migrate {})
+                .await?;
+            match info.status {
+                Some(S::completed) => return Ok(()),
+                Some(S::failed | S::cancelled) => {
+                    return Err(QmpError::Command {
+                        command,
+                        message: info.error_desc.unwrap_or_else(|| "failed".into()),
+                    });
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            }
+        }
+    }
+
+    /// Loads a VM saved by [`Qmp::save_to`] into this QEMU (started with `-incoming defer`); the
+    /// guest runs on when the load completes, which the caller sees through [`Qmp::status`].
+    pub async fn load_from(&self, file: &Path) -> Result<(), QmpError> {
+        self.mapped_ram().await?;
+        self.run(
+            "migrate-incoming",
+            qapi::qmp::migrate_incoming {
+                channels: None,
+                exit_on_error: Some(false),
+                uri: Some(format!("file:{}", file.display())),
+            },
+        )
+        .await?;
+        self.migration_done("migrate-incoming").await
+    }
+
+    /// `mapped-ram` on both sides: a file written at page offsets, read without a stream parser.
+    async fn mapped_ram(&self) -> Result<(), QmpError> {
+        self.run(
+            "migrate-set-capabilities",
+            qapi::qmp::migrate_set_capabilities {
+                capabilities: vec![qapi::qmp::MigrationCapabilityStatus {
+                    capability: qapi::qmp::MigrationCapability::mapped_ram,
+                    state: true,
+                }],
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn run<C: qapi::qmp::QmpCommand>(
+        &self,
+        command: &'static str,
+        c: C,
+    ) -> Result<C::Ok, QmpError> {
         self.service
-            .execute(qapi::qmp::human_monitor_command {
-                command_line: command.to_string(),
-                cpu_index: None,
-            })
+            .execute(c)
             .await
             .map_err(|e| QmpError::Command {
-                command: "human-monitor-command",
+                command,
                 message: e.to_string(),
             })
     }
 
     /// `quit`: QEMU exits at once (the guest is not asked).
     pub async fn quit(&self) -> Result<(), QmpError> {
-        self.service
-            .execute(qapi::qmp::quit {})
-            .await
-            .map(|_| ())
-            .map_err(|e| QmpError::Command {
-                command: "quit",
-                message: e.to_string(),
-            })
+        self.run("quit", qapi::qmp::quit {}).await.map(|_| ())
     }
 }
 

@@ -19,10 +19,11 @@ pub enum After {
     Exit(i32),
 }
 
-#[derive(Default)]
 pub struct State {
     fds: Fds,
     children: Children,
+    /// CLOCK_BOOTTIME when `main` began: part of the facts a resumed VM reports again.
+    agent_start_us: u64,
 }
 
 type R = Result<Reply, AgentError>;
@@ -33,6 +34,14 @@ fn sc(call: impl Into<String>) -> impl FnOnce(i32) -> AgentError {
 }
 
 impl State {
+    pub fn new(agent_start_us: u64) -> State {
+        State {
+            fds: Fds::default(),
+            children: Children::default(),
+            agent_start_us,
+        }
+    }
+
     pub fn handle(&mut self, req: Request) -> (Outcome, After) {
         let after = match req {
             Request::PowerOff => After::PowerOff,
@@ -79,6 +88,7 @@ impl State {
             | KexecLoad { .. }
             | Unit { .. }
             | Journal { .. }) => system::handle(r),
+            Resume { unix_time_ns } => system::resume(unix_time_ns, self.agent_start_us),
         }
     }
 }

@@ -30,6 +30,23 @@ pub(super) fn handle(req: Request) -> R {
     }
 }
 
+/// A restored VM's memory is an earlier boot's at its hello: its wall clock stands where it was
+/// saved, and the facts are what they were then. Set the clock, then gather them again.
+pub(super) fn resume(unix_time_ns: u64, agent_start_us: u64) -> R {
+    let ts = libc::timespec {
+        tv_sec: (unix_time_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (unix_time_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec; PID 1 runs as root.
+    sys::check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } as i64)
+        .map_err(sc("clock_settime(CLOCK_REALTIME)"))?;
+    Ok(Reply::Resumed(luo_protocol::Hello {
+        protocol: luo_protocol::PROTOCOL_VERSION,
+        boot: boot::facts(agent_start_us),
+        system: systemd::under_systemd().then(systemd::facts),
+    }))
+}
+
 /// Units and the journal exist only in the systemd image.
 fn needs_systemd(tool: &str) -> Result<(), AgentError> {
     match systemd::under_systemd() {
