@@ -1,6 +1,7 @@
 //! `bench roundtrip`: the memfd round trip (boot, create a session with a 1 MiB patterned memfd,
-//! kexec, retrieve, verify, power off), alternated in one run with the bare VM and with the
-//! kernel's own vmtest.sh flow on the same kernel and on its own kernel.
+//! kexec, retrieve, verify, power off), from a saved booted VM and with `--cold-boot`, alternated
+//! in one run with the bare VM and with the kernel's own vmtest.sh flow on the same kernel and on
+//! its own kernel.
 
 use super::{BenchError, bare, median};
 use crate::events::EventSink;
@@ -42,11 +43,17 @@ pub struct RoundtripTiming {
 
 pub const ROUNDTRIP_BYTES: u64 = 1 << 20;
 
-/// Boot, create a session with a 1 MiB patterned memfd, kexec, retrieve, verify, power off.
-pub async fn one_roundtrip(p: &Plan, extra_cmdline: &str) -> Result<RoundtripTiming, GuestError> {
+/// Boot (or restore, unless `cold`), create a session with a 1 MiB patterned memfd, kexec,
+/// retrieve, verify, power off.
+pub async fn one_roundtrip(
+    p: &Plan,
+    extra_cmdline: &str,
+    cold: bool,
+) -> Result<RoundtripTiming, GuestError> {
     let t0 = Instant::now();
     let mut cfg = p.vm_config("bench-roundtrip");
     cfg.extra_cmdline = extra_cmdline.to_string();
+    cfg.from_saved = !cold;
     let mut g = Guest::boot(cfg).await?;
     let mut t = RoundtripTiming {
         boot_call: t0.elapsed(),
@@ -131,7 +138,10 @@ pub struct RoundtripFigures {
     pub runs: usize,
     pub accel: String,
     pub kernel: String,
+    /// Each VM restored from the saved booted VM (made before the first timed run).
     pub ours: Vec<RoundtripTiming>,
+    /// The same with `--cold-boot`.
+    pub cold: Vec<RoundtripTiming>,
     /// Boots to hello of the same VM without the guest layer.
     pub bare: Vec<Duration>,
     /// (flow name, wall times).
@@ -165,12 +175,16 @@ pub async fn roundtrip(
         let own = crate::upstream::UpstreamFlow::prepare(&p, &theirs, sink).await?;
         flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
     }
-    let mut ours = Vec::new();
+    let (mut ours, mut cold) = (Vec::new(), Vec::new());
     let mut bare_cfg = p.vm_config("bench-bare");
     bare_cfg.extra_cmdline = a.cmdline.clone();
     let mut bare_boots = Vec::new();
+    // Untimed: saves the booted VM if this configuration has none yet (a cold boot and a save,
+    // once per kernel, image and command line; what a first run on a fresh machine pays).
+    one_roundtrip(&p, &a.cmdline, false).await?;
     for i in 0..a.runs {
-        ours.push(one_roundtrip(&p, &a.cmdline).await?);
+        ours.push(one_roundtrip(&p, &a.cmdline, false).await?);
+        cold.push(one_roundtrip(&p, &a.cmdline, true).await?);
         bare_boots.push(bare::boot_to_hello(&bare_cfg).await?);
         for (_, flow, times) in flows.iter_mut() {
             times.push(flow.run().await.map_err(BenchError::Flow)?);
@@ -187,6 +201,7 @@ pub async fn roundtrip(
         accel: p.accel.to_string(),
         kernel: p.boot.bzimage.display().to_string(),
         ours,
+        cold,
         bare: bare_boots,
         upstream: flows.into_iter().map(|(n, _, t)| (n, t)).collect(),
     })
@@ -196,41 +211,41 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-impl std::fmt::Display for RoundtripFigures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ours = &self.ours;
-        let mut totals: Vec<_> = ours.iter().map(|t| t.total).collect();
-        let med = median(&mut totals);
-        let (lo, hi) = (
-            totals.first().copied().unwrap_or_default(),
-            totals.last().copied().unwrap_or_default(),
-        );
-        let phase = |g: &dyn Fn(&RoundtripTiming) -> Duration| {
-            ms(median(&mut ours.iter().map(g).collect::<Vec<_>>()))
-        };
-        let mut reqs: Vec<_> = ours
-            .iter()
-            .flat_map(|t| t.requests.iter().copied())
-            .collect();
-        let req_median = median(&mut reqs);
-        let req_p90 = reqs.get(reqs.len() * 9 / 10).copied().unwrap_or_default();
+fn median_of(timings: &[RoundtripTiming], g: &dyn Fn(&RoundtripTiming) -> Duration) -> Duration {
+    median(&mut timings.iter().map(g).collect::<Vec<_>>())
+}
+
+/// One path's block: its median and range, and where the time went.
+fn path_block(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    timings: &[RoundtripTiming],
+) -> std::fmt::Result {
+    let mut totals: Vec<_> = timings.iter().map(|t| t.total).collect();
+    let med = median(&mut totals);
+    let (lo, hi) = (
+        totals.first().copied().unwrap_or_default(),
+        totals.last().copied().unwrap_or_default(),
+    );
+    let phase = |g: &dyn Fn(&RoundtripTiming) -> Duration| ms(median_of(timings, g));
+    writeln!(
+        f,
+        "  {name:<29} median {}  (min {}, max {})",
+        ms(med),
+        ms(lo),
+        ms(hi)
+    )?;
+    writeln!(
+        f,
+        "    QEMU start -> first hello  median {}",
+        phase(&|t| t.first_hello)
+    )?;
+    if timings.first().is_some_and(|t| t.first_phases.restored) {
         writeln!(
             f,
-            "memfd round trip, {} runs each, alternating, accel {}, kernel {}",
-            self.runs, self.accel, self.kernel
+            "      restored from the saved VM: QEMU start-up, loading the state, the agent's resume"
         )?;
-        writeln!(
-            f,
-            "  luo-harness                  median {}  (min {}, max {})",
-            ms(med),
-            ms(lo),
-            ms(hi)
-        )?;
-        writeln!(
-            f,
-            "    QEMU start -> first hello  median {}",
-            phase(&|t| t.first_hello)
-        )?;
+    } else {
         writeln!(
             f,
             "      QEMU start-up {}, firmware and kernel loading {}, kernel {}, agent {}",
@@ -242,30 +257,51 @@ impl std::fmt::Display for RoundtripFigures {
             phase(&|t| t.first_phases.kernel),
             phase(&|t| t.first_phases.agent)
         )?;
+    }
+    writeln!(
+        f,
+        "    reboot call -> new hello   median {}  (blackout seen from the host)",
+        phase(&|t| t.blackout)
+    )?;
+    writeln!(
+        f,
+        "      old kernel shutdown, purgatory, decompression {}, kernel {}, agent {}",
+        phase(&|t| t.kexec_phases.before_kernel),
+        phase(&|t| t.kexec_phases.kernel),
+        phase(&|t| t.kexec_phases.agent)
+    )?;
+    let mut reqs: Vec<_> = timings
+        .iter()
+        .flat_map(|t| t.requests.iter().copied())
+        .collect();
+    let req_median = median(&mut reqs);
+    let req_p90 = reqs.get(reqs.len() * 9 / 10).copied().unwrap_or_default();
+    writeln!(
+        f,
+        "    request round trip         median {}  (p90 {})",
+        ms(req_median),
+        ms(req_p90)
+    )?;
+    writeln!(
+        f,
+        "    power off -> QEMU exit     median {}",
+        phase(&|t| t.power_off)
+    )
+}
+
+impl std::fmt::Display for RoundtripFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let med = median_of(&self.ours, &|t| t.total);
+        let cold = median_of(&self.cold, &|t| t.total);
+        let faster = |other: Duration| other.as_secs_f64() / med.as_secs_f64().max(1e-9);
         writeln!(
             f,
-            "    reboot call -> new hello   median {}  (blackout seen from the host)",
-            phase(&|t| t.blackout)
+            "memfd round trip, {} runs each, alternating, accel {}, kernel {}",
+            self.runs, self.accel, self.kernel
         )?;
-        writeln!(
-            f,
-            "      old kernel shutdown, purgatory, decompression {}, kernel {}, agent {}",
-            phase(&|t| t.kexec_phases.before_kernel),
-            phase(&|t| t.kexec_phases.kernel),
-            phase(&|t| t.kexec_phases.agent)
-        )?;
-        writeln!(
-            f,
-            "    request round trip         median {}  (p90 {})",
-            ms(req_median),
-            ms(req_p90)
-        )?;
-        writeln!(
-            f,
-            "    power off -> QEMU exit     median {}",
-            phase(&|t| t.power_off)
-        )?;
-        let runner = median(&mut ours.iter().map(|t| t.boot_call).collect::<Vec<_>>());
+        path_block(f, "luo-harness", &self.ours)?;
+        path_block(f, "luo-harness --cold-boot", &self.cold)?;
+        let runner = median_of(&self.cold, &|t| t.boot_call);
         let bare = median(&mut self.bare.clone());
         writeln!(
             f,
@@ -279,11 +315,23 @@ impl std::fmt::Display for RoundtripFigures {
             let tm = median(&mut t);
             writeln!(
                 f,
-                "  {name:<29} median {}  (min {}, max {})  -> luo-harness is {:.2}x faster",
+                "  {name:<29} median {}  (min {}, max {})",
                 ms(tm),
                 ms(t.first().copied().unwrap_or_default()),
                 ms(t.last().copied().unwrap_or_default()),
-                tm.as_secs_f64() / med.as_secs_f64().max(1e-9)
+            )?;
+        }
+        writeln!(f, "  luo-harness is")?;
+        writeln!(
+            f,
+            "    {:.2}x faster than luo-harness --cold-boot",
+            faster(cold)
+        )?;
+        for (name, times) in &self.upstream {
+            writeln!(
+                f,
+                "    {:.2}x faster than the {name}",
+                faster(median(&mut times.clone()))
             )?;
         }
         Ok(())
