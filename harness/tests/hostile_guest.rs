@@ -30,7 +30,10 @@ fn check(c: Case) {
             cmd.arg("run").arg(common::project(s)).arg("--out").arg(out)
         }
     };
-    cmd.arg("--cmdline")
+    // The fault is on the agent's command line, which a saved VM keeps: each case boots, so the
+    // hostile agent is met at its hello and at the step it misbehaves in, not at a resume.
+    cmd.arg("--cold-boot")
+        .arg("--cmdline")
         .arg(format!("luo_agent.fault={}", c.fault))
         .env("LUO_HARNESS_ARTIFACTS", artifacts.path())
         .env("COLUMNS", "400")

@@ -13,11 +13,14 @@ pub enum BenchCommand {
     /// The memfd round trip (boot, create, preserve, kexec, retrieve, verify, power off), alternated
     /// with the kernel's own vmtest.sh flow for luo_kexec_simple on the same kernel.
     Roundtrip(RoundtripArgs),
-    /// The whole scenario set on the default kernel, as many at once as there are cores: wall time
-    /// and the slowest scenarios.
+    /// The whole scenario set on the default kernel, as many at once as there are cores, restored
+    /// from saved booted VMs and with --cold-boot, alternated: wall times and the slowest scenarios.
     Scenarios {
         #[arg(default_value = "scenarios")]
         dir: PathBuf,
+        /// Passes of the set per path.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+        runs: u32,
     },
 }
 
@@ -53,13 +56,16 @@ pub async fn bench(cmd: BenchCommand) -> Result<u8, Failed> {
             };
             print!("{}", bench::roundtrip::roundtrip(&o, &terminal).await?);
         }
-        BenchCommand::Scenarios { dir } => {
+        BenchCommand::Scenarios { dir, runs } => {
             let files = collect::files(&[dir])?;
             let loaded = match collect::load_all(&files) {
                 Ok(v) => v,
                 Err(problems) => return Ok(check::report_invalid(problems, files.len())),
             };
-            print!("{}", bench::scenarios::scenarios(loaded, &terminal).await?);
+            print!(
+                "{}",
+                bench::scenarios::scenarios(loaded, runs as usize, &terminal).await?
+            );
         }
     }
     Ok(0)

@@ -34,7 +34,24 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     }
     luo_kernels::git::sweep_clones(&luo_kernels::Cache::from_env())?;
     let needs = suite_needs(&args)?;
+    let t0 = std::time::Instant::now();
+    announce(&needs);
     let p = plan::resolve(&PlanRequest::default(), &needs, &Terminal::default()).await?;
+    eprintln!(
+        "setup: kernels, programs and images ready in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    // The VM every scenario of the default configuration starts from: booted and saved now, so
+    // the first run restores it like every later one (and a kernel that does not boot is found
+    // here, not in the first test).
+    let t1 = std::time::Instant::now();
+    let guest = luo_harness::Guest::boot(p.vm_config("setup")).await?;
+    let start = guest.start().to_string();
+    guest.power_off().await?;
+    eprintln!(
+        "setup: the default VM booted to its agent's hello and saved ({start}) in {:.1} s",
+        t1.elapsed().as_secs_f64()
+    );
     println!("kernel:  {}", p.boot.bzimage.display());
     for (name, k) in &p.kernels {
         println!("kernel {name:<14} {}  ({})", k.bzimage.display(), k.source);
@@ -54,6 +71,27 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     }
     println!("accel:   {}", p.accel);
     Ok(0)
+}
+
+/// What setup is about to do and how long that takes on a fresh machine, before any of it.
+fn announce(needs: &Needs) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // Measured on 2-core machines with empty caches (README, "Set up"); compiling scales with
+    // cores, fetching and unpacking the sources do not.
+    let minutes = |two_core_s: f64| two_core_s * 2.0 / cores / 60.0;
+    eprintln!(
+        "setup: the default kernel, {} other kernels ({}), {} selftests and programs, the guest images",
+        needs.kernels.len(),
+        needs.kernels.iter().cloned().collect::<Vec<_>>().join(", "),
+        needs.selftests.len() + needs.programs.len(),
+    );
+    eprintln!(
+        "setup: with empty caches, about {:.0} min for the default kernel, {:.0} min for its three \
+         variants, {:.0} min for debian:7.2, under a minute for the rest; cached parts take seconds",
+        minutes(270.0),
+        minutes(180.0),
+        minutes(240.0)
+    );
 }
 
 /// What the suite needs: every variant (built incrementally after stock), the `--also` kernels,

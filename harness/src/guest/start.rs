@@ -17,6 +17,15 @@ pub enum Start {
     Restored { key: String },
 }
 
+impl std::fmt::Display for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Start::Cold { reason } => write!(f, "cold ({reason})"),
+            Start::Restored { key } => write!(f, "restored {key}"),
+        }
+    }
+}
+
 pub(super) async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
     if let Some(reason) = cfg.cold_boot_reason() {
         tracing::debug!(reason, "cold boot");
@@ -32,8 +41,12 @@ pub(super) async fn boot(cfg: VmConfig) -> Result<Guest, GuestError> {
         }
         Err(SaveFailure::Boot(e)) => return Err(e),
     };
+    let t0 = std::time::Instant::now();
     match Vm::restore(cfg.clone(), &state).await {
-        Ok(vm) => Guest::resume(vm, key).await,
+        Ok(vm) => {
+            tracing::debug!(%key, ms = t0.elapsed().as_millis() as u64, "restored a booted VM");
+            Guest::resume(vm, key).await
+        }
         Err(e @ VmError::Restore { .. }) => {
             // A state this QEMU will not load (damaged, or made by a QEMU the key did not tell
             // apart): drop it, so the next start saves a good one, and boot.

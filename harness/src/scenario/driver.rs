@@ -27,6 +27,8 @@ pub trait GuestDriver: Send {
     fn boot_index(&self) -> u32;
     /// From the start of the VM to the first hello.
     fn first_boot(&self) -> Duration;
+    /// How the first boot came about (booted, or restored from a saved VM).
+    fn start(&self) -> String;
     fn timeouts(&self) -> Timeouts;
     /// Puts a host file into the guest's share at `rel`.
     fn stage(&mut self, src: &Path, rel: &str) -> Result<(), GuestError>;
@@ -55,6 +57,9 @@ impl GuestDriver for Guest {
     }
     fn first_boot(&self) -> Duration {
         self.boots()[0].to_hello
+    }
+    fn start(&self) -> String {
+        Guest::start(self).to_string()
     }
     fn timeouts(&self) -> Timeouts {
         self.vm().config().timeouts

@@ -57,6 +57,7 @@ pub async fn drive<G: GuestDriver>(
     let metrics = Metrics {
         scenario: report.scenario.clone(),
         boots_ms: vec![guest.first_boot().as_secs_f64() * 1000.0],
+        first_boot: guest.start(),
         ..Default::default()
     };
     let mut cx = StepContext::new(guest, plan, &scenario.requires, report, metrics);

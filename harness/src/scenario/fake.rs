@@ -169,6 +169,9 @@ impl GuestDriver for FakeGuest {
     fn first_boot(&self) -> Duration {
         Duration::from_millis(700)
     }
+    fn start(&self) -> String {
+        "scripted".into()
+    }
     fn timeouts(&self) -> Timeouts {
         Timeouts::for_accel(Accel::Tcg)
     }

@@ -185,6 +185,9 @@ pub struct MemoryDelta {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metrics {
     pub scenario: String,
+    /// `cold (why)` or `restored <key>` (vm/saved.rs): how the first boot came about.
+    #[serde(default)]
+    pub first_boot: String,
     pub boots_ms: Vec<f64>,
     pub blackouts_ms: Vec<f64>,
     pub steps_ms: Vec<(String, f64)>,
