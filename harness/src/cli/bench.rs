@@ -21,6 +21,10 @@ pub enum BenchCommand {
         /// Passes of the set per path.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
         runs: u32,
+        /// Leave out the scenario of this name (repeatable): e.g. systemd-fd-store, which always
+        /// boots (its 9p root cannot be migrated) and alone outlasts the rest of the set.
+        #[arg(long, value_name = "NAME")]
+        exclude: Vec<String>,
     },
 }
 
@@ -56,12 +60,13 @@ pub async fn bench(cmd: BenchCommand) -> Result<u8, Failed> {
             };
             print!("{}", bench::roundtrip::roundtrip(&o, &terminal).await?);
         }
-        BenchCommand::Scenarios { dir, runs } => {
+        BenchCommand::Scenarios { dir, runs, exclude } => {
             let files = collect::files(&[dir])?;
-            let loaded = match collect::load_all(&files) {
+            let mut loaded = match collect::load_all(&files) {
                 Ok(v) => v,
                 Err(problems) => return Ok(check::report_invalid(problems, files.len())),
             };
+            loaded.retain(|l| !exclude.iter().any(|x| x == l.scenario.name()));
             print!(
                 "{}",
                 bench::scenarios::scenarios(loaded, runs as usize, &terminal).await?

@@ -80,7 +80,7 @@ fn announce(needs: &Needs) {
     // cores, fetching and unpacking the sources do not.
     let minutes = |two_core_s: f64| two_core_s * 2.0 / cores / 60.0;
     eprintln!(
-        "setup: the default kernel, {} other kernels ({}), {} selftests and programs, the guest images",
+        "setup: the default kernel and the kernels the suite kexecs into ({} of them: {}), {} selftests and programs, the guest images",
         needs.kernels.len(),
         needs.kernels.iter().cloned().collect::<Vec<_>>().join(", "),
         needs.selftests.len() + needs.programs.len(),
