@@ -71,16 +71,18 @@ enum SaveFailure {
     Saving(String),
 }
 
+fn saving(e: impl std::fmt::Display) -> SaveFailure {
+    SaveFailure::Saving(e.to_string())
+}
+
 /// The saved state for `cfg` and its key: published already, or made now by booting the VM to
 /// its hello and saving it (one process per key at a time; the others wait and then find it).
 async fn saved_state(saved: &SavedBoots, cfg: &VmConfig) -> Result<(String, PathBuf), SaveFailure> {
-    let key = saved::key_of(cfg).map_err(|e| SaveFailure::Saving(e.to_string()))?;
+    let key = saved::key_of(cfg).map_err(saving)?;
     if let Some(state) = saved.lookup(&key) {
         return Ok((key, state));
     }
-    let _lock = saved
-        .lock(&key)
-        .map_err(|e| SaveFailure::Saving(e.to_string()))?;
+    let _lock = saved.lock(&key).map_err(saving)?;
     if let Some(state) = saved.lookup(&key) {
         return Ok((key, state));
     }
@@ -93,19 +95,15 @@ async fn saved_state(saved: &SavedBoots, cfg: &VmConfig) -> Result<(String, Path
     )
     .await
     .map_err(SaveFailure::Boot)?;
-    let temp = saved
-        .temp_path(&key)
-        .map_err(|e| SaveFailure::Saving(e.to_string()))?;
+    let temp = saved.temp_path(&key).map_err(saving)?;
     let t0 = std::time::Instant::now();
     let result = guest.vm().save(&temp).await;
     drop(guest);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&temp);
-        return Err(SaveFailure::Saving(e.to_string()));
+        return Err(saving(e));
     }
-    let state = saved
-        .publish(&temp, &key)
-        .map_err(|e| SaveFailure::Saving(e.to_string()))?;
+    let state = saved.publish(&temp, &key).map_err(saving)?;
     tracing::info!(%key, ms = t0.elapsed().as_millis() as u64, "saved a booted VM");
     Ok((key, state))
 }

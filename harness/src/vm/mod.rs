@@ -167,11 +167,11 @@ impl Vm {
             _ = tokio::time::sleep(timeout) => Err(format!("QEMU did not connect to its sockets within {timeout:?}")),
         };
         let fail = |artifacts: &mut Artifacts, message: String| {
-            artifacts.fail();
+            let (stderr, artifacts) = kept(artifacts);
             VmError::Start {
                 message,
-                stderr: std::fs::read_to_string(artifacts.path("qemu.stderr")).unwrap_or_default(),
-                artifacts: artifacts.dir().display().to_string(),
+                stderr,
+                artifacts,
             }
         };
         let ((agent, _), (qmp_stream, _)) = match accepted {
@@ -184,13 +184,12 @@ impl Vm {
         };
         if let Some(state) = state {
             if let Err(message) = load(&qmp, state, timeout).await {
-                artifacts.fail();
+                let (stderr, artifacts) = kept(&mut artifacts);
                 return Err(VmError::Restore {
                     state: state.display().to_string(),
                     message,
-                    stderr: std::fs::read_to_string(artifacts.path("qemu.stderr"))
-                        .unwrap_or_default(),
-                    artifacts: artifacts.dir().display().to_string(),
+                    stderr,
+                    artifacts,
                 });
             }
         }
@@ -292,6 +291,15 @@ impl Vm {
     pub async fn ended_within(&mut self, d: Duration) -> Option<VmEnd> {
         tokio::time::timeout(d, self.ended()).await.ok()
     }
+}
+
+/// Keeps the artifacts of a VM that did not start, and says what QEMU wrote and where they are.
+fn kept(artifacts: &mut Artifacts) -> (String, String) {
+    artifacts.fail();
+    (
+        std::fs::read_to_string(artifacts.path("qemu.stderr")).unwrap_or_default(),
+        artifacts.dir().display().to_string(),
+    )
 }
 
 /// Loads a saved state into a QEMU waiting for one and waits until the guest runs.

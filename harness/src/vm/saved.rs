@@ -8,9 +8,10 @@
 //! ```
 //! The key is a hash of everything that shapes the saved memory and devices: QEMU's command line
 //! (paths of this VM's own directory left out), the kernel, initrd and firmware files, the QEMU
-//! binary and its version, the protocol the agent speaks and this harness's version. Files are
-//! identified by path, size, inode and modification time, not by hashing them on every start:
-//! kernels and images are published by rename, so new bytes are a new inode.
+//! binary, the protocol the agent speaks and this harness's version. Files are identified by path,
+//! size, inode and modification time, not by hashing them on every start: kernels and images are
+//! published by rename, and a QEMU upgrade replaces its binary, so new bytes are a new inode (and
+//! asking QEMU for `--version` would cost every process 100 ms for nothing more).
 
 use super::qemu::QemuSpec;
 use sha2::{Digest, Sha256};
@@ -118,7 +119,6 @@ pub fn key(spec: &QemuSpec, vm_dir: &Path) -> std::io::Result<String> {
     put("format", &FORMAT.to_string());
     put("harness", env!("CARGO_PKG_VERSION"));
     put("protocol", &luo_protocol::PROTOCOL_VERSION.to_string());
-    put("qemu", &qemu_version(&spec.binary));
     for arg in command_line(spec, vm_dir) {
         put("arg", &arg);
     }
@@ -164,29 +164,6 @@ fn identity(path: &Path) -> std::io::Result<String> {
         m.mtime(),
         m.mtime_nsec()
     ))
-}
-
-/// `qemu-system-x86_64 --version`'s first line, once per process and binary.
-fn qemu_version(binary: &Path) -> String {
-    use std::collections::BTreeMap;
-    use std::sync::{Mutex, OnceLock};
-    static SEEN: OnceLock<Mutex<BTreeMap<PathBuf, String>>> = OnceLock::new();
-    let mut seen = SEEN.get_or_init(Default::default).lock().unwrap();
-    seen.entry(binary.to_path_buf())
-        .or_insert_with(|| {
-            std::process::Command::new(binary)
-                .arg("--version")
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .unwrap_or_default()
-        })
-        .clone()
 }
 
 #[cfg(test)]
