@@ -24,11 +24,16 @@ pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";
 pub const SHARE_TAG: &str = "luoshare";
 pub const SHARE_MOUNT: &str = "/share";
 
-/// 9p tag of a read-only root filesystem (the systemd image). With [`ROOT_PARAM`]`=<tag>` on
-/// the command line the agent, as PID 1 of the initramfs, is only a first stage: it puts a tmpfs
-/// over that root, installs itself as a service and hands over to the root's /sbin/init.
+/// 9p tag of a read-only export holding a root filesystem (the systemd image) as a tree,
+/// [`ROOT_TREE`], and as one archive, [`ROOT_ARCHIVE`]. With [`ROOT_PARAM`]`=<tag>` on the command
+/// line the agent, as PID 1 of the initramfs, is only a first stage: it makes a writable root of
+/// that image (the archive unpacked into a tmpfs on the first boot, a tmpfs over the tree after a
+/// kexec), installs itself as a service and hands over to the root's /sbin/init.
 pub const ROOT_TAG: &str = "luoroot";
 pub const ROOT_PARAM: &str = "luo_harness.root";
+pub const ROOT_TREE: &str = "root";
+/// One uncompressed tar of the tree, numeric owners.
+pub const ROOT_ARCHIVE: &str = "root.tar";
 /// Where, in the share, the units of a scenario lie when the VM starts; the first stage installs
 /// them into /etc/systemd/system on every boot.
 pub const UNITS_DIR: &str = "units";

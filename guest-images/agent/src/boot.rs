@@ -38,9 +38,7 @@ pub fn setup_pid1() -> Result<(), String> {
 pub fn ensure_share() {
     use std::sync::atomic::{AtomicBool, Ordering};
     static MOUNTED: AtomicBool = AtomicBool::new(false);
-    // Under systemd the first stage mounted it before systemd started.
-    if !crate::systemd::under_systemd()
-        && !MOUNTED.load(Ordering::Relaxed)
+    if !MOUNTED.load(Ordering::Relaxed)
         && sys::mount(SHARE_TAG, SHARE_MOUNT, "virtiofs", None).is_ok()
     {
         MOUNTED.store(true, Ordering::Relaxed);
@@ -105,18 +103,23 @@ fn find_port() -> Option<String> {
     None
 }
 
+/// Which kernel of the VM this is (0: the one QEMU started), as the harness numbered it.
+pub fn boot_index(cmdline: &str) -> Option<u32> {
+    cmdline.split_whitespace().find_map(|w| {
+        w.strip_prefix(BOOT_INDEX_PARAM)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
+    })
+}
+
 /// The facts of this boot; `agent_start_us` is CLOCK_BOOTTIME when `main` began.
 pub fn facts(agent_start_us: u64) -> BootFacts {
     let cmdline = std::fs::read_to_string("/proc/cmdline")
         .unwrap_or_default()
         .trim()
         .to_string();
-    let boot_index = cmdline.split_whitespace().find_map(|w| {
-        w.strip_prefix(BOOT_INDEX_PARAM)?
-            .strip_prefix('=')?
-            .parse()
-            .ok()
-    });
+    let boot_index = boot_index(&cmdline);
     let log = kernel_log();
     let liveupdate_number = log
         .iter()

@@ -34,7 +34,11 @@ fn main() {
         }
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         if let Some(tag) = rootfs::root_tag(&cmdline) {
-            eprintln!("luo-agent: first stage: {}", rootfs::hand_over(tag));
+            let first_boot = boot::boot_index(&cmdline) == Some(0);
+            eprintln!(
+                "luo-agent: first stage: {}",
+                rootfs::hand_over(tag, first_boot)
+            );
             sys::power_off();
         }
     }

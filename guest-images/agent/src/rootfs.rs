@@ -1,21 +1,26 @@
 //! The first stage of the systemd image. With `luo_harness.root=<tag>` on the command line the
 //! agent, PID 1 of the initramfs, does what an initrd does for a real system: it mounts the
-//! read-only root QEMU serves over 9p, puts a fresh tmpfs over it (so every boot,
-//! the one after a kexec too, starts from the image as built: state crosses only through LUO),
+//! root image QEMU serves over 9p and makes a fresh writable root of it (so every boot, the one
+//! after a kexec too, starts from the image as built: state crosses only through LUO),
 //! installs itself and the scenario's units and programs, and hands PID 1 to the root's
 //! /sbin/init. The agent then runs again as a systemd service.
 
 use crate::sys;
-use luo_protocol::{PROGRAMS_DIR, ROOT_PARAM, SHARE_MOUNT, SHARE_TAG, UNITS_DIR};
+use luo_protocol::{
+    PROGRAMS_DIR, ROOT_ARCHIVE, ROOT_PARAM, ROOT_TREE, SHARE_MOUNT, SHARE_TAG, UNITS_DIR,
+};
 use std::path::Path;
 
-const LOWER: &str = "/sysroot/lower";
+const IMAGE: &str = "/sysroot/image";
 const RW: &str = "/sysroot/rw";
 const ROOT: &str = "/sysroot/root";
 /// Where the agent puts itself in the root, and what its unit runs.
 pub const AGENT_PATH: &str = "/usr/local/libexec/luo-agent";
 /// The scenario's programs, copied out of the share on every boot.
 pub const PROGRAMS_PATH: &str = "/usr/local/bin";
+/// The names of the scenario's units, one per line, as installed: what the agent reports on,
+/// without mounting the share for it.
+pub const SCENARIO_UNITS_PATH: &str = "/usr/local/share/luo-harness/units";
 
 /// The agent's own unit. Default dependencies: it starts after basic.target like any service,
 /// and is stopped with the others when systemd shuts down for a kexec, closing its own fds first.
@@ -54,33 +59,74 @@ pub fn root_tag(cmdline: &str) -> Option<&str> {
 }
 
 /// Builds the root and executes its init; returns only on failure, with what failed.
-pub fn hand_over(tag: &str) -> String {
-    match prepare(tag) {
+/// `first_boot`: the VM's first kernel, the boot a saved VM holds.
+pub fn hand_over(tag: &str, first_boot: bool) -> String {
+    match prepare(tag, first_boot) {
         Ok(()) => exec_init(),
         Err(e) => e,
     }
 }
 
-fn prepare(tag: &str) -> Result<(), String> {
+fn prepare(tag: &str, first_boot: bool) -> Result<(), String> {
     let m = |src: &str, dst: &str, fs: &str, flags: libc::c_ulong, data: Option<&str>| {
         sys::mount_with(src, dst, fs, flags, data)
             .map_err(|e| format!("mount {fs} {src} on {dst}: {}", luo_protocol::errno_name(e)))
     };
-    // cache=loose: the root does not change under a boot, and every file is read through it.
-    let opts = "trans=virtio,version=9p2000.L,cache=loose,msize=524288";
-    m(tag, LOWER, "9p", libc::MS_RDONLY, Some(opts))?;
-    m("tmpfs", RW, "tmpfs", 0, Some("mode=0755"))?;
-    for d in ["upper", "work"] {
-        mkdir(&format!("{RW}/{d}"))?;
+    if first_boot {
+        // The archive unpacked into a tmpfs, and the export unmounted before systemd starts: QEMU
+        // refuses to migrate a VM while a 9p export is mounted, and a booted systemd VM is what
+        // the harness saves and restores (vm/saved.rs). cache=none: the archive is read once, in
+        // msize chunks straight into the unpacker's buffer, leaving no page cache to save.
+        let opts = "trans=virtio,version=9p2000.L,cache=none,msize=524288";
+        m(tag, IMAGE, "9p", libc::MS_RDONLY, Some(opts))?;
+        m("tmpfs", ROOT, "tmpfs", 0, Some("mode=0755"))?;
+        unpack(&format!("{IMAGE}/{ROOT_ARCHIVE}"), ROOT)?;
+        umount(IMAGE)?;
+    } else {
+        // After a kexec nothing saves the VM: a tmpfs over the tree reads only what systemd uses
+        // (about 2 s less under TCG than unpacking all of it). cache=loose: the tree does not
+        // change under a boot, and every file is read through it.
+        let opts = "trans=virtio,version=9p2000.L,cache=loose,msize=524288";
+        m(tag, IMAGE, "9p", libc::MS_RDONLY, Some(opts))?;
+        m("tmpfs", RW, "tmpfs", 0, Some("mode=0755"))?;
+        for d in ["upper", "work"] {
+            mkdir(&format!("{RW}/{d}"))?;
+        }
+        let layers = format!("lowerdir={IMAGE}/{ROOT_TREE},upperdir={RW}/upper,workdir={RW}/work");
+        m("overlay", ROOT, "overlay", 0, Some(&layers))?;
     }
-    let layers = format!("lowerdir={LOWER},upperdir={RW}/upper,workdir={RW}/work");
-    m("overlay", ROOT, "overlay", 0, Some(&layers))?;
     let share = format!("{ROOT}{SHARE_MOUNT}");
     m(SHARE_TAG, &share, "virtiofs", 0, None)?;
     install(Path::new(ROOT), Path::new(&share))?;
+    // Unmounted like the default image's share until a request needs it (boot::ensure_share):
+    // a restored VM's virtiofsd is a new process that has no state for an open FUSE session.
+    umount(&share)?;
     // systemd finds /dev, /proc and /sys mounted, as it does after an initrd.
     for d in ["/dev", "/proc", "/sys"] {
         m(d, &format!("{ROOT}{d}"), "", libc::MS_MOVE, None)?;
+    }
+    Ok(())
+}
+
+/// The archive into `dir` with its owners, modes and times, as the image was built.
+fn unpack(archive: &str, dir: &str) -> Result<(), String> {
+    let file = std::fs::File::open(archive).map_err(|e| format!("open {archive}: {e}"))?;
+    let mut tar = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_ownerships(true);
+    tar.set_preserve_mtime(true);
+    tar.unpack(dir)
+        .map_err(|e| format!("unpack {archive} into {dir}: {e}"))
+}
+
+fn umount(path: &str) -> Result<(), String> {
+    let c = std::ffi::CString::new(path).map_err(|_| format!("umount {path}: NUL in path"))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount(c.as_ptr()) } != 0 {
+        return Err(format!(
+            "umount {path}: {}",
+            luo_protocol::errno_name(sys::errno())
+        ));
     }
     Ok(())
 }
@@ -100,11 +146,18 @@ fn install(root: &Path, share: &Path) -> Result<(), String> {
         link("/dev/null", &units.join(unit))?;
     }
     write(&root.join("etc/machine-id"), MACHINE_ID.as_bytes(), 0o444)?;
+    let mut names = String::new();
     for (name, bytes) in files_in(&share.join(UNITS_DIR))? {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         write(&units.join(&name), &bytes, 0o644)?;
         enable(&units, &name, &text)?;
+        names += &format!("{name}\n");
     }
+    write(
+        &root.join(&SCENARIO_UNITS_PATH[1..]),
+        names.as_bytes(),
+        0o644,
+    )?;
     // Copies written by the guest's CPU, not served from the share: see exec::copy_out.
     for (name, bytes) in files_in(&share.join(PROGRAMS_DIR))? {
         write(&root.join(&PROGRAMS_PATH[1..]).join(&name), &bytes, 0o755)?;

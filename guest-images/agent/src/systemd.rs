@@ -2,9 +2,7 @@
 //! journalctl, units started and stopped for the host, and a kexec through `systemctl kexec`, so
 //! that systemd's own shutdown path is what serialises the fd stores into LUO.
 
-use luo_protocol::{
-    AgentError, ErrorKind, Reply, SHARE_MOUNT, SystemFacts, UNITS_DIR, UnitAction, UnitState,
-};
+use luo_protocol::{AgentError, ErrorKind, Reply, SystemFacts, UnitAction, UnitState};
 use std::process::Command;
 
 /// Whether the agent runs under a service manager rather than as PID 1.
@@ -70,13 +68,8 @@ pub fn facts() -> SystemFacts {
 
 /// The units the first stage installed from the share.
 fn scenario_units() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(format!("{SHARE_MOUNT}/{UNITS_DIR}"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = std::fs::read_to_string(crate::rootfs::SCENARIO_UNITS_PATH).unwrap_or_default();
+    let mut v: Vec<String> = list.lines().map(str::to_string).collect();
     v.sort();
     v
 }

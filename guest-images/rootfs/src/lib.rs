@@ -59,6 +59,9 @@ pub struct DebianRoot {
     pub packages: &'static [&'static str],
 }
 
+/// The names the guest looks for in the directory it is served.
+pub use luo_protocol::{ROOT_ARCHIVE as GUEST_ARCHIVE, ROOT_TREE as GUEST_TREE};
+
 /// Debian sid with systemd 262.1, the first systemd with LUO support (fd stores preserved across
 /// kexec, LUOSession=), and kexec-tools, which systemd-shutdown runs for the final `kexec -e`.
 /// Pinned: the snapshots record what this systemd does, and sid moves.
@@ -124,7 +127,7 @@ impl DebianRoot {
     pub fn cached(&self, images: &Path) -> Option<(PathBuf, Built)> {
         let dir = self.dir(images);
         let built = std::fs::read_to_string(dir.join("built.json")).ok()?;
-        Some((dir.join("root"), serde_json::from_str(&built).ok()?))
+        Some((dir.join(GUEST_TREE), serde_json::from_str(&built).ok()?))
     }
 
     /// The tree under the cache's images/ (built by mmdebstrap the first time, as root: the tree
@@ -178,7 +181,7 @@ impl DebianRoot {
         ));
         let t0 = Instant::now();
         let status = Command::new(mmdebstrap)
-            .args(self.mmdebstrap_args(&mirror, &tmp.join("root")))
+            .args(self.mmdebstrap_args(&mirror, &tmp.join(GUEST_TREE)))
             .stdin(std::process::Stdio::null())
             .stdout(log_file.try_clone().map_err(io(&log))?)
             .stderr(log_file)
@@ -192,11 +195,11 @@ impl DebianRoot {
                 log,
             });
         }
-        let packages = installed(&tmp.join("root"));
+        let packages = installed(&tmp.join(GUEST_TREE));
         let built = Built {
             key: self.key(),
             seconds: t0.elapsed().as_secs_f64(),
-            bytes: tree_bytes(&tmp.join("root")),
+            bytes: tree_bytes(&tmp.join(GUEST_TREE)),
             packages,
         };
         let json = serde_json::to_string_pretty(&built).expect("plain data serialises");
@@ -208,7 +211,41 @@ impl DebianRoot {
             built.seconds,
             built.bytes >> 20
         ));
-        Ok((dir.join("root"), built))
+        Ok((dir.join(GUEST_TREE), built))
+    }
+
+    /// The directory QEMU serves the guest over 9p (built first if need be): the tree, and
+    /// beside it [`GUEST_ARCHIVE`], the same tree as one uncompressed tar. The first boot of a VM
+    /// unpacks the archive into a tmpfs and unmounts the export, because a mounted 9p export blocks
+    /// migration and that boot is the one the harness saves; later boots (after a kexec) put a
+    /// tmpfs over the tree and read only what they use.
+    pub fn guest_dir(
+        &self,
+        cache: &luo_kernels::Cache,
+        on: &mut dyn FnMut(String),
+    ) -> Result<PathBuf, RootfsError> {
+        let (root, _) = self.build(cache, on)?;
+        let dir = root
+            .parent()
+            .expect("a tree lies in its directory")
+            .to_path_buf();
+        let archive = dir.join(GUEST_ARCHIVE);
+        if archive.is_file() {
+            return Ok(dir);
+        }
+        let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
+        if archive.is_file() {
+            return Ok(dir);
+        }
+        let tmp = dir.join(format!(".tmp-{}-{GUEST_ARCHIVE}", std::process::id()));
+        tar(
+            "create",
+            &tmp,
+            &root,
+            &["--create", "--numeric-owner", "--file"],
+        )?;
+        std::fs::rename(&tmp, &archive).map_err(io(&archive))?;
+        Ok(dir)
     }
 
     /// The cached tree (built first if need be) as one tarball at `tarball`: what carries it to
@@ -222,11 +259,13 @@ impl DebianRoot {
     ) -> Result<Built, RootfsError> {
         let (root, built) = self.build(cache, on)?;
         let dir = root.parent().expect("a tree lies in its directory");
+        // The guest's archive is made again from the tree wherever it is unpacked.
+        let skip = format!("--exclude=./{GUEST_ARCHIVE}");
         tar(
             "create",
             tarball,
             dir,
-            &["--create", "--numeric-owner", "--file"],
+            &["--create", "--numeric-owner", &skip, "--file"],
         )?;
         Ok(built)
     }
@@ -405,6 +444,67 @@ mod tests {
             Err(RootfsError::NotATree { .. })
         ));
         assert!(SYSTEMD.cached(&other.root().join("images")).is_none());
+    }
+
+    #[test]
+    fn the_guest_is_served_the_tree_and_its_archive_and_a_stage_carries_no_archive() {
+        let (made, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cache = luo_kernels::Cache::at(cache.path());
+        let dir = SYSTEMD.dir(&cache.root().join("images"));
+        std::fs::create_dir_all(dir.join("root/etc")).unwrap();
+        std::fs::write(dir.join("root/etc/os-release"), b"ID=debian").unwrap();
+        let built = Built {
+            key: SYSTEMD.key(),
+            seconds: 1.0,
+            packages: vec![],
+            bytes: 9,
+        };
+        std::fs::write(
+            dir.join("built.json"),
+            serde_json::to_string(&built).unwrap(),
+        )
+        .unwrap();
+
+        let served = SYSTEMD.guest_dir(&cache, &mut |_| {}).unwrap();
+        assert_eq!(served, dir);
+        assert!(served.join(GUEST_TREE).join("etc/os-release").is_file());
+        let archive = served.join(GUEST_ARCHIVE);
+        let listing = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&archive)
+            .output()
+            .unwrap();
+        let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+        assert!(names.lines().any(|l| l == "./etc/os-release"), "{names}");
+        // Made once: a second call finds it.
+        let made_at = std::fs::metadata(&archive).unwrap().modified().unwrap();
+        SYSTEMD.guest_dir(&cache, &mut |_| {}).unwrap();
+        assert_eq!(
+            std::fs::metadata(&archive).unwrap().modified().unwrap(),
+            made_at
+        );
+        assert!(
+            !std::fs::read_dir(&dir).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp-")),
+            "nothing half-written is left"
+        );
+
+        let tarball = made.path().join("stage.tar");
+        SYSTEMD.pack(&cache, &tarball, &mut |_| {}).unwrap();
+        let listing = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&tarball)
+            .output()
+            .unwrap();
+        let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+        assert!(
+            names.lines().any(|l| l == "./root/etc/os-release"),
+            "{names}"
+        );
+        assert!(!names.contains(GUEST_ARCHIVE), "{names}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
         runs: u32,
         /// Leave out the scenario of this name (repeatable): e.g. systemd-fd-store, which always
-        /// boots (its 9p root cannot be migrated) and alone outlasts the rest of the set.
+        /// alone outlasts the rest of the set on two cores.
         #[arg(long, value_name = "NAME")]
         exclude: Vec<String>,
     },

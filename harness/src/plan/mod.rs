@@ -132,7 +132,8 @@ pub struct Plan {
     pub initrd: PathBuf,
     /// The image with busybox as /bin/sh, for scenarios with `shell: true`.
     pub shell_initrd: Option<PathBuf>,
-    /// The Debian root filesystem with systemd, for scenarios with `image: systemd`.
+    /// The Debian root filesystem with systemd, for scenarios with `image: systemd`: the directory
+    /// QEMU serves the guest, holding the root as one archive.
     pub systemd_root: Option<PathBuf>,
     pub accel: Accel,
     pub machine: Machine,
@@ -554,8 +555,9 @@ pub async fn resolve(
 }
 
 impl Resolver<'_> {
-    /// The systemd image's root filesystem: unpacked from the stage's tarball, or built by
-    /// mmdebstrap the first time (about half a minute).
+    /// The systemd image's root filesystem as the guest takes it (luo_rootfs::DebianRoot::
+    /// guest_dir): its tree unpacked from the stage's tarball, or built by mmdebstrap the first
+    /// time (about half a minute).
     pub async fn systemd_root(&self) -> Result<PathBuf, PlanError> {
         let root = luo_rootfs::SYSTEMD;
         let c = self.cache.clone();
@@ -564,17 +566,17 @@ impl Resolver<'_> {
             None => None,
         } {
             self.staged(format!("image {}", root.name), &tarball);
-            let (dir, _) = tokio::task::spawn_blocking(move || root.unpack(&c, &tarball))
+            tokio::task::spawn_blocking(move || root.unpack(&c, &tarball))
                 .await
                 .expect("unpacking a root filesystem panicked")
                 .map_err(image::ImageError::from)?;
-            return Ok(dir);
         }
+        let c = self.cache.clone();
         let to_event = |message| Event::Image {
             name: root.name.into(),
             message,
         };
-        let (dir, _) = blocking_with(self.sink, to_event, move |on| root.build(&c, on))
+        let dir = blocking_with(self.sink, to_event, move |on| root.guest_dir(&c, on))
             .await
             .map_err(image::ImageError::from)?;
         Ok(dir)

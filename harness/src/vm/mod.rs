@@ -182,16 +182,16 @@ impl Vm {
             Ok(q) => q,
             Err(e) => return Err(fail(&mut artifacts, format!("QMP: {e}"))),
         };
-        if let Some(state) = state {
-            if let Err(message) = load(&qmp, state, timeout).await {
-                let (stderr, artifacts) = kept(&mut artifacts);
-                return Err(VmError::Restore {
-                    state: state.display().to_string(),
-                    message,
-                    stderr,
-                    artifacts,
-                });
-            }
+        if let Some(state) = state
+            && let Err(message) = load(&qmp, state, timeout).await
+        {
+            let (stderr, artifacts) = kept(&mut artifacts);
+            return Err(VmError::Restore {
+                state: state.display().to_string(),
+                message,
+                stderr,
+                artifacts,
+            });
         }
         let flooded = watch_console(qemu.pid(), artifacts.console());
         Ok(Vm {

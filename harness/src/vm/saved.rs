@@ -103,12 +103,13 @@ pub fn key_of(cfg: &super::VmConfig) -> std::io::Result<String> {
     // Any directory will do: it is replaced in the key.
     let dir = Path::new("/luo-harness-vm-dir");
     let spec = cfg.qemu_spec(dir).map_err(std::io::Error::other)?;
-    key(&spec, dir)
+    key(&spec, dir, &cfg.share_seed)
 }
 
 /// The key of the state a VM with this command line would save; `vm_dir` is its own directory
-/// (sockets, console), which differs on every start and does not shape the guest.
-pub fn key(spec: &QemuSpec, vm_dir: &Path) -> std::io::Result<String> {
+/// (sockets, console), which differs on every start and does not shape the guest. `seed` is what
+/// the share holds at boot: the systemd image's first stage installs it into the saved root.
+pub fn key(spec: &QemuSpec, vm_dir: &Path, seed: &[(PathBuf, String)]) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut put = |label: &str, value: &str| {
         h.update(label.as_bytes());
@@ -125,6 +126,10 @@ pub fn key(spec: &QemuSpec, vm_dir: &Path) -> std::io::Result<String> {
     let files = [Some(&spec.binary), Some(&spec.kernel), Some(&spec.initrd)];
     for f in files.into_iter().flatten().chain(spec.bios.as_ref()) {
         put("file", &identity(f)?);
+    }
+    for (host, at) in seed {
+        put("seed", at);
+        put("file", &identity(host)?);
     }
     Ok(hex::encode(&h.finalize()[..16]))
 }
@@ -210,8 +215,8 @@ mod tests {
         b.cmdline = b.cmdline.replace("2994321", "2993017");
         b.incoming = true;
         assert_eq!(
-            key(&a, Path::new("/tmp/a-1")).unwrap(),
-            key(&b, Path::new("/tmp/b-22")).unwrap(),
+            key(&a, Path::new("/tmp/a-1"), &[]).unwrap(),
+            key(&b, Path::new("/tmp/b-22"), &[]).unwrap(),
             "a restore (-incoming) looks the state up under the key its maker saved it with"
         );
     }
@@ -220,11 +225,11 @@ mod tests {
     fn the_key_changes_with_what_shapes_the_guest() {
         let f = files();
         let dir = Path::new("/tmp/v");
-        let base = key(&spec(dir, f.path()), dir).unwrap();
+        let base = key(&spec(dir, f.path()), dir, &[]).unwrap();
         let changed = |edit: &dyn Fn(&mut QemuSpec)| {
             let mut s = spec(dir, f.path());
             edit(&mut s);
-            key(&s, dir).unwrap()
+            key(&s, dir, &[]).unwrap()
         };
         assert_ne!(base, changed(&|s| s.memory_mib = 512));
         assert_ne!(base, changed(&|s| s.cpus = 2));
@@ -236,7 +241,24 @@ mod tests {
         let k = f.path().join("vmlinux");
         std::fs::write(f.path().join("new"), "rebuilt").unwrap();
         std::fs::rename(f.path().join("new"), &k).unwrap();
-        assert_ne!(base, key(&spec(dir, f.path()), dir).unwrap());
+        assert_ne!(base, key(&spec(dir, f.path()), dir, &[]).unwrap());
+    }
+
+    #[test]
+    fn the_key_changes_with_what_the_share_holds_at_boot() {
+        let f = files();
+        let dir = Path::new("/tmp/v");
+        let s = spec(dir, f.path());
+        let unit = f.path().join("a.service");
+        std::fs::write(&unit, "[Service]").unwrap();
+        let seed = |at: &str| vec![(unit.clone(), at.to_string())];
+        let none = key(&s, dir, &[]).unwrap();
+        let with_unit = key(&s, dir, &seed("units/a.service")).unwrap();
+        assert_ne!(none, with_unit);
+        assert_ne!(with_unit, key(&s, dir, &seed("units/b.service")).unwrap());
+        std::fs::write(f.path().join("new"), "[Service]\nX=1").unwrap();
+        std::fs::rename(f.path().join("new"), &unit).unwrap();
+        assert_ne!(with_unit, key(&s, dir, &seed("units/a.service")).unwrap());
     }
 
     #[test]
@@ -244,7 +266,7 @@ mod tests {
         let f = files();
         let mut s = spec(Path::new("/v"), f.path());
         s.kernel = "/nonexistent/vmlinux".into();
-        let e = key(&s, Path::new("/v")).unwrap_err();
+        let e = key(&s, Path::new("/v"), &[]).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/vmlinux"), "{e}");
     }
 
