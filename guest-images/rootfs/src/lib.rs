@@ -469,12 +469,7 @@ mod tests {
         assert_eq!(served, dir);
         assert!(served.join(GUEST_TREE).join("etc/os-release").is_file());
         let archive = served.join(GUEST_ARCHIVE);
-        let listing = std::process::Command::new("tar")
-            .arg("-tf")
-            .arg(&archive)
-            .output()
-            .unwrap();
-        let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+        let names = names_in(&archive);
         assert!(names.lines().any(|l| l == "./etc/os-release"), "{names}");
         // Made once: a second call finds it.
         let made_at = std::fs::metadata(&archive).unwrap().modified().unwrap();
@@ -494,17 +489,22 @@ mod tests {
 
         let tarball = made.path().join("stage.tar");
         SYSTEMD.pack(&cache, &tarball, &mut |_| {}).unwrap();
-        let listing = std::process::Command::new("tar")
-            .arg("-tf")
-            .arg(&tarball)
-            .output()
-            .unwrap();
-        let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+        let names = names_in(&tarball);
         assert!(
             names.lines().any(|l| l == "./root/etc/os-release"),
             "{names}"
         );
         assert!(!names.contains(GUEST_ARCHIVE), "{names}");
+    }
+
+    /// `tar -t` of an archive.
+    fn names_in(archive: &Path) -> String {
+        let out = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(archive)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     #[test]
