@@ -53,19 +53,22 @@ impl Make {
     }
 }
 
-/// ccache in preprocessor mode, for every build. A variant's patch, or a second source of the same
-/// family, makes make recompile everything that includes a touched file although most of it did
-/// not change. Preprocessor mode keys each object by the compiler's preprocessed output, which
-/// leaves out `#define`s and blank lines: magic-shared's new `LUO_SESSION_MAGIC` line in
-/// include/uapi/linux/magic.h changes no file's output except the ones that use it, so all the
-/// others are hits. Direct and depend mode key by the headers' bytes instead and miss on all of
-/// them. The stock build has to go through ccache too, or there is nothing to hit; `CCACHE_NOCPP2`
-/// compiles the output ccache already preprocessed instead of preprocessing twice, which is what
-/// made the first attempt (default mode) cost a cold build 454 s instead of 300. Measured in one
-/// run of ci/bench-kernel each (2026-12-03): cold build 264.5 s against 250.7 s in depend mode,
-/// magic-shared 50.8 s against 105.5 s, the three variants 105.9 s against 132.9 s. Masquerade mode
-/// (a `gcc` link first in PATH) keeps the compiler command kbuild records `gcc` either way. ccache
-/// only decides whether gcc runs, so it is not part of the key.
+/// ccache for every build, in direct mode with preprocessor mode behind it. A variant's patch, or
+/// a second source of the same family, makes make recompile everything that includes a touched
+/// file although most of it did not change. Direct mode keys an object by the bytes of its source
+/// and headers: a hit costs no preprocessor run, as long as the headers are the bytes a build saw
+/// before (magic-unique re-patches magic.h to magic-shared's bytes). Where they are new, ccache
+/// falls back to keying by the preprocessed output, which leaves out `#define`s and blank lines:
+/// magic-shared's new `LUO_SESSION_MAGIC` line in include/uapi/linux/magic.h changes no file's
+/// output except the ones that use it, so all the others are hits. Depend mode has no such
+/// fallback and missed on all of them. The stock build has to go through ccache too, or there is
+/// nothing to hit; `CCACHE_NOCPP2` compiles the output ccache already preprocessed instead of
+/// preprocessing twice (the first attempt, without it, cost a cold build 454 s instead of 300).
+/// Measured by ci/bench-kernel (2026-12-03, one run each): depend mode cold 250.7 s, variants
+/// 132.9 s (magic-shared 105.5, magic-unique 13.8); preprocessor mode only 264.5 s, 105.9 s (50.8,
+/// 43.7); direct + preprocessor 266.6 s, 79.8 s (52.3, 17.7). Masquerade mode (a `gcc` link first
+/// in PATH) keeps the compiler command kbuild records `gcc` either way. ccache only decides
+/// whether gcc runs, so it is not part of the key.
 fn ccache_env(cache: &Cache) -> Result<Vec<(String, String)>, KernelError> {
     let Some(ccache) = hosttools::which("ccache") else {
         return Ok(vec![]);
@@ -89,7 +92,6 @@ fn ccache_env(cache: &Cache) -> Result<Vec<(String, String)>, KernelError> {
             cache.root().join("ccache").display().to_string(),
         ),
         ("CCACHE_MAXSIZE".into(), "4G".into()),
-        ("CCACHE_NODIRECT".into(), "1".into()),
         ("CCACHE_NOCPP2".into(), "1".into()),
     ])
 }
