@@ -62,11 +62,11 @@ fn main() {
     let hello = Hello {
         protocol: PROTOCOL_VERSION,
         boot: facts,
-        system,
+        system: system.clone(),
     };
     send(&mut writer, &hello);
 
-    let mut state = ops::State::new(started_us);
+    let mut state = ops::State::new(started_us, system);
     let reader = BufReader::new(port);
     for line in reader.lines() {
         let line = match line {

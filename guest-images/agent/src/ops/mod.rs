@@ -24,6 +24,8 @@ pub struct State {
     children: Children,
     /// CLOCK_BOOTTIME when `main` began: part of the facts a resumed VM reports again.
     agent_start_us: u64,
+    /// What systemd said at the hello (`image: systemd`), which a resumed VM reports again.
+    system_at_hello: Option<luo_protocol::SystemFacts>,
 }
 
 type R = Result<Reply, AgentError>;
@@ -34,11 +36,12 @@ fn sc(call: impl Into<String>) -> impl FnOnce(i32) -> AgentError {
 }
 
 impl State {
-    pub fn new(agent_start_us: u64) -> State {
+    pub fn new(agent_start_us: u64, system_at_hello: Option<luo_protocol::SystemFacts>) -> State {
         State {
             fds: Fds::default(),
             children: Children::default(),
             agent_start_us,
+            system_at_hello,
         }
     }
 
@@ -88,7 +91,9 @@ impl State {
             | KexecLoad { .. }
             | Unit { .. }
             | Journal { .. }) => system::handle(r),
-            Resume { unix_time_ns } => system::resume(unix_time_ns, self.agent_start_us),
+            Resume { unix_time_ns } => {
+                system::resume(unix_time_ns, self.agent_start_us, &self.system_at_hello)
+            }
         }
     }
 }
