@@ -46,6 +46,12 @@ const MASKED: &[&str] = &[
     "systemd-logind.service",
 ];
 
+/// What systemd-update-done leaves after the first boot of an installed system: newer than /usr, so
+/// the units with `ConditionNeedsUpdate=` (ldconfig, the journal catalog, update-done itself) do
+/// not run again on every boot as if the packages had just been upgraded; every boot here starts
+/// from the image as built, so without them each one was such a boot.
+const UPDATED_STAMPS: &[&str] = &["etc/.updated", "var/.updated"];
+
 /// The same machine ID on every boot: systemd does not take a boot for a first boot, and the
 /// journal of one boot is the next one's too.
 const MACHINE_ID: &str = "4c554f6861726e657373000000000001\n";
@@ -146,6 +152,9 @@ fn install(root: &Path, share: &Path) -> Result<(), String> {
         link("/dev/null", &units.join(unit))?;
     }
     write(&root.join("etc/machine-id"), MACHINE_ID.as_bytes(), 0o444)?;
+    for stamp in UPDATED_STAMPS {
+        write(&root.join(stamp), b"", 0o644)?;
+    }
     let mut names = String::new();
     for (name, bytes) in files_in(&share.join(UNITS_DIR))? {
         let text = String::from_utf8_lossy(&bytes).into_owned();
