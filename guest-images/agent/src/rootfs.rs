@@ -78,22 +78,22 @@ fn prepare(tag: &str, first_boot: bool) -> Result<(), String> {
         sys::mount_with(src, dst, fs, flags, data)
             .map_err(|e| format!("mount {fs} {src} on {dst}: {}", luo_protocol::errno_name(e)))
     };
+    // First boot: cache=none, the archive is read once, in msize chunks straight into the
+    // unpacker's buffer, leaving no page cache to save. After a kexec: cache=loose, the tree does
+    // not change under a boot, and every file is read through it.
+    let cache = if first_boot { "none" } else { "loose" };
+    let opts = format!("trans=virtio,version=9p2000.L,cache={cache},msize=524288");
+    m(tag, IMAGE, "9p", libc::MS_RDONLY, Some(&opts))?;
     if first_boot {
         // The archive unpacked into a tmpfs, and the export unmounted before systemd starts: QEMU
         // refuses to migrate a VM while a 9p export is mounted, and a booted systemd VM is what
-        // the harness saves and restores (vm/saved.rs). cache=none: the archive is read once, in
-        // msize chunks straight into the unpacker's buffer, leaving no page cache to save.
-        let opts = "trans=virtio,version=9p2000.L,cache=none,msize=524288";
-        m(tag, IMAGE, "9p", libc::MS_RDONLY, Some(opts))?;
+        // the harness saves and restores (vm/saved.rs).
         m("tmpfs", ROOT, "tmpfs", 0, Some("mode=0755"))?;
         unpack(&format!("{IMAGE}/{ROOT_ARCHIVE}"), ROOT)?;
         umount(IMAGE)?;
     } else {
         // After a kexec nothing saves the VM: a tmpfs over the tree reads only what systemd uses
-        // (about 2 s less under TCG than unpacking all of it). cache=loose: the tree does not
-        // change under a boot, and every file is read through it.
-        let opts = "trans=virtio,version=9p2000.L,cache=loose,msize=524288";
-        m(tag, IMAGE, "9p", libc::MS_RDONLY, Some(opts))?;
+        // (about 2 s less under TCG than unpacking all of it).
         m("tmpfs", RW, "tmpfs", 0, Some("mode=0755"))?;
         for d in ["upper", "work"] {
             mkdir(&format!("{RW}/{d}"))?;
@@ -126,15 +126,7 @@ fn unpack(archive: &str, dir: &str) -> Result<(), String> {
 }
 
 fn umount(path: &str) -> Result<(), String> {
-    let c = std::ffi::CString::new(path).map_err(|_| format!("umount {path}: NUL in path"))?;
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount(c.as_ptr()) } != 0 {
-        return Err(format!(
-            "umount {path}: {}",
-            luo_protocol::errno_name(sys::errno())
-        ));
-    }
-    Ok(())
+    sys::umount(path).map_err(|e| format!("umount {path}: {}", luo_protocol::errno_name(e)))
 }
 
 /// The agent, its unit, the scenario's units and programs, and the masks, into `root`.

@@ -39,6 +39,12 @@ pub fn mount_with(
     check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, dp) } as i64).map(|_| ())
 }
 
+pub fn umount(target: &str) -> Result<(), i32> {
+    let t = cstring(target)?;
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::umount(t.as_ptr()) } as i64).map(|_| ())
+}
+
 pub fn power_off() -> ! {
     // Without ACPI the kernel turns POWER_OFF into HALT and QEMU would never exit; a restart is
     // what QEMU's -no-reboot turns into a clean exit.

@@ -140,23 +140,39 @@ impl DebianRoot {
         self.cached_or(cache, |images| self.mmdebstrap(images, on))
     }
 
-    /// The cached tree, or else the one `make` puts into images/: under the image's lock, looked
-    /// for again once it is held, so two processes never make it twice.
+    /// The cached tree, or else the one `make` puts into images/.
     fn cached_or(
         &self,
         cache: &luo_kernels::Cache,
         make: impl FnOnce(&Path) -> Result<(PathBuf, Built), RootfsError>,
     ) -> Result<(PathBuf, Built), RootfsError> {
         let images = &cache.root().join("images");
-        if let Some(hit) = self.cached(images) {
+        self.found_or_made(
+            cache,
+            || self.cached(images),
+            || {
+                std::fs::create_dir_all(images).map_err(io(images))?;
+                make(images)
+            },
+        )
+    }
+
+    /// What `find` finds, or else what `make` makes: under the image's lock, looked for again once
+    /// it is held, so two processes never make it twice.
+    fn found_or_made<T>(
+        &self,
+        cache: &luo_kernels::Cache,
+        find: impl Fn() -> Option<T>,
+        make: impl FnOnce() -> Result<T, RootfsError>,
+    ) -> Result<T, RootfsError> {
+        if let Some(hit) = find() {
             return Ok(hit);
         }
-        std::fs::create_dir_all(images).map_err(io(images))?;
         let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
-        if let Some(hit) = self.cached(images) {
+        if let Some(hit) = find() {
             return Ok(hit);
         }
-        make(images)
+        make()
     }
 
     fn mmdebstrap(
@@ -230,21 +246,17 @@ impl DebianRoot {
             .expect("a tree lies in its directory")
             .to_path_buf();
         let archive = dir.join(GUEST_ARCHIVE);
-        if archive.is_file() {
-            return Ok(dir);
-        }
-        let _lock = cache.lock(&format!("rootfs-{}", self.name))?;
-        if archive.is_file() {
-            return Ok(dir);
-        }
-        let tmp = dir.join(format!(".tmp-{}-{GUEST_ARCHIVE}", std::process::id()));
-        tar(
-            "create",
-            &tmp,
-            &root,
-            &["--create", "--numeric-owner", "--file"],
-        )?;
-        std::fs::rename(&tmp, &archive).map_err(io(&archive))?;
+        let made = || archive.is_file().then_some(());
+        self.found_or_made(cache, made, || {
+            let tmp = dir.join(format!(".tmp-{}-{GUEST_ARCHIVE}", std::process::id()));
+            tar(
+                "create",
+                &tmp,
+                &root,
+                &["--create", "--numeric-owner", "--file"],
+            )?;
+            std::fs::rename(&tmp, &archive).map_err(io(&archive))
+        })?;
         Ok(dir)
     }
 
