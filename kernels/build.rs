@@ -1,5 +1,6 @@
-//! Embeds kernels/fragments/*.config and kernels/variants/*/ into the crate, so the luo-harness
-//! binary carries the exact inputs that its cache keys hash.
+//! Embeds kernels/fragments/ (and fragments/flavours/), kernels/variants/*/ and
+//! kernels/flavours/*/ into the crate, so the luo-harness binary carries the exact inputs that its
+//! cache keys hash.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -7,20 +8,42 @@ use std::path::Path;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = String::new();
-    out.push_str("pub static FRAGMENTS: &[(&str, &str)] = &[\n");
-    for f in sorted(&root.join("fragments")) {
-        if f.extension().is_some_and(|e| e == "config") {
-            writeln!(
-                out,
-                "    ({:?}, include_str!({:?})),",
-                f.file_name().unwrap().to_str().unwrap(),
-                f.display()
-            )
-            .unwrap();
+    // Every kernel's fragments, then the ones a flavour (`--debug`, gcov) adds.
+    for (name, dir) in [
+        ("FRAGMENTS", root.join("fragments")),
+        ("FLAVOUR_FRAGMENTS", root.join("fragments/flavours")),
+    ] {
+        writeln!(out, "pub static {name}: &[(&str, &str)] = &[").unwrap();
+        for f in sorted(&dir) {
+            if f.extension().is_some_and(|e| e == "config") {
+                writeln!(
+                    out,
+                    "    ({:?}, include_str!({:?})),",
+                    f.file_name().unwrap().to_str().unwrap(),
+                    f.display()
+                )
+                .unwrap();
+            }
         }
+        out.push_str("];\n\n");
     }
-    out.push_str("];\n\npub static VARIANTS: &[(&str, &[(&str, &str)])] = &[\n");
-    for v in sorted(&root.join("variants")) {
+    // Patch sets: a variant's (kernels/variants/<name>/), a flavour's (kernels/flavours/<name>/).
+    for (name, dir) in [
+        ("VARIANTS", root.join("variants")),
+        ("FLAVOUR_PATCHES", root.join("flavours")),
+    ] {
+        patch_sets(&mut out, name, &dir);
+    }
+    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("embedded.rs");
+    std::fs::write(dest, out).unwrap();
+    println!("cargo:rerun-if-changed=fragments");
+    println!("cargo:rerun-if-changed=variants");
+    println!("cargo:rerun-if-changed=flavours");
+}
+
+fn patch_sets(out: &mut String, name: &str, dir: &Path) {
+    writeln!(out, "pub static {name}: &[(&str, &[(&str, &str)])] = &[").unwrap();
+    for v in sorted(dir) {
         if !v.is_dir() {
             continue;
         }
@@ -43,11 +66,7 @@ fn main() {
         }
         out.push_str("    ]),\n");
     }
-    out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").unwrap()).join("embedded.rs");
-    std::fs::write(dest, out).unwrap();
-    println!("cargo:rerun-if-changed=fragments");
-    println!("cargo:rerun-if-changed=variants");
+    out.push_str("];\n\n");
 }
 
 fn sorted(dir: &Path) -> Vec<std::path::PathBuf> {

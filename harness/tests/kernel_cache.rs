@@ -51,7 +51,11 @@ fn private_cache(damaged: &Path) -> tempfile::TempDir {
         let dest = kernels.join(k.file_name());
         std::fs::create_dir_all(&dest).unwrap();
         for f in std::fs::read_dir(k.path()).unwrap().flatten() {
-            if k.path() == damaged {
+            // A gcov kernel keeps its notes in a directory: directories cannot be
+            // hard-linked, and only the damaged kernel's files are written to.
+            if f.file_type().unwrap().is_dir() {
+                std::os::unix::fs::symlink(f.path(), dest.join(f.file_name())).unwrap();
+            } else if k.path() == damaged {
                 std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
             } else {
                 std::fs::hard_link(f.path(), dest.join(f.file_name())).unwrap();

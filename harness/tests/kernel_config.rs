@@ -3,6 +3,15 @@
 
 mod common;
 
+/// The report is wrapped to the terminal's width: its words, not its layout.
+fn words(stderr: &str) -> String {
+    stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 fn unsatisfiable_fragment_options_are_listed_with_their_dependencies() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,12 +34,7 @@ fn unsatisfiable_fragment_options_are_listed_with_their_dependencies() {
         Some(2),
         "an option Kconfig cannot give is bad input; stderr:\n{raw}"
     );
-    // The report is wrapped to the terminal's width; compare the words, not the layout.
-    let stderr = raw
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let stderr = words(&raw);
     assert!(
         stderr.contains("CONFIG_LUO_HARNESS_NO_SUCH_OPTION=y"),
         "{stderr}"
@@ -52,5 +56,43 @@ fn unsatisfiable_fragment_options_are_listed_with_their_dependencies() {
     assert!(
         stderr.contains(frag.to_str().unwrap()),
         "the fragment must be named:\n{stderr}"
+    );
+}
+
+#[test]
+fn the_debug_flavour_names_an_unknown_sanitizer_option_and_what_forbids_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let frag = dir.path().join("my-sanitizers.config");
+    // A KASAN mode this tree does not have, and KASAN_VMALLOC without what it depends on
+    // switched on in a way the fragment forbids (the debug fragment asks for KASAN, which
+    // KASAN_VMALLOC needs; turning KASAN off on top forbids it).
+    std::fs::write(
+        &frag,
+        "CONFIG_KASAN_TURBO=y\n# CONFIG_KASAN is not set\nCONFIG_KASAN_VMALLOC=y\n",
+    )
+    .unwrap();
+    let out = common::building()
+        .args(["kernel", "build", "--debug", "--fragment"])
+        .arg(&frag)
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "bad input; stderr:\n{raw}");
+    let stderr = words(&raw);
+    assert!(
+        stderr.contains("CONFIG_KASAN_TURBO=y (from")
+            && stderr.contains("no such symbol in this tree"),
+        "{stderr}"
+    );
+    // What forbids it, with the values that do: KASAN_VMALLOC sits inside `if KASAN`.
+    assert!(stderr.contains("CONFIG_KASAN_VMALLOC=y (from"), "{stderr}");
+    assert!(
+        stderr.contains("KASAN=n"),
+        "the value that forbids it is named:\n{stderr}"
+    );
+    // The debug fragment's own requests that the user's turned off are named as such.
+    assert!(
+        stderr.contains("CONFIG_KASAN_GENERIC=y (from flavours/debug.config)"),
+        "{stderr}"
     );
 }

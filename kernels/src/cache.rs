@@ -56,6 +56,17 @@ pub struct KernelMeta {
     /// which are therefore misses.
     #[serde(default)]
     pub sha256: std::collections::BTreeMap<String, String>,
+    /// The instrumentation it was built with (plain in entries from before flavours).
+    #[serde(default)]
+    pub flavour: crate::Flavour,
+    /// The staged tree it was compiled from: the prefix its debug information and gcov notes give
+    /// every source path, for making them relative (`kernel/liveupdate/luo_session.c`).
+    #[serde(default)]
+    pub source_root: String,
+    /// The gcov flavour's profiled files, relative to the tree; their notes and sources are
+    /// published under `gcov/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiled: Vec<String>,
 }
 
 /// Why a published entry is not served.
@@ -142,7 +153,19 @@ impl BuiltKernel {
     pub fn system_map(&self) -> PathBuf {
         self.dir.join("System.map")
     }
+    /// The ELF kernel (with DWARF in the debug flavour), for symbolizing its reports.
+    pub fn vmlinux(&self) -> Option<PathBuf> {
+        Some(self.dir.join("vmlinux")).filter(|p| p.is_file())
+    }
+    /// The gcov flavour's notes and sources: `gcov/<file>.gcno` and `gcov/<file>.c` for every
+    /// profiled file.
+    pub fn gcov_dir(&self) -> Option<PathBuf> {
+        (!self.meta.profiled.is_empty()).then(|| self.dir.join(GCOV_DIR))
+    }
 }
+
+/// Where a gcov kernel's notes and profiled sources are published, beside its bzImage.
+pub const GCOV_DIR: &str = "gcov";
 
 /// An exclusive flock, released on drop (or when the process dies, so a crash never wedges the cache).
 pub struct Lock {
@@ -262,6 +285,9 @@ impl Cache {
         let mut meta = meta;
         for (name, src) in files {
             let dest = tmp.join(name);
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir).at(dir)?;
+            }
             std::fs::copy(src, &dest).at(*src)?;
             // Hashed from the copy, so what is recorded is what was written.
             let sum = sha256_file(&dest).at(&dest)?;
@@ -393,6 +419,9 @@ mod tests {
             built_at,
             build_seconds: 1.0,
             sha256: Default::default(),
+            flavour: Default::default(),
+            source_root: String::new(),
+            profiled: vec![],
         }
     }
 

@@ -168,8 +168,13 @@ pub fn verify(
         .collect()
 }
 
-/// Fills `depends` of each missing option from the tree's Kconfig files.
-pub fn explain(missing: &mut [MissingOption], tree: &Path) {
+/// Fills `depends` of each missing option from the tree's Kconfig files, each condition with the
+/// values its symbols have in `final_config`: `depends on !A || B (A=y, B=n)` says what forbids it.
+pub fn explain(
+    missing: &mut [MissingOption],
+    tree: &Path,
+    final_config: &BTreeMap<String, String>,
+) {
     if missing.is_empty() {
         return;
     }
@@ -190,8 +195,10 @@ pub fn explain(missing: &mut [MissingOption], tree: &Path) {
                 defined = true;
                 prompted |= has_prompt(text, &m.symbol);
             }
-            m.depends
-                .extend(deps.into_iter().map(|d| format!("{d} ({rel})")));
+            m.depends.extend(
+                deps.into_iter()
+                    .map(|d| format!("{} ({rel})", with_values(&d, final_config))),
+            );
         }
         if !defined && !texts.is_empty() {
             m.depends
@@ -206,6 +213,29 @@ pub fn explain(missing: &mut [MissingOption], tree: &Path) {
             m.selected_by = Some(by);
         }
     }
+}
+
+/// A condition with the values of its symbols: `depends on !A || B` -> `depends on !A || B [A=y,
+/// B=n]` (`n` for a symbol the configuration does not set). Symbols are the words in capitals.
+fn with_values(condition: &str, config: &BTreeMap<String, String>) -> String {
+    let mut symbols: Vec<&str> = condition
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| {
+            w.len() > 1
+                && w.chars().any(|c| c.is_ascii_uppercase())
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    symbols.dedup();
+    if symbols.is_empty() {
+        return condition.to_string();
+    }
+    let values: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("{s}={}", config.get(*s).map_or("n", String::as_str)))
+        .collect();
+    format!("{condition} [{}]", values.join(", "))
 }
 
 fn collect_kconfig_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -462,13 +492,38 @@ mod tests {
             &[frag("lean.config", "CONFIG_SYSCTL=y\nCONFIG_NOPE=y\n")],
             &parse_dot_config(""),
         );
-        explain(&mut missing, d.path());
+        explain(
+            &mut missing,
+            d.path(),
+            &parse_dot_config("CONFIG_PROC_FS=y\n"),
+        );
         let text: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
         assert!(text[0].contains("no such symbol"), "{}", text[0]);
         assert!(
             text[1].contains("no prompt in this tree (a hidden option), selected by PROC_SYSCTL: ask for CONFIG_PROC_SYSCTL=y instead"),
             "{}",
             text[1]
+        );
+    }
+
+    #[test]
+    fn a_condition_says_what_its_symbols_are() {
+        let cfg = parse_dot_config("CONFIG_VMAP_STACK=y\n# CONFIG_KASAN_VMALLOC is not set\n");
+        assert_eq!(
+            with_values("depends on !VMAP_STACK || KASAN_VMALLOC", &cfg),
+            "depends on !VMAP_STACK || KASAN_VMALLOC [VMAP_STACK=y, KASAN_VMALLOC=n]"
+        );
+        assert_eq!(
+            with_values("depends on 64BIT", &cfg),
+            "depends on 64BIT [64BIT=n]"
+        );
+        assert_eq!(
+            with_values("inside `if NET`", &cfg),
+            "inside `if NET` [NET=n]"
+        );
+        assert_eq!(
+            with_values("depends on $(cc-option,-gz)", &cfg),
+            "depends on $(cc-option,-gz)"
         );
     }
 

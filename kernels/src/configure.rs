@@ -20,7 +20,7 @@ fn fragments(req: &BuildRequest, tree: &Path) -> Result<Vec<Fragment>, KernelErr
         }
         Recipe::UpstreamSelftest => {
             let dir = tree.join("tools/testing/selftests/liveupdate");
-            ["config.x86_64", "config"]
+            let mut own = ["config.x86_64", "config"]
                 .iter()
                 .map(|f| {
                     Ok(Fragment {
@@ -28,7 +28,9 @@ fn fragments(req: &BuildRequest, tree: &Path) -> Result<Vec<Fragment>, KernelErr
                         text: std::fs::read_to_string(dir.join(f)).at(dir.join(f))?,
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, KernelError>>()?;
+            own.extend(req.flavour.fragments());
+            Ok(own)
         }
     }
 }
@@ -66,9 +68,10 @@ pub(crate) fn configure(req: &BuildRequest, make: &mut Make) -> Result<(), Kerne
     }
     let dot = make.build_dir.join(".config");
     let final_config = std::fs::read_to_string(&dot).at(&dot)?;
-    let mut missing = config::verify(&fragments, &config::parse_dot_config(&final_config));
+    let final_config = config::parse_dot_config(&final_config);
+    let mut missing = config::verify(&fragments, &final_config);
     if !missing.is_empty() {
-        config::explain(&mut missing, &make.tree);
+        config::explain(&mut missing, &make.tree, &final_config);
         return Err(KernelError::MissingOptions(missing));
     }
     Ok(())

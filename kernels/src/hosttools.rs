@@ -4,8 +4,8 @@ use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingTool {
-    pub tool: &'static str,
-    pub package: &'static str,
+    pub tool: String,
+    pub package: String,
 }
 
 /// (what to look for, package). Paths starting with '/' are files (headers); others are commands.
@@ -41,8 +41,36 @@ pub fn check(tools: &[(&'static str, &'static str)]) -> Vec<MissingTool> {
                 which(tool).is_none()
             }
         })
-        .map(|&(tool, package)| MissingTool { tool, package })
+        .map(|&(tool, package)| MissingTool {
+            tool: tool.into(),
+            package: package.into(),
+        })
         .collect()
+}
+
+/// GCC's plugin headers, which the debug flavour's KSTACK_ERASE is built with (Kconfig offers
+/// GCC_PLUGINS only where `gcc -print-file-name=plugin` holds them): missing, with its package.
+pub fn gcc_plugins() -> Option<MissingTool> {
+    let out = std::process::Command::new("gcc")
+        .arg("-print-file-name=plugin")
+        .output()
+        .ok()?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let header = Path::new(&dir).join("include/plugin-version.h");
+    if header.is_file() {
+        return None;
+    }
+    let version = std::process::Command::new("gcc")
+        .arg("-dumpversion")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let major = version.split('.').next().unwrap_or("12");
+    Some(MissingTool {
+        tool: header.display().to_string(),
+        package: format!("gcc-{major}-plugin-dev"),
+    })
 }
 
 pub fn which(cmd: &str) -> Option<std::path::PathBuf> {

@@ -9,6 +9,7 @@ pub mod config;
 mod configure;
 pub mod debian;
 pub mod error;
+pub mod flavour;
 pub mod git;
 pub mod hosttools;
 mod make;
@@ -27,6 +28,7 @@ mod embedded {
 
 pub use cache::{BuiltKernel, Cache};
 pub use error::KernelError;
+pub use flavour::Flavour;
 pub use pipeline::{BuildEvent, build};
 pub use request::{BuildRequest, Recipe};
 pub use source::{DEFAULT_PACKAGE, DEFAULT_VERSION, KernelSource};

@@ -1,8 +1,9 @@
 //! `build()`: a kernel from the cache, or through the phases that make one: fetch the source, stage
 //! it into its family's tree, apply the variant, configure and verify, compile, publish.
 
-use crate::cache::{BuiltKernel, Cache, KernelMeta, Lookup};
+use crate::cache::{BuiltKernel, Cache, GCOV_DIR, KernelMeta, Lookup};
 use crate::error::KernelError;
+use crate::flavour;
 use crate::make::{Make, build_step};
 use crate::request::{BuildRequest, toolchain};
 use crate::staging::{self, Staging};
@@ -36,6 +37,12 @@ pub enum BuildEvent {
     },
     Configuring {
         build_dir: PathBuf,
+    },
+    /// A flavour's patch does not apply to this tree: built without it (what it gives is then
+    /// done another way).
+    PatchSkipped {
+        patch: String,
+        why: String,
     },
     /// One line of make output that is a build step (CC, LD, AR...); `estimate` is the number of
     /// steps of the previous build in this directory (a guess for the first build).
@@ -113,6 +120,11 @@ pub fn build(
         Lookup::Miss => {}
     }
     crate::hosttools::require(crate::hosttools::KERNEL_BUILD)?;
+    if req.flavour.debug
+        && let Some(missing) = crate::hosttools::gcc_plugins()
+    {
+        return Err(KernelError::MissingTools(vec![missing]));
+    }
     let mut staged = stage(req, cache, on_event)?;
     // Another process may have published it while we waited for the family's lock.
     if let Lookup::Hit(hit) = cache.lookup(&key) {
@@ -120,13 +132,29 @@ pub fn build(
         return Ok(hit);
     }
     variant::apply(&variant, &mut staged.staging)?;
-    let build_dir = cache.build_dir(&staged.family, req.recipe.name());
-    let mut make = Make::new(cache, &staged.staging.tree(), &build_dir)?;
+    for (patch, why) in flavour::apply(req.flavour, &mut staged.staging)? {
+        on_event(BuildEvent::PatchSkipped { patch, why });
+    }
+    let tree = staged.staging.tree();
+    let build_dir = cache.build_dir(
+        &staged.family,
+        &format!("{}{}", req.recipe.name(), req.flavour.dir_suffix()),
+    );
+    let mut make = Make::new(cache, &tree, &build_dir)?;
     on_event(BuildEvent::Configuring {
         build_dir: build_dir.clone(),
     });
     crate::configure::configure(req, &mut make)?;
-    compile(req, &mut make, on_event)?;
+    let profiled = match req.flavour.gcov {
+        true => flavour::profiled(&tree, &variant::touched(&variant)),
+        false => vec![],
+    };
+    compile(
+        req,
+        &mut make,
+        &flavour::gcov_make_args(&profiled),
+        on_event,
+    )?;
     make.flush()?;
     let meta = KernelMeta {
         key: key.clone(),
@@ -139,8 +167,11 @@ pub fn build(
             .map_or(0, |d| d.as_secs()),
         build_seconds: started.elapsed().as_secs_f64(),
         sha256: Default::default(),
+        flavour: req.flavour,
+        source_root: tree.display().to_string(),
+        profiled,
     };
-    let built = publish(cache, meta, &build_dir, &make.log_path)?;
+    let built = publish(cache, meta, &tree, &build_dir, &make.log_path)?;
     on_event(BuildEvent::Published {
         key,
         seconds: started.elapsed().as_secs_f64(),
@@ -148,10 +179,12 @@ pub fn build(
     Ok(built)
 }
 
-/// `make bzImage`, with a progress estimate from the previous build in this directory.
+/// `make bzImage` (with `extra` variables), with a progress estimate from the previous build in
+/// this directory.
 fn compile(
     req: &BuildRequest,
     make: &mut Make,
+    extra: &[String],
     on_event: &mut dyn FnMut(BuildEvent),
 ) -> Result<(), KernelError> {
     let jobs = req
@@ -163,7 +196,10 @@ fn compile(
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(COLD_BUILD_STEPS);
     let mut done = 0u64;
-    make.run(&[&format!("-j{jobs}"), "bzImage"], &mut |line| {
+    let jobs = format!("-j{jobs}");
+    let mut args = vec![jobs.as_str(), "bzImage"];
+    args.extend(extra.iter().map(String::as_str));
+    make.run(&args, &mut |line| {
         if let Some(what) = build_step(line) {
             done += 1;
             on_event(BuildEvent::Step {
@@ -184,20 +220,34 @@ fn release(build_dir: &Path) -> String {
         .to_string()
 }
 
+/// The kernel's files into the cache; a gcov kernel's notes (`.gcno`, written beside each
+/// profiled object) and profiled sources go under `gcov/`, so its coverage can be read after the
+/// staged tree has moved on to another source or variant.
 fn publish(
     cache: &Cache,
     meta: KernelMeta,
+    tree: &Path,
     build_dir: &Path,
     log: &Path,
 ) -> Result<BuiltKernel, KernelError> {
-    cache.publish(
-        meta,
-        &[
-            ("bzImage", &build_dir.join("arch/x86/boot/bzImage")),
-            ("vmlinux", &build_dir.join("vmlinux")),
-            ("System.map", &build_dir.join("System.map")),
-            ("config", &build_dir.join(".config")),
-            ("build.log", log),
-        ],
-    )
+    let mut files: Vec<(String, PathBuf)> = vec![
+        ("bzImage".into(), build_dir.join("arch/x86/boot/bzImage")),
+        ("vmlinux".into(), build_dir.join("vmlinux")),
+        ("System.map".into(), build_dir.join("System.map")),
+        ("config".into(), build_dir.join(".config")),
+        ("build.log".into(), log.to_path_buf()),
+    ];
+    for f in &meta.profiled {
+        let notes = Path::new(f).with_extension("gcno");
+        files.push((
+            format!("{GCOV_DIR}/{}", notes.display()),
+            build_dir.join(&notes),
+        ));
+        files.push((format!("{GCOV_DIR}/{f}"), tree.join(f)));
+    }
+    let files: Vec<(&str, &Path)> = files
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.as_path()))
+        .collect();
+    cache.publish(meta, &files)
 }

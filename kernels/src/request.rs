@@ -3,6 +3,7 @@
 use crate::cache::{KeyInputs, key};
 use crate::config::{self, Fragment};
 use crate::error::KernelError;
+use crate::flavour::Flavour;
 use crate::source::KernelSource;
 use crate::variant::{self, Variant};
 use std::process::Command;
@@ -33,6 +34,8 @@ pub struct BuildRequest {
     pub source: KernelSource,
     pub recipe: Recipe,
     pub variant: String,
+    /// Instrumentation on top: sanitizers (`debug`), gcov counters (`gcov`).
+    pub flavour: Flavour,
     /// Extra fragments after the built-in ones (a developer's own options).
     pub extra_fragments: Vec<Fragment>,
     /// A user's own .config to start from instead of `allnoconfig` (the fragments still apply).
@@ -47,6 +50,7 @@ impl Default for BuildRequest {
             source: KernelSource::default(),
             recipe: Recipe::Minimal,
             variant: variant::DEFAULT.into(),
+            flavour: Flavour::PLAIN,
             extra_fragments: vec![],
             base_config: None,
             jobs: None,
@@ -66,6 +70,14 @@ impl BuildRequest {
         }
     }
 
+    /// The same kernel in another flavour.
+    pub fn with_flavour(&self, flavour: Flavour) -> BuildRequest {
+        BuildRequest {
+            flavour,
+            ..self.clone()
+        }
+    }
+
     /// The same recipe, fragments and variant for another source.
     pub fn with_source(&self, source: KernelSource) -> BuildRequest {
         BuildRequest {
@@ -74,9 +86,11 @@ impl BuildRequest {
         }
     }
 
-    /// The fragments the minimal recipe configures with: the built-in ones, then the user's.
+    /// The fragments the minimal recipe configures with: the built-in ones, the flavour's, then
+    /// the user's (the last word is the user's).
     pub(crate) fn fragments(&self) -> Vec<Fragment> {
         let mut f = config::builtin_fragments();
+        f.extend(self.flavour.fragments());
         f.extend(self.extra_fragments.iter().cloned());
         f
     }
@@ -98,18 +112,28 @@ impl BuildRequest {
     pub(crate) fn key_for(&self, identity: &str, variant: &Variant, toolchain: &str) -> String {
         let mut merged = match self.recipe {
             Recipe::Minimal => config::merge(&self.fragments()),
-            // The fragments live in the tree, so the source identity already covers them.
-            Recipe::UpstreamSelftest => "recipe:upstream-selftest".to_string(),
+            // The fragments live in the tree, so the source identity already covers them; a
+            // flavour's go on top.
+            Recipe::UpstreamSelftest if self.flavour.is_plain() => {
+                "recipe:upstream-selftest".to_string()
+            }
+            Recipe::UpstreamSelftest => format!(
+                "recipe:upstream-selftest\n{}",
+                config::merge(&self.flavour.fragments())
+            ),
         };
         if let Some(base) = &self.base_config {
             merged = format!("base-config:\n{}\n{merged}", base.text);
         }
-        let make_args: Vec<String> = ARCH_ARGS.iter().map(|s| s.to_string()).collect();
+        let mut make_args: Vec<String> = ARCH_ARGS.iter().map(|s| s.to_string()).collect();
+        make_args.extend(self.flavour.make_rule().map(String::from));
+        let mut patches = variant.patches.to_vec();
+        patches.extend(self.flavour.patches());
         key(&KeyInputs {
             source: identity,
             variant: variant.name,
             fragments: &merged,
-            patches: variant.patches.to_vec(),
+            patches,
             toolchain,
             make_args: &make_args,
         })

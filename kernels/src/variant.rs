@@ -24,6 +24,17 @@ pub fn all() -> impl Iterator<Item = Variant> {
         .map(|(name, patches)| Variant { name, patches })
 }
 
+/// Variants that plant a bug for the harness's own tests (`test-*`): built on demand, never
+/// among the designs.
+pub fn is_test_only(name: &str) -> bool {
+    name.starts_with("test-")
+}
+
+/// The session-inode designs: every variant but the test-only ones.
+pub fn designs() -> impl Iterator<Item = Variant> {
+    all().filter(|v| !is_test_only(v.name))
+}
+
 pub fn find(name: &str) -> Result<Variant, KernelError> {
     all().find(|v| v.name == name).ok_or_else(|| {
         KernelError::UnknownVariant(
@@ -33,7 +44,7 @@ pub fn find(name: &str) -> Result<Variant, KernelError> {
     })
 }
 
-fn patch(tree: &Path, text: &str, args: &[&str]) -> std::io::Result<(bool, String)> {
+pub(crate) fn patch(tree: &Path, text: &str, args: &[&str]) -> std::io::Result<(bool, String)> {
     let mut child = Command::new("patch")
         .current_dir(tree)
         .args([
@@ -62,13 +73,22 @@ fn patch(tree: &Path, text: &str, args: &[&str]) -> std::io::Result<(bool, Strin
 }
 
 /// The files a unified diff writes (`+++ b/<path>`), relative to the tree.
-fn touched_files(patch: &str) -> Vec<String> {
+pub(crate) fn touched_files(patch: &str) -> Vec<String> {
     patch
         .lines()
         .filter_map(|l| l.strip_prefix("+++ "))
         .map(|p| p.split('\t').next().unwrap_or(p).trim())
         .filter(|p| *p != "/dev/null")
         .map(|p| p.strip_prefix("b/").unwrap_or(p).to_string())
+        .collect()
+}
+
+/// Every file `variant`'s patches write, relative to the tree.
+pub fn touched(variant: &Variant) -> Vec<String> {
+    variant
+        .patches
+        .iter()
+        .flat_map(|(_, text)| touched_files(text))
         .collect()
 }
 
@@ -102,6 +122,19 @@ mod tests {
     fn stock_exists_and_has_no_patches() {
         assert_eq!(find("stock").unwrap().patches.len(), 0);
         assert!(matches!(find("nope"), Err(KernelError::UnknownVariant(..))));
+    }
+
+    #[test]
+    fn the_designs_are_the_four_and_test_variants_are_found_by_name() {
+        let designs: Vec<_> = designs().map(|v| v.name).collect();
+        assert_eq!(
+            designs,
+            ["anon-unique", "magic-shared", "magic-unique", "stock"]
+        );
+        assert!(find("test-uaf-session").is_ok() && is_test_only("test-uaf-session"));
+        assert!(
+            touched(&find("test-leak-session").unwrap()) == ["kernel/liveupdate/luo_session.c"]
+        );
     }
 
     #[test]
