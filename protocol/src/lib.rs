@@ -15,7 +15,7 @@ pub use errno::{errno_name, errno_value};
 pub use ops::*;
 
 /// Bumped whenever a message changes shape; the host refuses an agent that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Name of the virtio-serial port the agent looks for under /sys/class/virtio-ports.
 pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";
@@ -43,6 +43,10 @@ pub const PROGRAMS_DIR: &str = "programs";
 
 /// Written to the kernel log by the agent just before reboot(KEXEC).
 pub const KEXEC_MARK: &str = "luo-agent: reboot(KEXEC)";
+
+/// Written to the kernel log (at debug level: never on the console) as each request arrives,
+/// followed by its id: what places a kernel report in the step that was running.
+pub const REQUEST_MARK: &str = "luo-agent: request ";
 
 /// Kernel command-line parameter through which the host numbers boots (0 = cold boot).
 pub const BOOT_INDEX_PARAM: &str = "luo_harness.boot";

@@ -51,6 +51,13 @@ pub enum Request {
         handle: Handle,
         nr: u8,
         arg: Vec<u8>,
+        /// Where the argument lies: ordinary memory, a read-only page (the kernel reads the
+        /// request but cannot write its answer) or an unmapped one (it cannot read the size).
+        #[serde(default)]
+        memory: ArgMemory,
+        /// (offset, handle): the handle's fd number written into `arg` at that offset as a u32.
+        #[serde(default)]
+        fds: Vec<(u32, Handle)>,
     },
     /// `count` sessions named `{prefix}{i}` (handles the same), timed inside the guest.
     CreateSessions {
@@ -118,6 +125,20 @@ pub enum Request {
     MemorySnapshot,
     /// The kernel log (klogctl READ_ALL), as lines.
     KernelLog,
+    /// The kernel log's records from sequence number `from` on (0: all the ring buffer holds),
+    /// with their levels, as [`Reply::Records`]: what the host reads for reports (sanitizers,
+    /// lockdep, WARN, BUG) before every kexec and at the end.
+    KernelRecords { from: u64 },
+    /// kmemleak's leak check (the debug flavour): scan twice, read the suspects and `clear` them,
+    /// so the next check reports only new ones. kmemleak reports an object only once it is older
+    /// than its minimum age and a scan finds it unreferenced with the contents the scan before
+    /// it saw. Where the kernel lets the age be set (`kmemleak.min_age_ms`, the debug flavour's
+    /// patch) it is set to `min_age_ms`; elsewhere the agent waits out kmemleak's own 5 s between
+    /// the scans. Answered with [`Reply::Leaks`].
+    Kmemleak { min_age_ms: u64 },
+    /// The gcov counters of every profiled object (/sys/kernel/debug/gcov/**/*.gcda), as
+    /// [`Reply::Gcov`]: read before every kexec (which discards them) and at the end.
+    GcovData,
     /// The running kernel's own configuration (/proc/config.gz, decompressed), as [`Reply::Text`].
     KernelConfig,
     /// Run a program (from the share or the initramfs). With `background`, do not wait; the child is
@@ -203,6 +224,22 @@ pub enum Reply {
     Log {
         lines: Vec<String>,
     },
+    /// Kernel log records in sequence order, after a [`Request::KernelRecords`].
+    Records(KernelRecords),
+    /// What kmemleak suspects, after a [`Request::Kmemleak`]: /sys/kernel/debug/kmemleak's text
+    /// (empty: no new leak), at most [`MAX_LOG_BYTES`].
+    Leaks {
+        report: String,
+        truncated: bool,
+        /// How long the check took in the guest, waiting included.
+        scan_ms: u64,
+        /// How long of it was waiting for kmemleak's own minimum age (0 where it could be set).
+        waited_ms: u64,
+    },
+    /// The gcov data files, after a [`Request::GcovData`].
+    Gcov {
+        files: Vec<GcovFile>,
+    },
     Exited(ExitStatus),
     Started {
         pid: i32,
@@ -214,6 +251,64 @@ pub enum Reply {
     },
     /// A systemd unit's state after a [`Request::Unit`].
     Unit(crate::UnitState),
+}
+
+/// A stretch of the kernel log, as /dev/kmsg gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRecords {
+    pub records: Vec<LogRecord>,
+    /// The sequence number to ask from next time.
+    pub next: u64,
+    /// Records the ring buffer dropped before they were read (it wrapped).
+    pub lost: u64,
+    /// The reply stopped at [`MAX_LOG_BYTES`] of text; `next` says where to go on.
+    pub truncated: bool,
+}
+
+/// One kernel log record (/dev/kmsg): its first line; continuation lines are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub seq: u64,
+    /// The syslog level, 0 (emerg) to 7 (debug).
+    pub level: u8,
+    /// Microseconds since boot, as printk stamped it.
+    pub usec: u64,
+    pub text: String,
+}
+
+impl LogRecord {
+    /// The record as the console shows it: `[    1.234567] text`.
+    pub fn line(&self) -> String {
+        format!(
+            "[{:5}.{:06}] {}",
+            self.usec / 1_000_000,
+            self.usec % 1_000_000,
+            self.text
+        )
+    }
+}
+
+/// How much kernel log text one reply carries at most (the host accepts lines of 16 MiB).
+pub const MAX_LOG_BYTES: usize = 4 << 20;
+
+/// One gcov data file of the running kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcovFile {
+    /// Its path under /sys/kernel/debug/gcov: the build directory's absolute path, then the
+    /// object's (`.../kernel/liveupdate/luo_session.gcda`).
+    pub path: String,
+    /// Its bytes, hex-encoded.
+    pub hex: String,
+}
+
+/// The memory a [`Request::RawIoctl`]'s argument is passed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgMemory {
+    #[default]
+    Writable,
+    ReadOnly,
+    Unmapped,
 }
 
 /// What [`Request::Unit`] asks systemd to do.

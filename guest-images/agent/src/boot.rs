@@ -3,7 +3,6 @@
 use crate::sys;
 use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, BootFacts, SHARE_MOUNT, SHARE_TAG};
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
 pub fn setup_pid1() -> Result<(), String> {
@@ -163,41 +162,9 @@ fn uname_release() -> String {
 
 /// The whole kernel log from /dev/kmsg, formatted like dmesg: `[    1.234567] message`.
 pub fn kernel_log() -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(mut f) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-    else {
-        return out;
-    };
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let rec = String::from_utf8_lossy(&buf[..n]);
-                // "prio,seq,usec,flags;text\n continuation lines"
-                let Some((head, text)) = rec.split_once(';') else {
-                    continue;
-                };
-                let usec: u64 = head
-                    .split(',')
-                    .nth(2)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let text = text.lines().next().unwrap_or("");
-                out.push(format!(
-                    "[{:5}.{:06}] {}",
-                    usec / 1_000_000,
-                    usec % 1_000_000,
-                    text
-                ));
-            }
-            // EPIPE: records were overwritten while we read; carry on from the next one.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(_) => break,
-        }
-    }
-    out
+    crate::kmsg::read_from(0, usize::MAX)
+        .records
+        .iter()
+        .map(luo_protocol::LogRecord::line)
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! struct argument whose first field is its size.
 
 use crate::sys::check;
+use luo_protocol::ArgMemory;
 
 pub const IOCTL_TYPE: u64 = 0xBA;
 pub const CMD_CREATE_SESSION: u8 = 0x00;
@@ -130,13 +131,51 @@ pub fn get_name(session: i32) -> Result<String, i32> {
 
 /// An ioctl with caller-made bytes (for the errno contract). The buffer is padded to at least 128
 /// bytes so an oversized `size` field cannot make the kernel read past our allocation.
-pub fn raw(fd: i32, nr: u8, arg: &[u8]) -> (Result<i64, i32>, Vec<u8>) {
-    let mut buf = vec![0u8; arg.len().max(128)];
-    buf[..arg.len()].copy_from_slice(arg);
-    // SAFETY: buf is a live allocation of at least 128 bytes.
-    let r = check(unsafe { libc::ioctl(fd, request_code(nr) as _, buf.as_mut_ptr()) } as i64);
-    buf.truncate(arg.len());
-    (r, buf)
+/// The ioctl `nr` with `arg` as its argument, in the memory `memory` says: a page of its own, made
+/// read-only or left unmapped for the cases where the kernel must fail to write or read it. Returns
+/// the result and the argument as the kernel left it (as it was, where it could not be written).
+pub fn raw(fd: i32, nr: u8, arg: &[u8], memory: ArgMemory) -> (Result<i64, i32>, Vec<u8>) {
+    let page = 4096usize;
+    let len = arg.len().clamp(128, page);
+    let prot = match memory {
+        ArgMemory::Unmapped => libc::PROT_NONE,
+        _ => libc::PROT_READ | libc::PROT_WRITE,
+    };
+    // SAFETY: an anonymous private mapping of one page, unmapped below on every path.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return (Err(crate::sys::errno()), arg.to_vec());
+    }
+    let buf = p as *mut u8;
+    if memory != ArgMemory::Unmapped {
+        // SAFETY: the page is writable and at least `arg.len()` (at most 4096) bytes long.
+        unsafe { std::ptr::copy_nonoverlapping(arg.as_ptr(), buf, arg.len().min(page)) };
+    }
+    if memory == ArgMemory::ReadOnly {
+        // SAFETY: the page mapped above.
+        unsafe { libc::mprotect(p, page, libc::PROT_READ) };
+    }
+    // SAFETY: a pointer to a mapped (or deliberately inaccessible) page the kernel checks itself.
+    let r = check(unsafe { libc::ioctl(fd, request_code(nr) as _, buf) } as i64);
+    let back = match memory {
+        // SAFETY: readable, `len` bytes within the page.
+        ArgMemory::Writable | ArgMemory::ReadOnly => unsafe {
+            std::slice::from_raw_parts(buf, len)[..arg.len().min(len)].to_vec()
+        },
+        ArgMemory::Unmapped => arg.to_vec(),
+    };
+    // SAFETY: unmaps the page mapped above.
+    unsafe { libc::munmap(p, page) };
+    (r, back)
 }
 
 #[cfg(test)]

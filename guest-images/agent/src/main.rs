@@ -7,9 +7,11 @@
 //! hands over to systemd, which starts the agent again as a service (systemd.rs).
 
 mod boot;
+mod debug;
 mod exec;
 mod fault;
 mod fds;
+mod kmsg;
 mod luo;
 mod memory;
 mod ops;
@@ -81,6 +83,8 @@ fn main() {
         }
         let (id, outcome, after) = match luo_protocol::from_line::<Envelope>(&line) {
             Ok(env) => {
+                // Reports the kernel prints from here on happened during this request.
+                kmsg::mark(7, &format!("{}{}", luo_protocol::REQUEST_MARK, env.id));
                 let (outcome, after) = state.handle(env.request);
                 (env.id, outcome, after)
             }

@@ -87,6 +87,9 @@ impl State {
             r @ (ReadFile { .. }
             | MemorySnapshot
             | KernelLog
+            | KernelRecords { .. }
+            | Kmemleak { .. }
+            | GcovData
             | KernelConfig
             | KexecLoad { .. }
             | Unit { .. }

@@ -52,10 +52,31 @@ pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
             let s = fds.get(&session, &call)?;
             open_new(fds, &handle, &call, || luo::retrieve_fd(s, token))
         }
-        Request::RawIoctl { handle, nr, arg } => {
+        Request::RawIoctl {
+            handle,
+            nr,
+            mut arg,
+            memory,
+            fds: in_arg,
+        } => {
             let call = ioctl_call(nr);
             let fd = fds.get(&handle, &call)?;
-            let (r, arg) = luo::raw(fd, nr, &arg);
+            for (offset, h) in in_arg {
+                let n = fds.get(&h, &call)?;
+                let o = offset as usize;
+                let Some(slot) = arg.get_mut(o..o + 4) else {
+                    return Err(AgentError::new(
+                        luo_protocol::ErrorKind::BadRequest,
+                        call,
+                        format!(
+                            "offset {o} of {h}'s fd is outside the {}-byte argument",
+                            arg.len()
+                        ),
+                    ));
+                };
+                slot.copy_from_slice(&(n as u32).to_ne_bytes());
+            }
+            let (r, arg) = luo::raw(fd, nr, &arg, memory);
             r.map(|ret| Reply::Raw { ret, arg }).map_err(sc(call))
         }
         Request::CreateSessions {

@@ -2,7 +2,7 @@
 //! loading the next kernel.
 
 use super::{R, misrouted, sc};
-use crate::{boot, memory, sys, systemd};
+use crate::{boot, debug, kmsg, memory, sys, systemd};
 use luo_protocol::{AgentError, Reply, Request};
 
 pub(super) fn handle(req: Request) -> R {
@@ -12,6 +12,12 @@ pub(super) fn handle(req: Request) -> R {
         Request::KernelLog => Ok(Reply::Log {
             lines: boot::kernel_log(),
         }),
+        Request::KernelRecords { from } => Ok(Reply::Records(kmsg::read_from(
+            from,
+            luo_protocol::MAX_LOG_BYTES,
+        ))),
+        Request::Kmemleak { min_age_ms } => debug::kmemleak(min_age_ms),
+        Request::GcovData => debug::gcov_data(),
         Request::KernelConfig => kernel_config(),
         Request::KexecLoad {
             kernel,
