@@ -10,7 +10,9 @@
 pub mod bench;
 pub mod bisect;
 pub mod compare;
+pub mod coverage;
 pub mod events;
+pub mod findings;
 pub mod guest;
 pub mod matrix;
 pub mod outcome;

@@ -18,6 +18,8 @@ pub struct ScenarioResult {
     /// Kept when the scenario did not pass.
     pub artifacts: Option<PathBuf>,
     pub duration: Duration,
+    /// The gcov counters of its boots, on a gcov kernel (`coverage`).
+    pub gcov: Vec<crate::scenario::watch::GcovCapture>,
 }
 
 impl ScenarioResult {
@@ -37,6 +39,7 @@ impl ScenarioResult {
             snapshot: SnapshotStatus::NotCompared,
             artifacts: None,
             duration: Duration::ZERO,
+            gcov: vec![],
         }
     }
 }

@@ -180,6 +180,7 @@ async fn run_one<R: Runner>(
             }
             r.report = Some(ran.report);
             r.metrics = Some(ran.metrics);
+            r.gcov = ran.gcov;
         }
         Ok(Err(e)) => {
             r.artifacts = e.artifacts().map(PathBuf::from);

@@ -200,3 +200,28 @@ fn a_declared_kernel_name_must_be_bound_and_then_is_kexeced_into() {
         "{report}"
     );
 }
+
+#[test]
+fn a_debug_kernel_asked_to_fit_in_too_little_memory_is_refused_before_anything_is_built() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = common::project("scenarios/memfd-roundtrip.yaml");
+    let o = run(
+        &["--debug", "--memory", "256", scenario.to_str().unwrap()],
+        out.path(),
+    );
+    let (stdout, stderr) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("--memory 256 is too little for a debug kernel")
+            && stderr.contains("768 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("kernel debian"),
+        "nothing was built or looked up: {stderr}"
+    );
+}

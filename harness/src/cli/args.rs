@@ -29,6 +29,15 @@ pub struct BuildArgs {
     /// `upstream-selftest` (what tools/testing/selftests/liveupdate/vmtest.sh builds).
     #[arg(long, default_value = "minimal", value_parser = ["minimal", "upstream-selftest"])]
     pub recipe: String,
+    /// The debug flavour of every kernel: KASAN, KFENCE, kmemleak, lockdep, UBSAN, DEBUG_LIST,
+    /// DEBUG_OBJECTS and DWARF (kernels/fragments/flavours/debug.config); every sanitizer report
+    /// fails the scenario, symbolized.
+    #[arg(long)]
+    pub debug: bool,
+    /// The gcov flavour: kernel/liveupdate/, mm/memfd_luo.c and the variant's files profiled
+    /// (what `coverage` boots; here for `kernel build/path/key`).
+    #[arg(long)]
+    pub gcov: bool,
 }
 
 impl BuildArgs {
@@ -46,6 +55,8 @@ impl BuildArgs {
         if self.recipe == "upstream-selftest" {
             req.recipe = luo_kernels::Recipe::UpstreamSelftest;
         }
+        req.flavour.debug = self.debug;
+        req.flavour.gcov = self.gcov;
         Ok(req)
     }
 
@@ -66,6 +77,12 @@ impl BuildArgs {
         }
         if self.recipe != "minimal" {
             w.extend(["--recipe".into(), self.recipe.clone()]);
+        }
+        if self.debug {
+            w.push("--debug".into());
+        }
+        if self.gcov {
+            w.push("--gcov".into());
         }
         w
     }
@@ -263,4 +280,17 @@ pub fn gdb_line(plan: &luo_harness::Plan) -> Option<String> {
             "gdb -ex 'target remote 127.0.0.1:{port}'   # no vmlinux beside the kernel; the guest waits"
         ),
     })
+}
+
+/// A debug kernel does not fit in less memory than [`luo_harness::plan::DEBUG_MEMORY_MIB`]:
+/// `--memory` below it with `--debug` is refused before anything is built (a scenario's own
+/// `memory_mib` is raised to it instead, and `check` refuses `debug: true` with less).
+pub fn check_debug_memory(kernel: &KernelArgs, vm: &VmArgs) -> Result<(), super::failed::Failed> {
+    let need = luo_harness::plan::DEBUG_MEMORY_MIB;
+    match vm.memory.filter(|m| kernel.build.debug && *m < need) {
+        Some(m) => Err(super::failed::Failed::bad_input(format!(
+            "--memory {m} is too little for a debug kernel: KASAN's shadow and KHO's scratch need at least {need} MiB"
+        ))),
+        None => Ok(()),
+    }
 }

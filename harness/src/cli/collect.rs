@@ -1,6 +1,7 @@
 //! Scenario files from the command line: the files named, and the *.yaml directly inside the
 //! directories named; all of them loaded and validated, every problem of every file reported.
 
+use luo_harness::plan::Needs;
 use luo_harness::run::Loaded;
 use luo_harness::scenario::{self, LoadError};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,22 @@ pub fn load_all(files: &[PathBuf]) -> Result<Vec<Loaded>, Vec<LoadError>> {
         }
     }
     if bad.is_empty() { Ok(ok) } else { Err(bad) }
+}
+
+/// What the scenarios need before any VM starts: kernels, selftests, programs, images.
+pub fn needs(loaded: &[Loaded]) -> Needs {
+    let mut needs = Needs::default();
+    for l in loaded {
+        l.scenario.needs(&mut needs);
+    }
+    needs
+}
+
+/// Scenarios run at once: as asked, or one per core.
+pub fn parallel(asked: Option<u32>) -> usize {
+    asked
+        .map(|p| p as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The snapshot directory for scenarios in `dir`: `snapshots/` beside it (the project's layout).

@@ -68,7 +68,11 @@ pub async fn run(cmd: KernelCommand) -> Result<u8, Failed> {
         }
         KernelCommand::Variants => {
             for v in luo_kernels::variant::all() {
-                println!("{:<14} {} patch(es)", v.name, v.patches.len());
+                let note = match luo_kernels::variant::is_test_only(v.name) {
+                    true => "  (test only: a planted bug)",
+                    false => "",
+                };
+                println!("{:<18} {} patch(es){note}", v.name, v.patches.len());
             }
         }
     }

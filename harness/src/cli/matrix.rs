@@ -44,10 +44,7 @@ pub async fn matrix(a: MatrixArgs) -> Result<u8, Failed> {
         kernels: a.kernels.clone(),
         build: a.kernel.build_template()?,
         accel: a.accel,
-        parallel: a
-            .parallel
-            .map(|p| p as usize)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        parallel: collect::parallel(a.parallel),
     };
     let m = matrix::run(&o, loaded, Arc::new(Terminal::default())).await?;
     print!("{}", matrix::table(&m));

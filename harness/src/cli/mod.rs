@@ -8,6 +8,7 @@ mod boot;
 mod check;
 mod collect;
 mod compare;
+mod coverage;
 mod drive;
 mod failed;
 mod kernel;
@@ -72,6 +73,10 @@ enum Command {
     BisectStep(bisect::StepArgs),
     /// Measure what each session-inode design costs: memory, creation, blackout, retrieval.
     Compare(compare::CompareArgs),
+    /// What of kernel/liveupdate the scenarios run: the gcov flavour of their kernels, counters
+    /// read before every kexec and at the end, lcov tracefiles, an HTML report and a table.
+    #[command(after_help = exit::TABLE)]
+    Coverage(coverage::CoverageArgs),
     /// Benchmarks (figures printed, never asserted in tests).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -151,6 +156,7 @@ pub fn main() -> ExitCode {
             Command::Drive(d) => drive::drive(d).await,
             Command::Profile(p) => profile::profile(p).await,
             Command::Compare(c) => compare::compare(c).await,
+            Command::Coverage(c) => coverage::coverage(c).await,
             Command::Matrix(m) => matrix::matrix(m).await,
             Command::Bisect(b) => bisect::bisect(b).await,
             Command::BisectStep(b) => bisect::step(b).await,

@@ -8,7 +8,7 @@ use super::{check, collect};
 use clap::{Args, ValueEnum};
 use luo_harness::events::{Event, EventSink};
 use luo_harness::outcome::exit;
-use luo_harness::plan::{self, Needs};
+use luo_harness::plan;
 use luo_harness::render::{self, Render};
 use luo_harness::result::ScenarioResult;
 use luo_harness::run::{RunOptions, run_all};
@@ -109,16 +109,14 @@ pub async fn run(args: RunArgs) -> Result<u8, Failed> {
         Ok(v) => v,
         Err(problems) => return Ok(check::report_invalid(problems, files.len())),
     };
-    let mut needs = Needs::default();
-    for l in &loaded {
-        l.scenario.needs(&mut needs);
-    }
+    let needs = collect::needs(&loaded);
     if args.vm.gdb && loaded.len() > 1 {
         return Err(Failed::bad_input(format!(
             "--gdb debugs one VM: name one scenario file, not {}",
             loaded.len()
         )));
     }
+    super::args::check_debug_memory(&args.kernel, &args.vm)?;
     let request = args.vm.plan_request(&args.kernel)?;
     let terminal = Terminal::default();
     let plan = plan::resolve(&request, &needs, &terminal).await?;
@@ -134,10 +132,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failed> {
         root,
         write_new: args.update_snapshots,
     });
-    let parallel = args
-        .parallel
-        .map(|p| p as usize)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let parallel = collect::parallel(args.parallel);
     let sink = Arc::new(RunSink {
         terminal,
         render: Mutex::new(args.renderer()),

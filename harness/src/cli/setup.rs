@@ -36,7 +36,11 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     let needs = suite_needs(&args)?;
     let t0 = std::time::Instant::now();
     announce(&needs);
-    let p = plan::resolve(&PlanRequest::default(), &needs, &Terminal::default()).await?;
+    let terminal = Terminal::default();
+    let p = plan::resolve(&PlanRequest::default(), &needs, &terminal).await?;
+    let flavoured =
+        plan::flavoured_kernels(&PlanRequest::default(), &plan::suite_flavours(), &terminal)
+            .await?;
     eprintln!(
         "setup: kernels, programs and images ready in {:.0} s",
         t0.elapsed().as_secs_f64()
@@ -54,6 +58,10 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     );
     println!("kernel:  {}", p.boot.bzimage.display());
     for (name, k) in &p.kernels {
+        println!("kernel {name:<14} {}  ({})", k.bzimage.display(), k.source);
+    }
+    for k in &flavoured {
+        let name = format!("{} {}", k.variant, k.flavour);
         println!("kernel {name:<14} {}  ({})", k.bzimage.display(), k.source);
     }
     for (name, path) in &p.selftests {
@@ -86,11 +94,20 @@ fn announce(needs: &Needs) {
         needs.selftests.len() + needs.programs.len(),
     );
     eprintln!(
+        "setup: and the debug flavour of every variant ({}), the gcov flavour of the default kernel",
+        luo_kernels::variant::all()
+            .map(|v| v.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!(
         "setup: with empty caches, about {:.0} min for the default kernel, {:.0} min for its three \
-         variants, {:.0} min for debian:7.2, under a minute for the rest; cached parts take seconds",
+         variants, {:.0} min for debian:7.2, {:.0} min for the debug flavours, under a minute for \
+         the rest; cached parts take seconds",
         minutes(270.0),
         minutes(180.0),
-        minutes(240.0)
+        minutes(240.0),
+        minutes(600.0)
     );
 }
 
@@ -98,7 +115,7 @@ fn announce(needs: &Needs) {
 /// and what the scenarios under `paths` (default: scenarios/) run.
 pub fn suite_needs(args: &SetupArgs) -> Result<Needs, Failed> {
     let mut needs = Needs {
-        kernels: luo_kernels::variant::all()
+        kernels: luo_kernels::variant::designs()
             .map(|v| v.name.to_string())
             .collect(),
         ..Default::default()

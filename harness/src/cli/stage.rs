@@ -23,6 +23,7 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
     let req = PlanRequest::default();
     let terminal = Terminal::default();
     let p = plan::resolve(&req, &needs, &terminal).await?;
+    let flavoured = plan::flavoured_kernels(&req, &plan::suite_flavours(), &terminal).await?;
     let out = args.out.unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| PathBuf::from("target"), PathBuf::from)
@@ -42,6 +43,7 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
         busybox: (needs.shell && busybox.is_file()).then_some(busybox),
         systemd: needs.systemd,
         trees: kunit.into_iter().collect(),
+        kernels: flavoured,
     };
     let (build, boot_spec) = (req.build.clone(), req.kernel.to_string());
     let staged =
@@ -50,7 +52,13 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
             .expect("staging panicked")?;
     let m = &staged.manifest;
     for k in &m.kernels {
-        println!("kernel   {:<14} {:<14} {}", k.spec, k.variant, k.source);
+        println!(
+            "kernel   {:<14} {:<18} {:<6} {}",
+            k.spec,
+            k.variant,
+            k.flavour.name(),
+            k.source
+        );
     }
     for s in &m.selftests {
         println!("selftest {}", s.key);

@@ -86,6 +86,13 @@ impl Terminal {
             BuildEvent::Configuring { build_dir } => {
                 self.line(bars, format!("kernel {label}: configuring in {}", build_dir.display()))
             }
+            BuildEvent::PatchSkipped { patch, why } => self.line(
+                bars,
+                format!(
+                    "kernel {label}: warning: {patch} does not apply to this tree, built without it:\n{}",
+                    why.trim_end()
+                ),
+            ),
             BuildEvent::Published { key, seconds } => {
                 if let Some(b) = bars.kernel.take() {
                     b.finish_and_clear();

@@ -11,7 +11,8 @@ pub enum GuestError {
     #[diagnostic(transparent)]
     Vm(#[from] VmError),
     #[error(
-        "{failure} (boot {boot}, step `{step}`)\n--- console, last lines ---\n{console}\n--- artifacts kept in {artifacts} ---"
+        "{failure} (boot {boot}, step `{step}`)\n{}--- console, last lines ---\n{console}\n--- artifacts kept in {artifacts} ---",
+        reports.iter().map(|r| format!("--- what the kernel reported, symbolized ---\n{r}")).collect::<String>()
     )]
     Failed {
         failure: Failure,
@@ -19,6 +20,10 @@ pub enum GuestError {
         step: String,
         console: String,
         artifacts: String,
+        /// The kernel's own reports of what went wrong (an oops, KASAN), rendered: found on the
+        /// console by the scenario engine, which knows the boot's kernel. Boxed: rarely there,
+        /// and every `Result<_, GuestError>` carries the variant's size.
+        reports: Box<[String]>,
     },
     #[error("boot {boot}, step `{step}`: {error}")]
     Agent {
@@ -54,6 +59,17 @@ pub enum Failure {
 }
 
 impl GuestError {
+    /// The same failure with the kernel's reports of it added (a panic's oops, symbolized).
+    pub fn with_reports(mut self, rendered: Vec<String>) -> GuestError {
+        if let GuestError::Failed { reports, .. } = &mut self {
+            *reports = std::mem::take(reports)
+                .into_iter()
+                .chain(rendered)
+                .collect();
+        }
+        self
+    }
+
     pub fn failure(&self) -> Option<&Failure> {
         match self {
             GuestError::Failed { failure, .. } => Some(failure),

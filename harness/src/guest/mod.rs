@@ -223,6 +223,13 @@ impl Guest {
     /// it: from the reboot call's reply to the new hello.
     #[tracing::instrument(name = "kexec", skip_all, fields(from_boot = self.boot_index()))]
     pub async fn kexec(&mut self, target: &KexecTarget) -> Result<Duration, GuestError> {
+        self.kexec_load(target).await?;
+        self.kexec_reboot().await
+    }
+
+    /// Stages `target` into the share and loads it with kexec_file_load, with the command line
+    /// the next boot gets; the running kernel goes on until [`Guest::kexec_reboot`].
+    pub async fn kexec_load(&mut self, target: &KexecTarget) -> Result<(), GuestError> {
         let next = self.boot_index() + 1;
         self.stage(&target.kernel, kexec::KERNEL)?;
         self.stage(&target.initrd, kexec::INITRD)?;
@@ -233,10 +240,21 @@ impl Guest {
             cmdline,
         })
         .await?;
+        Ok(())
+    }
+
+    /// reboot(KEXEC) into the loaded kernel and its hello; returns the blackout.
+    pub async fn kexec_reboot(&mut self) -> Result<Duration, GuestError> {
+        let next = self.boot_index() + 1;
         self.request(Request::KexecReboot).await?;
         let t0 = Instant::now();
         self.await_hello(next, t0).await?;
         Ok(t0.elapsed())
+    }
+
+    /// The id the next request will carry (the agent marks each in the kernel log).
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id
     }
 
     /// Kexec into the kernel and initrd this VM booted with.
@@ -367,6 +385,7 @@ impl Guest {
             step: self.step.clone(),
             console: self.vm.console_tail(30),
             artifacts: self.artifacts().display().to_string(),
+            reports: Box::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A kernel as the run carries it: not a path but everything known of it.
 
-use luo_kernels::BuiltKernel;
+use luo_kernels::{BuiltKernel, Flavour};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,23 @@ pub struct PlannedKernel {
     pub system_map: Option<PathBuf>,
     /// `make kernelrelease`, when built here.
     pub release: Option<String>,
+    /// Its instrumentation (plain for a kernel built elsewhere: what it checks is read from its
+    /// config, [`PlannedKernel::has`]).
+    pub flavour: Flavour,
+    /// The ELF kernel its reports are symbolized against (with DWARF in the debug flavour).
+    pub vmlinux: Option<PathBuf>,
+    /// The tree it was compiled from: the prefix of every path in its DWARF and gcov notes.
+    pub source_root: Option<String>,
+    /// The gcov flavour's notes and profiled sources.
+    pub gcov: Option<GcovNotes>,
+}
+
+/// Where a gcov kernel's notes (`<file>.gcno`) and profiled sources (`<file>.c`) are, by their
+/// paths in the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcovNotes {
+    pub dir: PathBuf,
+    pub files: Vec<String>,
 }
 
 pub const PREBUILT: &str = "prebuilt";
@@ -35,6 +52,13 @@ impl PlannedKernel {
             config: Some(k.config()),
             system_map: Some(k.system_map()),
             release: Some(k.meta.release.clone()),
+            flavour: k.meta.flavour,
+            vmlinux: k.vmlinux(),
+            source_root: Some(k.meta.source_root.clone()).filter(|r| !r.is_empty()),
+            gcov: k.gcov_dir().map(|dir| GcovNotes {
+                dir,
+                files: k.meta.profiled.clone(),
+            }),
         }
     }
 
@@ -48,7 +72,8 @@ impl PlannedKernel {
                 .find(|p| p.is_file() && p != bzimage)
         };
         let config = beside(&["config", ".config"]);
-        let pvh = beside(&["vmlinux"]).filter(|_| {
+        let vmlinux = beside(&["vmlinux"]);
+        let pvh = vmlinux.clone().filter(|_| {
             config
                 .as_ref()
                 .and_then(|c| std::fs::read_to_string(c).ok())
@@ -63,7 +88,21 @@ impl PlannedKernel {
             config,
             system_map: beside(&["System.map"]),
             release: None,
+            flavour: Flavour::PLAIN,
+            vmlinux,
+            source_root: None,
+            gcov: None,
         }
+    }
+
+    /// Whether its config has `CONFIG_<symbol>=y` (false when its config is unknown): what the
+    /// checks after each boot use, so a kernel built elsewhere with kmemleak is scanned too.
+    pub fn has(&self, symbol: &str) -> bool {
+        let want = format!("CONFIG_{symbol}=y");
+        self.config
+            .as_ref()
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .is_some_and(|t| t.lines().any(|l| l == want))
     }
 
     /// Whether it finds virtio-mmio devices on its command line (what microvm needs): known from
@@ -78,9 +117,13 @@ impl PlannedKernel {
             })
     }
 
-    /// `debian:linux-source-7.3=7.3.4-1~bpo13+1 stock`, for messages and progress.
+    /// `debian:linux-source-7.3=7.3.4-1~bpo13+1 stock` (`... stock debug`), for messages and
+    /// progress.
     pub fn label(&self) -> String {
-        format!("{} {}", self.source, self.variant)
+        match self.flavour.is_plain() {
+            true => format!("{} {}", self.source, self.variant),
+            false => format!("{} {} {}", self.source, self.variant, self.flavour),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ mod kernel;
 pub mod stage;
 
 pub use image::GuestImage;
-pub use kernel::{PREBUILT, PlannedKernel};
+pub use kernel::{GcovNotes, PREBUILT, PlannedKernel};
 pub use stage::{Stage, StageError};
 
 use crate::events::{Event, EventSink};
@@ -90,6 +90,8 @@ pub struct Needs {
     pub shell: bool,
     /// A scenario has `image: systemd`: the Debian root filesystem with systemd is needed.
     pub systemd: bool,
+    /// A scenario has `debug: true`: the debug flavour of every kernel is needed too.
+    pub debug: bool,
 }
 
 /// A scenario's own C program: its sources (absolute) and C library.
@@ -138,7 +140,23 @@ pub struct Plan {
     pub accel: Accel,
     pub machine: Machine,
     pub vm: VmOptions,
+    /// The same plan with the debug flavour of every kernel, for scenarios with `debug: true` in
+    /// a run that is not `--debug` itself.
+    pub debug: Option<Box<Plan>>,
 }
+
+/// The memory a guest of a debug kernel gets at least. KASAN's shadow takes an eighth of it at
+/// boot; by default KHO's scratch areas are four times what the first kernel reserved at boot
+/// (200% for low memory and 200% per node), shadow included, which no guest size fits (1 GiB:
+/// "Failed to reserve nid 0 scratch buffer"), so a VM with a KASAN kernel sizes them itself
+/// ([`crate::vm::VmConfig::kasan`]). The next kernel, its initrd and its own shadow must fit in
+/// the scratch. Measured (docs/findings.md, "Memory"): 512 MiB boots and kexecs with 179 MB left
+/// to the first kernel's user space; 768 MiB leaves 350 MB, for the scenarios with thousands of
+/// sessions and memfds, at the same boot time.
+pub const DEBUG_MEMORY_MIB: u32 = 768;
+
+/// How much longer a boot of a debug kernel may take than the plain one's limit.
+pub const DEBUG_BOOT_FACTOR: u32 = 4;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PlanError {
@@ -200,6 +218,21 @@ impl Classify for PlanError {
 }
 
 impl Plan {
+    /// The plan a scenario runs on: this one, or its debug flavour for `debug: true`.
+    pub fn for_scenario(&self, debug: bool) -> &Plan {
+        match (debug, &self.debug) {
+            (true, Some(d)) => d,
+            _ => self,
+        }
+    }
+
+    /// The least memory a guest of this plan's kernels needs, when that is more than the default.
+    pub fn min_memory_mib(&self) -> Option<u32> {
+        self.all_kernels()
+            .any(|k| k.flavour.debug || k.has("KASAN"))
+            .then_some(DEBUG_MEMORY_MIB)
+    }
+
     /// The configuration of one VM of this run.
     pub fn vm_config(&self, name: &str) -> VmConfig {
         let mut cfg = VmConfig::new(
@@ -213,6 +246,15 @@ impl Plan {
         cfg.keep |= self.vm.keep;
         cfg.extra_cmdline = self.vm.extra_cmdline.clone();
         cfg.from_saved = !self.vm.cold_boot;
+        if let Some(m) = self.min_memory_mib() {
+            cfg.memory_mib = cfg.memory_mib.max(m);
+            cfg.kasan = true;
+            // Under TCG a debug kernel boots in about 6 s where the plain one takes 0.5 (and
+            // systemd on one took 241 s for systemd-fd-store, against about 8): boots get longer.
+            cfg.timeouts = cfg
+                .timeouts
+                .with_boot(cfg.timeouts.boot * DEBUG_BOOT_FACTOR);
+        }
         if let Some(m) = self.vm.memory_mib {
             cfg.memory_mib = m;
         }
@@ -490,20 +532,7 @@ pub async fn resolve(
 ) -> Result<Plan, PlanError> {
     let cache = Cache::from_env();
     let mut r = Resolver::new(&req.build, sink)?;
-    let boot = r.kernel(&req.kernel, None).await?;
-    let next = match &req.next {
-        Some(spec) => Some(r.kernel(spec, None).await?),
-        None => None,
-    };
-    let mut kernels = BTreeMap::new();
-    kernels.insert(boot.variant.clone(), boot.clone());
-    for name in &needs.kernels {
-        if kernels.contains_key(name) {
-            continue;
-        }
-        let k = r.named(name, &boot, &req.kernel, &req.bindings).await?;
-        kernels.insert(name.clone(), k);
-    }
+    let (boot, next, kernels) = resolve_kernels(&mut r, req, needs).await?;
     let mut selftests = BTreeMap::new();
     for name in &needs.selftests {
         selftests.insert(name.clone(), r.selftest(&req.kernel, name, &boot).await?);
@@ -543,15 +572,95 @@ pub async fn resolve(
         accel,
         machine: Machine::Pc,
         vm: req.vm.clone(),
+        debug: None,
     };
+    if needs.debug && !req.build.flavour.debug {
+        let template = req
+            .build
+            .with_flavour(req.build.flavour.with(luo_kernels::Flavour::DEBUG));
+        let mut r = Resolver::new(&template, sink)?;
+        let (boot, next, kernels) = resolve_kernels(&mut r, req, needs).await?;
+        plan.debug = Some(Box::new(Plan {
+            boot,
+            next,
+            kernels,
+            ..plan.clone()
+        }));
+    }
     plan.machine = req.machine.unwrap_or_else(|| {
-        if plan.all_kernels().all(PlannedKernel::finds_mmio_devices) {
-            Machine::Microvm
-        } else {
-            Machine::Pc
+        let kernels = plan
+            .all_kernels()
+            .chain(plan.debug.iter().flat_map(|d| d.all_kernels()));
+        match kernels.into_iter().all(PlannedKernel::finds_mmio_devices) {
+            true => Machine::Microvm,
+            false => Machine::Pc,
         }
     });
+    if let Some(d) = plan.debug.as_mut() {
+        d.machine = plan.machine;
+    }
     Ok(plan)
+}
+
+/// The instrumented kernels the test suite boots besides the plain ones, as (flavour, variant) of
+/// the default kernel: the debug flavour of every variant (the four designs, whose scenario set
+/// runs on it, and the test-only ones with planted bugs), the gcov flavour of the default variant.
+pub fn suite_flavours() -> Vec<(luo_kernels::Flavour, String)> {
+    let mut v: Vec<_> = luo_kernels::variant::all()
+        .map(|v| (luo_kernels::Flavour::DEBUG, v.name.to_string()))
+        .collect();
+    v.push((
+        luo_kernels::Flavour::GCOV,
+        luo_kernels::variant::DEFAULT.into(),
+    ));
+    v
+}
+
+/// The kernel `req` boots, in each of `flavours` (flavour, variant): built, found in the cache
+/// or taken from the stage, like any kernel of a plan.
+pub async fn flavoured_kernels(
+    req: &PlanRequest,
+    flavours: &[(luo_kernels::Flavour, String)],
+    sink: &dyn EventSink,
+) -> Result<Vec<PlannedKernel>, PlanError> {
+    let mut out = Vec::new();
+    for (flavour, variant) in flavours {
+        let template = req.build.with_flavour(*flavour);
+        let mut r = Resolver::new(&template, sink)?;
+        out.push(r.kernel(&req.kernel, Some(variant)).await?);
+    }
+    Ok(out)
+}
+
+/// The boot kernel, the run's next kernel and every kernel a `kexec` names, in the resolver's
+/// flavour.
+async fn resolve_kernels(
+    r: &mut Resolver<'_>,
+    req: &PlanRequest,
+    needs: &Needs,
+) -> Result<
+    (
+        PlannedKernel,
+        Option<PlannedKernel>,
+        BTreeMap<String, PlannedKernel>,
+    ),
+    PlanError,
+> {
+    let boot = r.kernel(&req.kernel, None).await?;
+    let next = match &req.next {
+        Some(spec) => Some(r.kernel(spec, None).await?),
+        None => None,
+    };
+    let mut kernels = BTreeMap::new();
+    kernels.insert(boot.variant.clone(), boot.clone());
+    for name in &needs.kernels {
+        if kernels.contains_key(name) {
+            continue;
+        }
+        let k = r.named(name, &boot, &req.kernel, &req.bindings).await?;
+        kernels.insert(name.clone(), k);
+    }
+    Ok((boot, next, kernels))
 }
 
 impl Resolver<'_> {
@@ -585,7 +694,10 @@ impl Resolver<'_> {
 
 /// What a build request is called in progress and errors.
 pub fn request_label(req: &BuildRequest) -> String {
-    format!("{} {}", req.source.location(), req.variant)
+    match req.flavour.is_plain() {
+        true => format!("{} {}", req.source.location(), req.variant),
+        false => format!("{} {} {}", req.source.location(), req.variant, req.flavour),
+    }
 }
 
 /// make runs for minutes: off the async workers, its events sent back through a channel.

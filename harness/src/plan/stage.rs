@@ -103,6 +103,18 @@ pub struct StagedKernel {
     pub pvh_vmlinux: Option<StagedFile>,
     pub system_map: Option<StagedFile>,
     pub config: Option<StagedFile>,
+    #[serde(default)]
+    pub flavour: luo_kernels::Flavour,
+    /// The ELF kernel reports are symbolized against, when it is not the PVH one.
+    #[serde(default)]
+    pub vmlinux: Option<StagedFile>,
+    #[serde(default)]
+    pub source_root: Option<String>,
+    /// A gcov kernel's notes and profiled sources, under `gcov/` of its directory.
+    #[serde(default)]
+    pub gcov: Vec<StagedFile>,
+    #[serde(default)]
+    pub profiled: Vec<String>,
 }
 
 /// A selftest (by its name) or a C program (by its sources' key), built from `spec`'s source.
@@ -206,15 +218,37 @@ impl Stage {
             return Ok(None);
         };
         let optional = |f: &Option<StagedFile>| f.as_ref().map(|f| self.verified(f)).transpose();
+        let pvh_vmlinux = optional(&k.pvh_vmlinux)?;
+        let gcov = match k.gcov.first() {
+            None => None,
+            Some(first) => {
+                for f in &k.gcov {
+                    self.verified(f)?;
+                }
+                let dir = first
+                    .path
+                    .ancestors()
+                    .find(|a| a.ends_with(luo_kernels::cache::GCOV_DIR))
+                    .map(|a| self.dir.join(a));
+                dir.map(|dir| super::kernel::GcovNotes {
+                    dir,
+                    files: k.profiled.clone(),
+                })
+            }
+        };
         Ok(Some(super::PlannedKernel {
             spec: spec.to_string(),
             source: k.source.clone(),
             variant: k.variant.clone(),
             bzimage: self.verified(&k.bzimage)?,
-            pvh_vmlinux: optional(&k.pvh_vmlinux)?,
+            vmlinux: optional(&k.vmlinux)?.or_else(|| pvh_vmlinux.clone()),
+            pvh_vmlinux,
             config: optional(&k.config)?,
             system_map: optional(&k.system_map)?,
             release: k.release.clone(),
+            flavour: k.flavour,
+            source_root: k.source_root.clone(),
+            gcov,
         }))
     }
 
@@ -326,9 +360,29 @@ impl Writer {
         k: &super::PlannedKernel,
         recipe_key: String,
     ) -> Result<(), StageError> {
-        let dir = PathBuf::from("kernels").join(slug(&format!("{}-{}", k.spec, k.variant)));
+        let name = match k.flavour.is_plain() {
+            true => format!("{}-{}", k.spec, k.variant),
+            false => format!("{}-{}-{}", k.spec, k.variant, k.flavour),
+        };
+        let dir = PathBuf::from("kernels").join(slug(&name));
         let optional = |p: &Option<PathBuf>, name: &str| {
             p.as_ref().map(|p| self.add(p, &dir.join(name))).transpose()
+        };
+        let mut gcov = Vec::new();
+        if let Some(notes) = &k.gcov {
+            for f in &notes.files {
+                let note = Path::new(f).with_extension("gcno");
+                for rel in [note.as_path(), Path::new(f)] {
+                    let staged = PathBuf::from(luo_kernels::cache::GCOV_DIR).join(rel);
+                    gcov.push(self.add(&notes.dir.join(rel), &dir.join(staged))?);
+                }
+            }
+        }
+        let pvh_vmlinux = optional(&k.pvh_vmlinux, "vmlinux")?;
+        // The same file when the kernel boots from it; staged once.
+        let vmlinux = match (&k.vmlinux, &k.pvh_vmlinux) {
+            (Some(v), Some(p)) if v == p => None,
+            (v, _) => optional(v, "vmlinux.elf")?,
         };
         let staged = StagedKernel {
             spec: k.spec.clone(),
@@ -337,9 +391,14 @@ impl Writer {
             source: k.source.clone(),
             release: k.release.clone(),
             bzimage: self.add(&k.bzimage, &dir.join("bzImage"))?,
-            pvh_vmlinux: optional(&k.pvh_vmlinux, "vmlinux")?,
+            pvh_vmlinux,
             system_map: optional(&k.system_map, "System.map")?,
             config: optional(&k.config, "config")?,
+            flavour: k.flavour,
+            vmlinux,
+            source_root: k.source_root.clone(),
+            gcov,
+            profiled: k.gcov.as_ref().map(|g| g.files.clone()).unwrap_or_default(),
         };
         self.manifest.kernels.push(staged);
         Ok(())
@@ -436,6 +495,8 @@ pub struct Extras<'a> {
     pub systemd: bool,
     /// Directories of the boot kernel's source: name, the source, the directory within it.
     pub trees: Vec<(&'a str, PathBuf, &'a Path)>,
+    /// Kernels besides the plan's: the instrumented flavours the suite boots.
+    pub kernels: Vec<super::PlannedKernel>,
 }
 
 /// Stages everything `plan` resolved (made with `build` as its template and `boot_spec` as its
@@ -457,11 +518,14 @@ pub fn write(
     };
     let mut w = Writer::create(dir)?;
     let mut seen = std::collections::BTreeSet::new();
-    for k in plan.all_kernels() {
-        if !k.spec.starts_with("debian:") || !seen.insert((k.spec.clone(), k.variant.clone())) {
+    for k in plan.all_kernels().chain(&extras.kernels) {
+        if !k.spec.starts_with("debian:")
+            || !seen.insert((k.spec.clone(), k.variant.clone(), k.flavour))
+        {
             continue;
         }
         let recipe_key = build
+            .with_flavour(k.flavour)
             .with_variant(&k.variant)
             .recipe_key()
             .map_err(|e| incomplete(&k.label())(&e))?;
@@ -521,6 +585,10 @@ mod tests {
             config: Some(dir.join("config")),
             system_map: None,
             release: Some("7.3.4".into()),
+            flavour: Default::default(),
+            vmlinux: None,
+            source_root: None,
+            gcov: None,
         }
     }
 

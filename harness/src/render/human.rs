@@ -94,6 +94,9 @@ impl Human {
             if reason.lines().count() > 1 {
                 writeln!(out, "{reason}")?;
             }
+            for f in r.report.iter().flat_map(|rep| &rep.findings) {
+                write!(out, "{}", f.render())?;
+            }
             if let SnapshotStatus::Differs { diff, .. } = &r.snapshot {
                 write!(out, "{diff}")?;
             }

@@ -42,6 +42,7 @@ pub(crate) mod fixtures {
                 release: "7.3.4".into(),
                 variant: "stock".into(),
                 source: "debian:7.3".into(),
+                flavour: None,
             },
             boots: vec![],
             steps: vec![],
@@ -49,6 +50,7 @@ pub(crate) mod fixtures {
             session_identity: vec![],
             memory: vec![],
             kernel_log: vec![],
+            findings: vec![],
             handover: vec![],
             subtests: groups
                 .iter()

@@ -7,19 +7,6 @@ use super::report::*;
 use luo_protocol::{MemorySnapshot, Observation, Reply, Request};
 use std::collections::BTreeMap;
 
-/// Patterns that make a kernel log line suspicious (any hit fails the scenario).
-const SUSPICIOUS: &[&str] = &[
-    "Failed to deserialize",
-    "Failed to reserve scratch",
-    "WARNING:",
-    "BUG:",
-    "Oops",
-    "KASAN",
-    "incompatible",
-    "Kernel panic",
-    "Call Trace",
-];
-
 /// A kernel log line that says the handed-over state was refused, and how to call it.
 fn refused(line: &str) -> Option<&'static str> {
     if line.contains("incompatible") {
@@ -30,6 +17,9 @@ fn refused(line: &str) -> Option<&'static str> {
         None
     }
 }
+
+/// How many reads of the log one checkpoint makes at most (each carries 4 MiB of it).
+const MAX_LOG_READS: usize = 16;
 
 impl<G: GuestDriver> StepContext<'_, G> {
     pub(crate) fn observed(&mut self, o: &Observation, handle: &str) -> Observed {
@@ -134,26 +124,96 @@ impl<G: GuestDriver> StepContext<'_, G> {
         self.last_memory = Some((label.to_string(), snap));
     }
 
-    pub(crate) async fn scan_kernel_log(&mut self) -> Result<(), StepFailure> {
+    /// Reads what the running kernel says about itself (scenario/watch.rs): its log since the last
+    /// read, whose refused-state lines the report gets at once; kmemleak's suspects where the kernel
+    /// has kmemleak; the counters of a gcov kernel. `check` names the checkpoint (`before L11
+    /// kexec`, `end`) for the leaks it finds and for what cannot be read.
+    pub(crate) async fn checkpoint(&mut self, check: &str) -> Result<(), StepFailure> {
         let boot = self.guest.boot_index();
-        if let Some(Reply::Log { lines }) = self.call(Request::KernelLog, None).await? {
-            for l in lines {
-                if l.contains("ommand line:") {
-                    continue;
-                }
-                if SUSPICIOUS.iter().any(|p| l.contains(p)) {
-                    // Strip the timestamp: it differs from run to run.
-                    let text = l.split_once("] ").map_or(l.as_str(), |(_, t)| t);
+        for _ in 0..MAX_LOG_READS {
+            let from = self.watching().next_seq();
+            let Some(Reply::Records(r)) = self.call(Request::KernelRecords { from }, None).await?
+            else {
+                return Err(StepFailure::Check(
+                    "kernel_records: unexpected reply".into(),
+                ));
+            };
+            let more = r.truncated;
+            for l in self.watching().records(r) {
+                let text = l.split_once("] ").map_or(l.as_str(), |(_, t)| t);
+                if let Some(what) = refused(text) {
                     self.report.kernel_log.push(format!("boot {boot}: {text}"));
-                    if let Some(what) = refused(text) {
-                        self.report
-                            .handover
-                            .push(format!("boot {boot}: {what}: {text}"));
-                    }
+                    self.report
+                        .handover
+                        .push(format!("boot {boot}: {what}: {text}"));
                 }
+            }
+            if !more {
+                break;
+            }
+        }
+        let kernel = &self.watching().kernel;
+        let kmemleak = kernel.has("DEBUG_KMEMLEAK");
+        let profiled = kernel.gcov.as_ref().map(|g| g.files.len());
+        if kmemleak {
+            let req = Request::Kmemleak {
+                min_age_ms: super::watch::KMEMLEAK_MIN_AGE_MS,
+            };
+            match self.guest.try_request(req, None).await? {
+                Ok(Reply::Leaks { report, .. }) => self.watching().leaks(check.into(), report),
+                Ok(other) => {
+                    return Err(StepFailure::Check(format!(
+                        "kmemleak: unexpected reply {other:?}"
+                    )));
+                }
+                // A debug kernel whose leak check cannot run must not pass as leak-free.
+                Err(e) => self
+                    .report
+                    .failures
+                    .push(format!("boot {boot}, {check}: kmemleak: {e}")),
+            }
+        }
+        if let Some(profiled) = profiled {
+            match self.guest.try_request(Request::GcovData, None).await? {
+                Ok(Reply::Gcov { files }) if !files.is_empty() => {
+                    self.watching().gcov = Some(files)
+                }
+                Ok(Reply::Gcov { .. }) => self.report.failures.push(format!(
+                    "boot {boot}, {check}: no gcov data in /sys/kernel/debug/gcov although the kernel was built to profile {profiled} file{}",
+                    if profiled == 1 { "" } else { "s" }
+                )),
+                Ok(other) => {
+                    return Err(StepFailure::Check(format!("gcov_data: unexpected reply {other:?}")));
+                }
+                Err(e) => self
+                    .report
+                    .failures
+                    .push(format!("boot {boot}, {check}: gcov data: {e}")),
             }
         }
         Ok(())
+    }
+
+    /// Every boot's findings into the report (at most [`crate::findings::MAX_FINDINGS`]), and the
+    /// suspicious lines no report holds into its kernel log.
+    pub(crate) fn conclude_findings(&mut self) {
+        let mut all = Vec::new();
+        for w in &self.watch {
+            let (findings, stray) = w.findings();
+            all.extend(findings);
+            self.report
+                .kernel_log
+                .extend(stray.into_iter().map(|l| format!("boot {}: {l}", w.boot)));
+        }
+        let max = crate::findings::MAX_FINDINGS;
+        if all.len() > max {
+            self.report.kernel_log.push(format!(
+                "{} more findings after the first {max} (all in the console and agent.jsonl)",
+                all.len() - max
+            ));
+            all.truncate(max);
+        }
+        self.report.findings = all;
     }
 
     /// After a kexec: whether the new kernel found the state the old one handed over.

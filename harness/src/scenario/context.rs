@@ -27,8 +27,8 @@ pub enum StepFailure {
     },
     /// A kernel the scenario kexec'd into lacks what it requires.
     Skip(String),
-    /// The VM itself failed.
-    Vm(GuestError),
+    /// The VM itself failed (boxed: it is the largest failure and the rarest).
+    Vm(Box<GuestError>),
 }
 
 impl StepFailure {
@@ -58,7 +58,7 @@ impl StepFailure {
 
 impl From<GuestError> for StepFailure {
     fn from(e: GuestError) -> Self {
-        StepFailure::Vm(e)
+        StepFailure::Vm(Box::new(e))
     }
 }
 
@@ -88,6 +88,8 @@ pub struct StepContext<'a, G> {
     pub(crate) dir: std::path::PathBuf,
     /// The guest image the scenario boots (and kexecs with).
     pub(crate) initrd: std::path::PathBuf,
+    /// What each boot's kernel said about itself, read at every checkpoint; the last is running.
+    pub(crate) watch: Vec<super::watch::BootWatch>,
 }
 
 impl<'a, G: GuestDriver> StepContext<'a, G> {
@@ -113,7 +115,37 @@ impl<'a, G: GuestDriver> StepContext<'a, G> {
             line: 0,
             dir: ".".into(),
             initrd: plan.initrd.clone(),
+            watch: vec![super::watch::BootWatch::new(0, plan.boot.clone())],
         }
+    }
+
+    /// The running boot's watch.
+    pub(crate) fn watching(&mut self) -> &mut super::watch::BootWatch {
+        self.watch
+            .last_mut()
+            .expect("a scenario watches from its first boot")
+    }
+
+    /// The VM's console log so far (empty where the guest keeps none).
+    pub(crate) fn console(&self) -> String {
+        self.guest
+            .artifacts()
+            .and_then(|d| std::fs::read_to_string(d.join("console.log")).ok())
+            .unwrap_or_default()
+    }
+
+    /// What the running boot's kernel reported on the console before the VM failed, rendered.
+    pub(crate) fn console_reports(&self) -> Vec<String> {
+        match self.watch.last() {
+            Some(w) => w.console_reports(&self.console()),
+            None => vec![],
+        }
+    }
+
+    /// The step that starts now: reports from its requests on are its.
+    pub(crate) fn enter_step(&mut self, label: String) {
+        let first = self.guest.next_request_id();
+        self.watching().step(first, label);
     }
 
     /// One request with the step's `expect` applied: Ok(Some(reply)) when it succeeded as it

@@ -18,10 +18,15 @@ pub trait GuestDriver: Send {
         req: Request,
         within: Option<Duration>,
     ) -> impl Future<Output = RequestResult> + Send;
-    fn kexec(
+    /// Stages and loads the next kernel (kexec_file_load); the running one goes on.
+    fn kexec_load(
         &mut self,
         target: &KexecTarget,
-    ) -> impl Future<Output = Result<Duration, GuestError>> + Send;
+    ) -> impl Future<Output = Result<(), GuestError>> + Send;
+    /// reboot(KEXEC) into what was loaded, and the next kernel's hello; returns the blackout.
+    fn kexec_reboot(&mut self) -> impl Future<Output = Result<Duration, GuestError>> + Send;
+    /// The id the next request carries (the agent marks each request in the kernel log).
+    fn next_request_id(&self) -> u64;
     fn power_off(self) -> impl Future<Output = Result<(), GuestError>> + Send;
     fn hello(&self) -> &Hello;
     fn boot_index(&self) -> u32;
@@ -43,8 +48,14 @@ impl GuestDriver for Guest {
             None => Guest::try_request(self, req).await,
         }
     }
-    async fn kexec(&mut self, target: &KexecTarget) -> Result<Duration, GuestError> {
-        Guest::kexec(self, target).await
+    async fn kexec_load(&mut self, target: &KexecTarget) -> Result<(), GuestError> {
+        Guest::kexec_load(self, target).await
+    }
+    async fn kexec_reboot(&mut self) -> Result<Duration, GuestError> {
+        Guest::kexec_reboot(self).await
+    }
+    fn next_request_id(&self) -> u64 {
+        Guest::next_request_id(self)
     }
     async fn power_off(self) -> Result<(), GuestError> {
         Guest::power_off(self).await

@@ -5,6 +5,7 @@ use super::context::{StepContext, StepFailure};
 use super::driver::GuestDriver;
 use super::model::Scenario;
 use super::report::{BootFacts, KernelFacts, Metrics, Report};
+use super::watch::GcovCapture;
 use crate::guest::GuestError;
 use crate::outcome::Outcome;
 use crate::plan::Plan;
@@ -21,6 +22,8 @@ pub struct Ran {
     pub outcome: Outcome,
     /// The VM's artifacts, kept when the scenario did not pass.
     pub artifacts: Option<PathBuf>,
+    /// The gcov counters of every boot of a gcov kernel, as read at its last checkpoint.
+    pub gcov: Vec<GcovCapture>,
 }
 
 fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -> Report {
@@ -31,6 +34,7 @@ fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -
             release: hello.boot.release.clone(),
             variant: plan.boot.variant.clone(),
             source: plan.boot.source.clone(),
+            flavour: (!plan.boot.flavour.is_plain()).then(|| plan.boot.flavour.to_string()),
         },
         boots: vec![BootFacts::from_hello(0, hello)],
         steps: vec![],
@@ -38,6 +42,7 @@ fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -
         session_identity: vec![],
         memory: vec![],
         kernel_log: vec![],
+        findings: vec![],
         handover: vec![],
         subtests: vec![],
         failures: vec![],
@@ -69,7 +74,7 @@ pub async fn drive<G: GuestDriver>(
     let mut vm_failure = None;
     match cx.unmet_requirements().await {
         Ok(why) => skipped = why.map(|w| format!("boot 0: {w}")),
-        Err(StepFailure::Vm(e)) => vm_failure = Some(e),
+        Err(StepFailure::Vm(e)) => vm_failure = Some(*e),
         Err(other) => cx
             .report
             .failures
@@ -82,6 +87,7 @@ pub async fn drive<G: GuestDriver>(
             let t0 = Instant::now();
             let span = tracing::info_span!("step", line, keyword, boot = cx.guest.boot_index());
             cx.line = line;
+            cx.enter_step(format!("L{line} {keyword}"));
             let result = step.value.run(&mut cx).instrument(span).await;
             cx.metrics.steps_ms.push((
                 format!("L{line} {keyword}"),
@@ -90,7 +96,7 @@ pub async fn drive<G: GuestDriver>(
             match result {
                 Ok(summary) => cx.report.steps.push(format!("L{line} {summary}")),
                 Err(StepFailure::Vm(e)) => {
-                    vm_failure = Some(e);
+                    vm_failure = Some(*e);
                     break;
                 }
                 Err(StepFailure::Skip(why)) => {
@@ -110,20 +116,23 @@ pub async fn drive<G: GuestDriver>(
     }
     if let Some(e) = vm_failure {
         cx.guest.keep_artifacts();
-        return Err(e);
+        return Err(e.with_reports(cx.console_reports()));
     }
-    match cx.scan_kernel_log().await {
+    cx.enter_step("end".into());
+    match cx.checkpoint("end").await {
         Ok(()) => {}
         Err(StepFailure::Vm(e)) => {
             cx.guest.keep_artifacts();
-            return Err(e);
+            return Err(*e);
         }
         Err(other) => cx
             .report
             .failures
             .push(format!("reading the kernel log: {other:?}")),
     }
+    cx.conclude_findings();
     cx.summarise_identity();
+    let gcov = cx.watch.iter().filter_map(GcovCapture::of).collect();
     let StepContext {
         mut guest,
         mut report,
@@ -131,18 +140,29 @@ pub async fn drive<G: GuestDriver>(
         ..
     } = cx;
     report.skipped = skipped.clone();
-    report.passed = skipped.is_none() && report.failures.is_empty() && report.kernel_log.is_empty();
+    report.passed = skipped.is_none()
+        && report.failures.is_empty()
+        && report.kernel_log.is_empty()
+        && report.findings.is_empty();
     let outcome = match (&skipped, report.passed) {
         (Some(why), _) => Outcome::Skip {
             reason: why.clone(),
         },
         (None, true) => Outcome::Pass,
         (None, false) => {
+            let finding = report.findings.first().map(|f| {
+                let more = match report.findings.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more findings)", n - 1),
+                };
+                format!("boot {}, {}: {}{more}", f.boot, f.step, f.title)
+            });
             let first = report
                 .failures
                 .first()
-                .or(report.kernel_log.first())
                 .cloned()
+                .or(finding)
+                .or(report.kernel_log.first().cloned())
                 .unwrap_or_default();
             Outcome::Fail {
                 // Lost or refused state is the finding; the failing step follows from it.
@@ -170,5 +190,6 @@ pub async fn drive<G: GuestDriver>(
         metrics,
         outcome,
         artifacts,
+        gcov,
     })
 }

@@ -36,6 +36,8 @@ pub struct FakeGuest {
     pub inodes: BTreeMap<String, u64>,
     fail_kexec: Option<GuestError>,
     lose_state: bool,
+    /// Request ids, as the real guest numbers them.
+    next_id: u64,
 }
 
 pub fn hello(boot: u32) -> Hello {
@@ -66,6 +68,7 @@ impl FakeGuest {
             inodes: BTreeMap::new(),
             fail_kexec: None,
             lose_state: false,
+            next_id: 1,
         }
     }
 
@@ -111,6 +114,10 @@ impl FakeGuest {
                 cloexec: true,
             }),
             Request::KernelLog => Reply::Log { lines: vec![] },
+            Request::KernelRecords { from } => Reply::Records(luo_protocol::KernelRecords {
+                next: *from,
+                ..Default::default()
+            }),
             Request::KernelConfig => Reply::Text {
                 text: "CONFIG_LIVEUPDATE=y\n".into(),
                 truncated: false,
@@ -135,6 +142,7 @@ impl FakeGuest {
 
 impl GuestDriver for FakeGuest {
     async fn try_request(&mut self, req: Request, within: Option<Duration>) -> RequestResult {
+        self.next_id += 1;
         self.seen
             .lock()
             .unwrap()
@@ -143,11 +151,16 @@ impl GuestDriver for FakeGuest {
         let answer = (self.script)(&req).unwrap_or_else(|| Ok(self.default_reply(&req)));
         Ok(answer)
     }
-    async fn kexec(&mut self, target: &KexecTarget) -> Result<Duration, GuestError> {
+    async fn kexec_load(&mut self, target: &KexecTarget) -> Result<(), GuestError> {
         if let Some(e) = self.fail_kexec.take() {
             return Err(e);
         }
         self.seen.lock().unwrap().kexecs.push(target.clone());
+        self.next_id += 1;
+        Ok(())
+    }
+    async fn kexec_reboot(&mut self) -> Result<Duration, GuestError> {
+        self.next_id += 1;
         let next = self.hello.boot.boot_index.unwrap_or(0) + 1;
         self.hello = hello(next);
         if self.lose_state {
@@ -155,6 +168,9 @@ impl GuestDriver for FakeGuest {
             self.hello.boot.kho_exec_from = None;
         }
         Ok(Duration::from_millis(500))
+    }
+    fn next_request_id(&self) -> u64 {
+        self.next_id
     }
     async fn power_off(self) -> Result<(), GuestError> {
         self.seen.lock().unwrap().powered_off = true;
@@ -201,6 +217,10 @@ fn kernel(variant: &str) -> PlannedKernel {
         config: None,
         system_map: None,
         release: Some("7.3.4".into()),
+        flavour: Default::default(),
+        vmlinux: None,
+        source_root: None,
+        gcov: None,
     }
 }
 
@@ -226,5 +246,6 @@ pub fn plan() -> Plan {
         accel: Accel::Tcg,
         machine: Machine::Microvm,
         vm: VmOptions::default(),
+        debug: None,
     }
 }

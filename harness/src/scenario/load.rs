@@ -170,7 +170,19 @@ fn at<T>(s: &serde_saphyr::Spanned<T>, keyword: &'static str) -> Site {
 /// The fields outside the steps: memory, timeouts, requirements.
 fn top_level(s: &Scenario, v: &mut Validator) {
     if let Some(m) = &s.memory_mib {
-        if limits::MEMORY_MIB.contains(&m.value) {
+        let debug_min = crate::plan::DEBUG_MEMORY_MIB as u64;
+        if s.debug && m.value < debug_min {
+            v.problem(
+                &at(m, "memory_mib"),
+                format!(
+                    "memory_mib {} is too little for a debug kernel (debug: true)",
+                    m.value
+                ),
+                Some(format!(
+                    "KASAN's shadow and KHO's scratch need at least {debug_min} MiB"
+                )),
+            );
+        } else if limits::MEMORY_MIB.contains(&m.value) {
             v.memory_mib = m.value;
         } else {
             let r = limits::MEMORY_MIB;

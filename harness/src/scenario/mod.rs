@@ -21,6 +21,7 @@ pub mod subtests;
 pub mod template;
 pub mod validate;
 pub mod values;
+pub mod watch;
 
 #[cfg(test)]
 mod fake;
@@ -47,8 +48,10 @@ use crate::plan::{GuestImage, Plan};
 /// systemd's start-up (and its shutdown before a kexec) takes several times the agent's boot.
 const SYSTEMD_BOOT_FACTOR: u32 = 4;
 
-/// Boots a VM for `scenario` on the plan's kernel and runs it.
+/// Boots a VM for `scenario` on the plan's kernel (its debug flavour for `debug: true`) and runs
+/// it.
 pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
+    let plan = plan.for_scenario(scenario.debug);
     let mut cfg = plan.vm_config(scenario.name());
     let missing = |image: &str| GuestError::NoImage {
         scenario: scenario.name().to_string(),
@@ -71,9 +74,10 @@ pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
             .timeouts
             .with_boot(cfg.timeouts.boot * SYSTEMD_BOOT_FACTOR);
     }
-    // The scenario's own memory size wins over the run's.
+    // The scenario's own memory size wins over the run's; it is what its workload needs, so a
+    // debug kernel's own need comes on top (`check` refuses `debug: true` with less).
     if let Some(m) = scenario.memory_mib() {
-        cfg.memory_mib = m;
+        cfg.memory_mib = m.max(plan.min_memory_mib().unwrap_or(0));
     }
     if let Some(t) = scenario.step_timeout() {
         cfg.timeouts = cfg.timeouts.with_request(t);

@@ -36,6 +36,10 @@ pub struct Scenario {
     /// scenario about the first boot itself).
     #[serde(default)]
     pub cold_boot: bool,
+    /// Run on the debug flavour of every kernel (KASAN, KFENCE, kmemleak, lockdep, UBSAN, ...),
+    /// which the run builds when it is not `--debug` itself: every report fails the scenario.
+    #[serde(default)]
+    pub debug: bool,
     /// The guest: `default` (the agent as PID 1 in an initramfs) or `systemd` (Debian sid with
     /// systemd 262.1 as PID 1 on a read-only root, the agent one of its services).
     #[serde(default)]
@@ -94,6 +98,7 @@ impl Scenario {
         }
         needs.shell |= self.shell;
         needs.systemd |= self.image == GuestImage::Systemd;
+        needs.debug |= self.debug;
         for p in &self.programs {
             needs
                 .programs

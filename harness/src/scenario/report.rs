@@ -20,8 +20,13 @@ pub struct Report {
     pub session_identity: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory: Vec<MemoryDelta>,
-    /// Suspicious kernel log lines (WARNING, BUG, Oops, ...), quoted; empty when clean.
+    /// Kernel log lines that say handed-over state was refused, and suspicious lines (a `Call
+    /// Trace:`, a WARNING) that belong to no report; empty when clean.
     pub kernel_log: Vec<String>,
+    /// What the kernels reported about themselves (sanitizers, lockdep, WARN, BUG, oops,
+    /// kmemleak), one per report: any fails the scenario.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::findings::Finding>,
     /// Live-update state a kexec lost or the next kernel refused: `boot 1: state lost: ...`,
     /// `boot 1: incompatible: ...`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -51,6 +56,18 @@ pub struct KernelFacts {
     pub release: String,
     pub variant: String,
     pub source: String,
+    /// Its instrumentation when it has some (`debug`, `gcov`): left out of snapshot comparisons,
+    /// with what the sanitizers change by design (snapshot.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavour: Option<String>,
+}
+
+impl KernelFacts {
+    /// Whether the kernel is instrumented (a debug or gcov flavour), so that its memory figures
+    /// are not the plain kernel's.
+    pub fn is_instrumented(&self) -> bool {
+        self.flavour.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -2,11 +2,15 @@
 //! `luo-harness run` and the nextest tests alike.
 //!
 //! The comparison is of what the kernel did, not of which build did it: the release string, the
-//! release a kexec came from and the kernel's source are redacted on both sides, so a user's tree
-//! that behaves like stock matches stock's snapshots (the report itself keeps them). Both sides are
-//! compared as YAML values and shown, when they differ, as a unified diff of the same rendering.
-//! A changed or missing snapshot can be written as `<name>.snap.new` beside it, which
-//! `cargo insta review` accepts or rejects.
+//! release a kexec came from, the kernel's source and flavour, and each finding's addresses and
+//! file:line are redacted on both sides, so a user's tree that behaves like stock matches stock's
+//! snapshots (the report itself keeps them). An instrumented kernel is compared with the same
+//! snapshots, less its memory figures: slab sizes and memory per object grow with KASAN's
+//! redzones, and the gcov flavour's per-cache object counts differ from the plain kernel's, so a
+//! memory delta keeps only its labels and object count (snapshots/README.md).
+//! Both sides are compared as YAML values and shown, when they differ, as a unified diff of the
+//! same rendering. A changed or missing snapshot can be written as `<name>.snap.new` beside it,
+//! which `cargo insta review` accepts or rejects.
 
 use super::report::Report;
 use serde_json::Value;
@@ -63,15 +67,29 @@ pub struct Snapshots {
 /// The report as compared: what identifies the build rather than its behaviour replaced.
 pub fn redacted(report: &Report) -> Value {
     let mut v = serde_json::to_value(report).expect("reports serialise");
-    redact(&mut v);
+    redact(&mut v, report.kernel.is_instrumented());
     v
 }
 
-fn redact(v: &mut Value) {
+/// `instrumented`: the report compared is a debug or gcov kernel's, whose memory figures are not
+/// the plain kernel's.
+fn redact(v: &mut Value, instrumented: bool) {
     if let Some(k) = v.get_mut("kernel").and_then(Value::as_object_mut) {
         k.remove("source");
+        k.remove("flavour");
         if k.contains_key("release") {
             k.insert("release".into(), REDACTED.into());
+        }
+    }
+    if let Some(findings) = v.get_mut("findings").and_then(Value::as_array_mut) {
+        for f in findings.iter_mut().filter_map(Value::as_object_mut) {
+            f.remove("detail");
+        }
+    }
+    if instrumented && let Some(deltas) = v.get_mut("memory").and_then(Value::as_array_mut) {
+        for d in deltas.iter_mut().filter_map(Value::as_object_mut) {
+            d.remove("slab_bytes_per_object");
+            d.remove("grown_caches");
         }
     }
     if let Some(boots) = v.get_mut("boots").and_then(Value::as_array_mut) {
@@ -104,8 +122,14 @@ fn body(text: &str) -> Option<&str> {
     Some(&rest[end + 5..])
 }
 
-/// Reads a snapshot's body as a YAML value, redacted like a report.
+/// Reads a snapshot's body as a YAML value, redacted like a plain kernel's report.
 pub fn read(path: &Path) -> Result<Value, SnapshotError> {
+    read_as(path, false)
+}
+
+/// Reads a snapshot's body, redacted like the report it is compared with (`instrumented`: a debug
+/// or gcov kernel's).
+fn read_as(path: &Path, instrumented: bool) -> Result<Value, SnapshotError> {
     let text = std::fs::read_to_string(path).map_err(|source| SnapshotError::Io {
         path: path.into(),
         source,
@@ -116,7 +140,7 @@ pub fn read(path: &Path) -> Result<Value, SnapshotError> {
     };
     let b = body(&text).ok_or_else(|| malformed("no `---` header".into()))?;
     let mut v: Value = serde_saphyr::from_str(b).map_err(|e| malformed(e.to_string()))?;
-    redact(&mut v);
+    redact(&mut v, instrumented);
     Ok(v)
 }
 
@@ -140,7 +164,7 @@ impl Snapshots {
             }
             return Ok(SnapshotStatus::Missing { path });
         }
-        let want = read(&path)?;
+        let want = read_as(&path, report.kernel.is_instrumented())?;
         if want == got {
             let stale = path.with_extension("snap.new");
             let _ = std::fs::remove_file(stale);
@@ -189,6 +213,7 @@ mod tests {
                 release: release.into(),
                 variant: "stock".into(),
                 source: format!("tree:/src/{release}"),
+                flavour: None,
             },
             boots: vec![
                 BootFacts {
@@ -213,6 +238,7 @@ mod tests {
             session_identity: vec![],
             memory: vec![],
             kernel_log: vec![],
+            findings: vec![],
             handover: vec![],
             subtests: vec![],
             failures: vec![],
@@ -272,6 +298,74 @@ mod tests {
             redacted(&changed),
             "the .snap.new holds the new report"
         );
+    }
+
+    #[test]
+    fn an_instrumented_kernel_is_compared_without_memory_figures_and_findings_without_detail() {
+        use crate::findings::{Detail, Finding};
+        use crate::scenario::report::MemoryDelta;
+        let dir = tempfile::tempdir().unwrap();
+        let snaps = Snapshots {
+            root: dir.path().into(),
+            write_new: true,
+        };
+        let delta = |per: u64, grown: &str| MemoryDelta {
+            from: "empty".into(),
+            to: "+1000 sessions".into(),
+            objects: Some(1000),
+            slab_bytes_per_object: Some(per),
+            grown_caches: vec![grown.into()],
+        };
+        let mut plain = report("7.3.4", &["L1 open_device dev: ok"]);
+        plain.memory = vec![delta(640, "dentry: +1.2 per object (192 B each)")];
+        snaps.check(&plain, Path::new("t.yaml")).unwrap();
+        let new = snaps.path("stock", "t").with_extension("snap.new");
+        std::fs::rename(&new, snaps.path("stock", "t")).unwrap();
+        let mut debug = plain.clone();
+        debug.kernel.flavour = Some("debug".into());
+        debug.memory = vec![delta(1152, "dentry: +1.0 per object (320 B each)")];
+        assert!(matches!(
+            snaps.check(&debug, Path::new("t.yaml")).unwrap(),
+            SnapshotStatus::Matched { .. }
+        ));
+        let mut plain_changed = plain.clone();
+        plain_changed.memory = debug.memory.clone();
+        assert!(
+            snaps
+                .check(&plain_changed, Path::new("t.yaml"))
+                .unwrap()
+                .failed(),
+            "on a plain kernel the memory figures are compared"
+        );
+        let mut other_objects = debug.clone();
+        other_objects.memory[0].objects = Some(999);
+        assert!(
+            snaps
+                .check(&other_objects, Path::new("t.yaml"))
+                .unwrap()
+                .failed()
+        );
+        // A finding is compared by what it is, not by where this build put it.
+        let finding = |line: &str| Finding {
+            kind: "WARNING".into(),
+            title: "WARNING in luo_file_finish".into(),
+            signature: "0123456789abcdef".into(),
+            boot: 1,
+            step: "L12 finish".into(),
+            count: 1,
+            detail: Detail {
+                lines: vec![format!(
+                    "WARNING: kernel/liveupdate/luo_file.c:{line} at ..."
+                )],
+                ..Detail::default()
+            },
+        };
+        let (mut a, mut b) = (plain.clone(), plain.clone());
+        a.findings = vec![finding("100")];
+        b.findings = vec![finding("107")];
+        assert_eq!(redacted(&a), redacted(&b));
+        b.findings[0].signature = "fedcba9876543210".into();
+        assert_ne!(redacted(&a), redacted(&b));
     }
 
     #[test]

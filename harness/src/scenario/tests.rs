@@ -11,9 +11,16 @@ use luo_protocol::{AgentError, Reply, Request};
 use std::time::Duration;
 
 fn run(yaml: &str, guest: FakeGuest) -> (super::Ran, std::sync::Arc<std::sync::Mutex<fake::Seen>>) {
+    run_on(fake::plan(), yaml, guest)
+}
+
+fn run_on(
+    plan: crate::plan::Plan,
+    yaml: &str,
+    guest: FakeGuest,
+) -> (super::Ran, std::sync::Arc<std::sync::Mutex<fake::Seen>>) {
     let scenario = parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{:?}", miette::Report::new(e)));
     let seen = guest.seen.clone();
-    let plan = fake::plan();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -56,14 +63,14 @@ fn each_step_makes_its_requests_and_leaves_its_line() {
             "create_memfd",
             "write_pattern",
             "preserve_fd",
-            "kernel_log",
+            "kernel_records",
             "open_device",
             "retrieve_session",
             "retrieve_fd",
             "observe",
             "verify_pattern",
             "finish_session",
-            "kernel_log"
+            "kernel_records"
         ],
         "the verify learns the retrieved file's size first; the log is read before the kexec and at the end"
     );
@@ -234,15 +241,16 @@ steps:
 }
 
 #[test]
-fn a_suspicious_kernel_log_line_fails_a_scenario_whose_steps_passed() {
+fn a_kernel_report_is_a_finding_that_fails_a_scenario_whose_steps_passed() {
     let warn: Script = Box::new(|r| {
-        matches!(r, Request::KernelLog).then(|| {
-            Ok(Reply::Log {
-                lines: vec![
-                    "[    1.000000] WARNING: CPU: 0 PID: 1 at kernel/liveupdate/luo_session.c:99"
-                        .into(),
-                ],
-            })
+        matches!(r, Request::KernelRecords { .. }).then(|| {
+            Ok(Reply::Records(records(&[
+                "luo-agent: request 1",
+                "WARNING: CPU: 0 PID: 1 at kernel/liveupdate/luo_session.c:99 luo_session_release+0x8e/0x120",
+                "Call Trace:",
+                " __fput+0x1e8/0x4d0",
+                " </TASK>",
+            ])))
         })
     });
     let (ran, _) = run(
@@ -252,9 +260,81 @@ fn a_suspicious_kernel_log_line_fails_a_scenario_whose_steps_passed() {
     assert_eq!(
         ran.outcome,
         Outcome::Fail {
-            reason: "boot 0: WARNING: CPU: 0 PID: 1 at kernel/liveupdate/luo_session.c:99".into()
+            reason: "boot 0, L3 open_device: WARNING in luo_session_release".into()
         }
     );
+    let f = &ran.report.findings[0];
+    assert_eq!(
+        (f.kind.as_str(), f.step.as_str()),
+        ("WARNING", "L3 open_device")
+    );
+    assert!(
+        ran.report.kernel_log.is_empty(),
+        "the report is a finding, not a stray line"
+    );
+}
+
+/// A read of the kernel log holding `texts`.
+fn records(texts: &[&str]) -> luo_protocol::KernelRecords {
+    luo_protocol::KernelRecords {
+        records: texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| luo_protocol::LogRecord {
+                seq: i as u64,
+                level: 4,
+                usec: 100_000 * i as u64,
+                text: t.to_string(),
+            })
+            .collect(),
+        next: texts.len() as u64,
+        lost: 0,
+        truncated: false,
+    }
+}
+
+#[test]
+fn a_gcov_boot_without_counters_fails_naming_the_boot_and_its_checkpoint() {
+    let mut plan = fake::plan();
+    plan.boot.gcov = Some(crate::plan::GcovNotes {
+        dir: "/cache/stock/gcov".into(),
+        files: vec!["kernel/liveupdate/luo_session.c".into()],
+    });
+    // The first boot's counters are there; the kernel after the kexec has none.
+    let mut reads = 0;
+    let script: Script = Box::new(move |r| {
+        matches!(r, Request::GcovData).then(|| {
+            reads += 1;
+            let files = if reads == 1 {
+                vec![luo_protocol::GcovFile {
+                    path: "/b/kernel/liveupdate/luo_session.gcda".into(),
+                    hex: "00".into(),
+                }]
+            } else {
+                vec![]
+            };
+            Ok(Reply::Gcov { files })
+        })
+    });
+    let (ran, seen) = run_on(
+        plan,
+        "description: d\nsteps:\n  - open_device: {}\n  - kexec: {}\n",
+        FakeGuest::new(script),
+    );
+    let asked = ops(&seen.lock().unwrap());
+    assert_eq!(
+        asked.iter().filter(|o| *o == "gcov_data").count(),
+        2,
+        "once before the kexec, once at the end: {asked:?}"
+    );
+    assert_eq!(
+        ran.outcome,
+        Outcome::Fail {
+            reason: "boot 1, end: no gcov data in /sys/kernel/debug/gcov although the kernel was built to profile 1 file".into()
+        }
+    );
+    let boots: Vec<u32> = ran.gcov.iter().map(|g| g.boot).collect();
+    assert_eq!(boots, [0], "boot 0's counters are kept for the tracefile");
 }
 
 #[test]
@@ -329,6 +409,7 @@ fn a_vm_failure_is_the_error_and_keeps_the_artifacts() {
         step: "kexec into boot 1".into(),
         console: String::new(),
         artifacts: "/tmp/a".into(),
+        reports: Box::default(),
     };
     let guest = FakeGuest::agreeable().failing_kexec(lost);
     let seen = guest.seen.clone();
@@ -374,10 +455,10 @@ fn a_kexec_that_loses_the_state_is_named_as_that() {
 #[test]
 fn a_refusal_in_the_next_kernels_log_is_incompatible() {
     let refuse: Script = Box::new(|r| {
-        matches!(r, Request::KernelLog).then(|| {
-            Ok(Reply::Log {
-                lines: vec!["[    0.100000] luo: LUO state is incompatible with 'luo-v5'".into()],
-            })
+        matches!(r, Request::KernelRecords { .. }).then(|| {
+            Ok(Reply::Records(records(&[
+                "luo: LUO state is incompatible with 'luo-v5'",
+            ])))
         })
     });
     let (ran, _) = run(
@@ -609,8 +690,8 @@ fn a_unit_step_asks_systemctl_and_checks_only_what_it_names() {
                 unit: "a.service".into(),
                 action: luo_protocol::UnitAction::Show
             },
-            // The engine's scan of the kernel log at the end.
-            Request::KernelLog,
+            // The engine's read of the kernel log at the end.
+            Request::KernelRecords { from: 0 },
         ]
     );
     assert_eq!(

@@ -428,7 +428,7 @@ impl Validator {
             }
             return;
         }
-        let variants: Vec<&str> = luo_kernels::variant::all().map(|v| v.name).collect();
+        let variants: Vec<&str> = luo_kernels::variant::designs().map(|v| v.name).collect();
         self.problem(
             at,
             format!("`{name}` is not a kernel variant, a kernel source, or a name this scenario declares"),

@@ -44,6 +44,22 @@ pub struct VmConfig {
     /// Start from a saved VM that booted to the agent's hello, saving one first if there is none
     /// (vm/saved.rs); unless [`VmConfig::cold_boot_reason`] says this VM cannot be restored.
     pub from_saved: bool,
+    /// A kernel of this VM has KASAN: KHO's scratch areas are sized from the guest's memory
+    /// ([`kho_scratch`]) instead of the kernel's default, which counts KASAN's shadow four times.
+    pub kasan: bool,
+}
+
+/// `kho_scratch=` for a VM with KASAN kernels: a quarter of memory low (where kexec puts the next
+/// kernel and initrd, and most of its early allocations go), a thirty-second each for the global
+/// and per-node areas. The next debug kernel needs its image and initrd (about 45 MB) and a shadow
+/// of an eighth of memory there. Only a cold boot reads it: a kexec'd kernel inherits its scratch.
+pub fn kho_scratch(memory_mib: u32) -> String {
+    format!(
+        "kho_scratch={}M,{}M,{}M",
+        memory_mib / 4,
+        memory_mib / 32,
+        memory_mib / 32
+    )
 }
 
 /// Guest memory when nothing asks for more: KHO scratch is carved out of it at boot (about 200 MiB
@@ -71,6 +87,7 @@ impl VmConfig {
             watch_monitor: None,
             gdb_port: None,
             from_saved: false,
+            kasan: false,
         }
     }
 
@@ -108,6 +125,14 @@ impl VmConfig {
         }
         if self.root.is_some() {
             c.push_str(&format!(" {ROOT_PARAM}={ROOT_TAG}"));
+        }
+        if self.kasan {
+            c.push(' ');
+            c.push_str(&kho_scratch(self.memory_mib));
+            // KFENCE samples an allocation every 100 ms of wall time and KASAN does not check the
+            // objects it took: under KASAN it only makes which detector reports a bug depend on
+            // timing (`--cmdline kfence.sample_interval=100` turns it back on).
+            c.push_str(" kfence.sample_interval=0");
         }
         if !self.extra_cmdline.trim().is_empty() {
             c.push(' ');
@@ -193,6 +218,22 @@ mod tests {
             edit(&mut c);
             assert!(c.cold_boot_reason().is_some(), "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_kasan_vm_sizes_khos_scratch_from_its_memory() {
+        let mut c = config();
+        assert!(!c.cmdline(0).contains("kho_scratch"));
+        c.kasan = true;
+        c.memory_mib = 768;
+        assert!(
+            c.cmdline(0).contains(" kho_scratch=192M,24M,24M"),
+            "{}",
+            c.cmdline(0)
+        );
+        assert!(c.cmdline(0).contains(" kfence.sample_interval=0"));
+        c.memory_mib = 2048;
+        assert!(c.cmdline(1).contains(" kho_scratch=512M,64M,64M"));
     }
 
     #[test]

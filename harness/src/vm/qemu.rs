@@ -204,10 +204,12 @@ pub fn qemu_binary() -> Option<PathBuf> {
 /// TSC, one UART, no PS/2 probing, no PC speaker, and expedited RCU grace periods (boot waits on
 /// several; about 100 ms less per boot). `reboot=t` restarts by triple fault at once (microvm has
 /// no keyboard controller, whose absence costs the default reboot path seconds); QEMU runs with
-/// -no-reboot, so a restart is how the guest powers off.
+/// -no-reboot, so a restart is how the guest powers off. `printk.devkmsg=on`: the agent marks every
+/// request in the kernel log (luo_protocol::REQUEST_MARK), which the default rate limit (ten lines
+/// in five seconds) would drop.
 pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic reboot=t liveupdate=on \
     mitigations=off no_timer_check tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp \
-    rcupdate.rcu_expedited=1 initcall_blacklist=add_pcspkr";
+    rcupdate.rcu_expedited=1 initcall_blacklist=add_pcspkr printk.devkmsg=on";
 
 /// The host's TSC rate in kHz, measured once against the monotonic clock (20 ms).
 pub fn host_tsc_khz() -> Option<u64> {

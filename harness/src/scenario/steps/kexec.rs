@@ -10,6 +10,7 @@ use crate::scenario::driver::GuestDriver;
 use crate::scenario::report::BootFacts;
 use crate::scenario::template::Template;
 use crate::scenario::validate::{Site, Validator};
+use crate::scenario::watch::BootWatch;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -59,32 +60,46 @@ impl StepKind for Kexec {
         }
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
-        cx.scan_kernel_log().await?;
         let kernel = cx
             .plan
             .kexec_kernel(self.kernel.as_deref())
             .ok_or_else(|| {
                 // The plan resolves every kernel a scenario names before any VM starts.
                 StepFailure::Check(format!("the run plan has no kernel {:?}", self.kernel))
-            })?;
+            })?
+            .clone();
         let target = KexecTarget {
             kernel: kernel.bzimage.clone(),
             // The image the scenario booted: the next kernel runs the same userspace.
             initrd: cx.initrd.clone(),
             extra_cmdline: self.cmdline.clone(),
         };
-        let blackout = cx.guest.kexec(&target).await?;
+        let step = format!("L{} {}", cx.line, Self::KEYWORD);
+        cx.guest.kexec_load(&target).await?;
+        // After the load (its own messages are this boot's) and before the reboot, which ends
+        // every read: the log, the leaks, the counters of the boot that ends here.
+        cx.checkpoint(&format!("before {step}")).await?;
+        let next = cx.guest.boot_index() + 1;
+        let blackout = match cx.guest.kexec_reboot().await {
+            Ok(b) => b,
+            Err(e) => {
+                // The next kernel did not come up: what it said on the console is its own.
+                cx.watch.push(BootWatch::new(next, kernel));
+                return Err(e.into());
+            }
+        };
         let ms = blackout.as_secs_f64() * 1000.0;
         cx.metrics.blackouts_ms.push(ms);
         cx.metrics.boots_ms.push(ms);
         let boot = cx.guest.boot_index();
         let mut facts = BootFacts::from_hello(boot, cx.guest.hello());
-        if facts.system.is_some()
-            && let Some(dir) = cx.guest.artifacts()
-        {
-            let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        let console = cx.console();
+        if facts.system.is_some() {
             facts.shutdown = crate::scenario::report::shutdown_luo_lines(&console);
         }
+        // The boot that ended is the (boot - 1)th to kexec in this VM.
+        cx.watching().last_words(&console, boot as usize - 1, step);
+        cx.watch.push(BootWatch::new(boot, kernel));
         cx.report.boots.push(facts);
         cx.new_boot();
         cx.check_handover();

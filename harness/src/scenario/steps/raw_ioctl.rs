@@ -1,5 +1,6 @@
 //! `raw_ioctl`: a LUO ioctl with a hand-made argument, for the errno contract (short size,
-//! non-zero reserved fields, unknown command numbers).
+//! non-zero reserved fields, unknown command numbers, an argument the kernel cannot read or cannot
+//! answer in).
 
 use super::kind::StepKind;
 use crate::scenario::context::{StepContext, StepResult, done};
@@ -24,8 +25,37 @@ pub struct RawIoctl {
     /// (offset, value) pairs of u32 written into the buffer after the size.
     #[serde(default)]
     pub words: Vec<(u32, u32)>,
+    /// (offset, handle) pairs: the handle's fd number written there as a u32.
+    #[serde(default)]
+    pub fds: Vec<(u32, String)>,
+    /// Where the argument lies: `writable` (the default), `read_only` (the kernel reads the
+    /// request but cannot write its answer: EFAULT after the work is done) or `unmapped` (it
+    /// cannot read the size: EFAULT before anything).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub memory: Memory,
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// [`luo_protocol::ArgMemory`] as scenarios spell it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Memory {
+    #[default]
+    Writable,
+    ReadOnly,
+    Unmapped,
+}
+
+impl Memory {
+    fn protocol(self) -> luo_protocol::ArgMemory {
+        match self {
+            Memory::Writable => luo_protocol::ArgMemory::Writable,
+            Memory::ReadOnly => luo_protocol::ArgMemory::ReadOnly,
+            Memory::Unmapped => luo_protocol::ArgMemory::Unmapped,
+        }
+    }
 }
 
 impl RawIoctl {
@@ -55,11 +85,25 @@ impl StepKind for RawIoctl {
     fn expand(&self, t: &Template) -> Self {
         RawIoctl {
             handle: t.text(&self.handle),
+            fds: self.fds.iter().map(|(o, h)| (*o, t.text(h))).collect(),
             ..self.clone()
         }
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         v.need(at, &self.handle, None, self.expect.is_some());
+        for (offset, h) in &self.fds {
+            v.need(at, h, None, false);
+            if offset.saturating_add(4) > self.len {
+                v.problem(
+                    at,
+                    format!(
+                        "{h}'s fd at offset {offset} is outside the {}-byte argument",
+                        self.len
+                    ),
+                    None,
+                );
+            }
+        }
         let range = crate::scenario::limits::RAW_IOCTL_BYTES;
         if !range.contains(&self.len) {
             v.problem(
@@ -84,12 +128,19 @@ impl StepKind for RawIoctl {
             handle: self.handle.clone(),
             nr: self.nr,
             arg,
+            memory: self.memory.protocol(),
+            fds: self.fds.clone(),
         };
         let r = cx.call(req, self.expect()).await?;
-        let what = format!(
+        let mut what = format!(
             "{} nr 0x{:02x} size {} len {}",
             self.handle, self.nr, self.size, self.len
         );
+        match self.memory {
+            Memory::Writable => {}
+            Memory::ReadOnly => what.push_str(" in read-only memory"),
+            Memory::Unmapped => what.push_str(" in unmapped memory"),
+        }
         Ok(done(Self::KEYWORD, &what, &r, self.expect()))
     }
 }
