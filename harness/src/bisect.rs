@@ -122,6 +122,7 @@ pub async fn step(o: &StepOptions, sink: Arc<dyn EventSink>) -> u8 {
                     parallel: 1,
                     snapshots: o.snapshots.clone(),
                     out: None,
+                    results: None,
                 };
                 for r in run_all(p.clone(), o.scenarios.clone(), opts, sink.clone()).await {
                     kinds.push(r.outcome.kind());

@@ -2,10 +2,14 @@
 //! [`Event`]s, and a sink decides how they look (progress bars and a table on a terminal, KTAP,
 //! JUnit, JSON, nothing in tests). Tracing spans and events are for diagnostics and go wherever
 //! `RUST_LOG` sends them.
+//!
+//! Events are plain data and this module needs no other: it is the bottom of the library, under
+//! the plan that emits build progress and the run whose results a renderer takes through a
+//! `ResultSink` (result.rs).
 
-use crate::result::ScenarioResult;
 use luo_kernels::BuildEvent;
 use std::sync::Mutex;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -44,7 +48,13 @@ pub enum Event {
     ScenarioStarted {
         name: String,
     },
-    ScenarioFinished(Box<ScenarioResult>),
+    /// A scenario ended; its whole result goes to the run's `ResultSink` (result.rs).
+    ScenarioFinished {
+        name: String,
+        /// Its outcome's label (`pass`, `FAIL`, ...).
+        outcome: String,
+        duration: Duration,
+    },
     RunFinished,
     /// Long work that is neither a build nor a scenario (`compare`, `bench`): `done` of `total`.
     Progress {

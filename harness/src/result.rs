@@ -22,6 +22,20 @@ pub struct ScenarioResult {
     pub gcov: Vec<crate::scenario::watch::GcovCapture>,
 }
 
+/// Takes each scenario's whole result the moment it ends (a renderer); the run's [`Event`]s carry
+/// only its name and outcome.
+///
+/// [`Event`]: crate::events::Event
+pub trait ResultSink: Send + Sync {
+    fn finished(&self, r: &ScenarioResult);
+}
+
+impl std::fmt::Debug for dyn ResultSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResultSink")
+    }
+}
+
 impl ScenarioResult {
     /// The KTAP/TAP sub-results of its programs (none when it did not run).
     pub fn subtests(&self) -> &[crate::scenario::report::SubtestGroup] {

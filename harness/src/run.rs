@@ -6,10 +6,10 @@ use crate::events::{Event, EventSink};
 use crate::guest::GuestError;
 use crate::outcome::{Classify, Kind, Outcome};
 use crate::plan::Plan;
-use crate::result::ScenarioResult;
+use crate::result::{ResultSink, ScenarioResult};
 use crate::scenario::snapshot::{SnapshotStatus, Snapshots};
 use crate::scenario::{self, Ran, Scenario};
-use crate::timeouts::Timeouts;
+use crate::vm::Timeouts;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub snapshots: Option<Snapshots>,
     /// Where reports and metrics are written as each scenario finishes.
     pub out: Option<PathBuf>,
+    /// Who takes each result as it finishes (a renderer), besides the events.
+    pub results: Option<Arc<dyn ResultSink>>,
 }
 
 /// How one scenario is run: on a real VM ([`OnVm`]), or by a test's stand-in.
@@ -74,6 +76,7 @@ pub async fn run_with<R: Runner>(
     // Scenarios start in the order given (a dispatcher hands out the permits in turn), so `-p 1`
     // runs them one after the other as listed; each writes its report the moment it ends.
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let results_sink = opts.results.clone();
     let opts = Arc::new(opts);
     let mut tasks = Vec::new();
     let mut turns = Vec::new();
@@ -122,7 +125,14 @@ pub async fn run_with<R: Runner>(
                 r
             }
         };
-        sink.emit(Event::ScenarioFinished(Box::new(r.clone())));
+        if let Some(taker) = &results_sink {
+            taker.finished(&r);
+        }
+        sink.emit(Event::ScenarioFinished {
+            name: r.name.clone(),
+            outcome: r.outcome.label().to_string(),
+            duration: r.duration,
+        });
         results.push(r);
     }
     let _ = dispatcher.await;
@@ -262,6 +272,7 @@ mod tests {
                 parallel: 1,
                 snapshots: None,
                 out: None,
+                results: None,
             },
             Arc::new(Collected::default()),
         )
@@ -284,6 +295,7 @@ mod tests {
             parallel: 2,
             snapshots: None,
             out: None,
+            results: None,
         };
         let results = run_with(
             Arc::new(Stand),
@@ -313,7 +325,7 @@ mod tests {
         let events = sink.0.lock().unwrap();
         let finished = events
             .iter()
-            .filter(|e| matches!(e, Event::ScenarioFinished(_)))
+            .filter(|e| matches!(e, Event::ScenarioFinished { .. }))
             .count();
         assert_eq!(finished, 3);
         assert!(matches!(events.last(), Some(Event::RunFinished)));

@@ -28,18 +28,14 @@ fn kunit_parses_every_kind_of_result() {
     ];
     let mut ktap = Ktap::default();
     let mut out = Vec::new();
-    let mut events = vec![Event::RunStarted {
+    let start = Event::RunStarted {
         scenarios: results.iter().map(|r| r.name.clone()).collect(),
-    }];
-    events.extend(
-        results
-            .iter()
-            .map(|r| Event::ScenarioFinished(Box::new(r.clone()))),
-    );
-    events.push(Event::RunFinished);
-    for e in &events {
-        ktap.event(e, &mut out).unwrap();
+    };
+    ktap.event(&start, &mut out).unwrap();
+    for r in &results {
+        ktap.finished(r, &mut out).unwrap();
     }
+    ktap.event(&Event::RunFinished, &mut out).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("run.ktap");
     std::fs::write(&file, &out).unwrap();

@@ -3,6 +3,7 @@
 pub mod bare;
 pub mod roundtrip;
 pub mod scenarios;
+pub mod upstream;
 
 use crate::guest::GuestError;
 use crate::plan::PlanError;

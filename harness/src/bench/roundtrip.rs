@@ -169,10 +169,10 @@ pub async fn roundtrip(
     let p = plan::resolve(&req, &Needs::default(), sink).await?;
     let mut flows = Vec::new();
     if !a.no_upstream {
-        let same = crate::upstream::UpstreamFlow::prepare(&p, &p.boot.bzimage, sink).await?;
+        let same = super::upstream::UpstreamFlow::prepare(&p, &p.boot.bzimage, sink).await?;
         flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
         let theirs = upstream_recipe_kernel(sink).await?;
-        let own = crate::upstream::UpstreamFlow::prepare(&p, &theirs, sink).await?;
+        let own = super::upstream::UpstreamFlow::prepare(&p, &theirs, sink).await?;
         flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
     }
     let (mut ours, mut cold) = (Vec::new(), Vec::new());

@@ -74,6 +74,7 @@ async fn pass(
         parallel,
         snapshots: None,
         out: None,
+        results: None,
     };
     let results = run_all(p.clone(), loaded.to_vec(), opts, Arc::new(Silent)).await;
     let wall = t0.elapsed();

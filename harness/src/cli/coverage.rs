@@ -61,6 +61,7 @@ pub async fn coverage(args: CoverageArgs) -> Result<u8, Failed> {
             write_new: false,
         }),
         out: Some(reports.clone()),
+        results: None,
     };
     let results = run_all(Arc::new(plan), loaded, opts, Arc::new(terminal)).await;
     for r in results

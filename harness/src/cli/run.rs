@@ -10,7 +10,7 @@ use luo_harness::events::{Event, EventSink};
 use luo_harness::outcome::exit;
 use luo_harness::plan;
 use luo_harness::render::{self, Render};
-use luo_harness::result::ScenarioResult;
+use luo_harness::result::{ResultSink, ScenarioResult};
 use luo_harness::run::{RunOptions, run_all};
 use luo_harness::scenario::snapshot::Snapshots;
 use std::io::Write;
@@ -57,16 +57,27 @@ struct RunSink {
     render: Mutex<Box<dyn Render>>,
 }
 
-impl EventSink for RunSink {
-    fn emit(&self, e: Event) {
+impl RunSink {
+    /// Shows on stdout what the format makes of it.
+    fn render(&self, show: impl FnOnce(&mut dyn Render, &mut dyn Write) -> std::io::Result<()>) {
         let mut r = self.render.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
         // stdout closed (`| head`): the run goes on, its reports are still written.
-        let _ = r.event(&e, &mut out);
+        let _ = show(&mut **r, &mut out);
         let _ = out.flush();
-        drop(out);
-        drop(r);
+    }
+}
+
+impl EventSink for RunSink {
+    fn emit(&self, e: Event) {
+        self.render(|r, out| r.event(&e, out));
         self.terminal.emit(e);
+    }
+}
+
+impl ResultSink for RunSink {
+    fn finished(&self, result: &ScenarioResult) {
+        self.render(|r, out| r.finished(result, out));
     }
 }
 
@@ -141,6 +152,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failed> {
         parallel,
         snapshots,
         out: Some(args.out.clone()),
+        results: Some(sink.clone()),
     };
     let results = run_all(Arc::new(plan), loaded, opts, sink).await;
     Ok(exit::run(results.iter().map(|r| r.outcome.kind())))

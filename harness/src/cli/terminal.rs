@@ -155,17 +155,19 @@ impl EventSink for Terminal {
                     b.set_message(name.clone());
                 }
             }
-            Event::ScenarioFinished(r) => {
+            Event::ScenarioFinished {
+                name,
+                outcome,
+                duration,
+            } => {
                 if let Some(b) = &bars.work {
                     b.inc(1);
                 } else if !self.tty {
                     self.line(
                         &bars,
                         format!(
-                            "scenario {}: {} ({:.1} s)",
-                            r.name,
-                            r.outcome.label(),
-                            r.duration.as_secs_f64()
+                            "scenario {name}: {outcome} ({:.1} s)",
+                            duration.as_secs_f64()
                         ),
                     );
                 }

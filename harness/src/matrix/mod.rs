@@ -182,6 +182,7 @@ pub async fn run(
                 parallel: o.parallel,
                 snapshots: None,
                 out: None,
+                results: None,
             };
             let results = run_all(Arc::new(p), applicable.clone(), opts, sink.clone()).await;
             for r in results {

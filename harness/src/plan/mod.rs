@@ -261,7 +261,7 @@ impl Plan {
         if let Some(port) = self.vm.gdb_port {
             // A person at a debugger sets the pace: nothing times out under it.
             cfg.gdb_port = Some(port);
-            cfg.timeouts = crate::timeouts::Timeouts::debugging();
+            cfg.timeouts = crate::vm::Timeouts::debugging();
         }
         cfg
     }

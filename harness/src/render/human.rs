@@ -113,14 +113,15 @@ impl Human {
 
 impl Render for Human {
     fn event(&mut self, e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
-        match e {
-            Event::ScenarioFinished(r) => self.results.push((**r).clone()),
-            Event::RunFinished => {
-                self.table(out)?;
-                self.details(out)?;
-            }
-            _ => {}
+        if let Event::RunFinished = e {
+            self.table(out)?;
+            self.details(out)?;
         }
+        Ok(())
+    }
+
+    fn finished(&mut self, r: &ScenarioResult, _: &mut dyn Write) -> std::io::Result<()> {
+        self.results.push(r.clone());
         Ok(())
     }
 }

@@ -25,18 +25,19 @@ pub fn value(r: &ScenarioResult) -> serde_json::Value {
 
 impl Render for Json {
     fn event(&mut self, e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
-        match e {
-            Event::ScenarioFinished(r) => self.results.push(value(r)),
-            Event::RunFinished => {
-                let doc = serde_json::Value::Array(std::mem::take(&mut self.results));
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("JSON values serialise")
-                )?;
-            }
-            _ => {}
+        if let Event::RunFinished = e {
+            let doc = serde_json::Value::Array(std::mem::take(&mut self.results));
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+            )?;
         }
+        Ok(())
+    }
+
+    fn finished(&mut self, r: &ScenarioResult, _: &mut dyn Write) -> std::io::Result<()> {
+        self.results.push(value(r));
         Ok(())
     }
 }

@@ -88,23 +88,24 @@ fn subcases(r: &ScenarioResult) -> Vec<TestCase> {
 
 impl Render for Junit {
     fn event(&mut self, e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
-        match e {
-            Event::ScenarioFinished(r) => self.results.push((**r).clone()),
-            Event::RunFinished => {
-                let mut suite = TestSuite::new("scenarios");
-                for r in &self.results {
-                    suite.add_test_case(case(r));
-                    suite.add_test_cases(subcases(r));
-                }
-                let mut report = Report::new("luo-harness");
-                report.add_test_suite(suite);
-                let xml = report
-                    .to_string()
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                writeln!(out, "{xml}")?;
+        if let Event::RunFinished = e {
+            let mut suite = TestSuite::new("scenarios");
+            for r in &self.results {
+                suite.add_test_case(case(r));
+                suite.add_test_cases(subcases(r));
             }
-            _ => {}
+            let mut report = Report::new("luo-harness");
+            report.add_test_suite(suite);
+            let xml = report
+                .to_string()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            writeln!(out, "{xml}")?;
         }
+        Ok(())
+    }
+
+    fn finished(&mut self, r: &ScenarioResult, _: &mut dyn Write) -> std::io::Result<()> {
+        self.results.push(r.clone());
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 use super::format::{Render, first_line};
 use crate::events::Event;
 use crate::outcome::Kind;
+use crate::result::ScenarioResult;
 use crate::scenario::report::SubtestGroup;
 use crate::scenario::subtests::Verdict;
 use std::io::Write;
@@ -23,28 +24,27 @@ fn clean(s: &str) -> String {
 
 impl Render for Ktap {
     fn event(&mut self, e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
-        match e {
-            Event::RunStarted { scenarios } => {
-                writeln!(out, "KTAP version 1")?;
-                writeln!(out, "1..{}", scenarios.len())?;
-            }
-            Event::ScenarioFinished(r) => {
-                self.n += 1;
-                let name = clean(&r.name);
-                nested(out, 1, &name, r.subtests())?;
-                let reason = r.outcome.reason();
-                match r.outcome.kind() {
-                    Kind::Pass => writeln!(out, "ok {} {name}", self.n)?,
-                    Kind::Skip => writeln!(out, "ok {} {name} # SKIP {}", self.n, clean(reason))?,
-                    _ => {
-                        for line in reason.lines() {
-                            writeln!(out, "# {name}: {line}")?;
-                        }
-                        writeln!(out, "not ok {} {name} # {}", self.n, clean(reason))?;
-                    }
+        if let Event::RunStarted { scenarios } = e {
+            writeln!(out, "KTAP version 1")?;
+            writeln!(out, "1..{}", scenarios.len())?;
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, r: &ScenarioResult, out: &mut dyn Write) -> std::io::Result<()> {
+        self.n += 1;
+        let name = clean(&r.name);
+        nested(out, 1, &name, r.subtests())?;
+        let reason = r.outcome.reason();
+        match r.outcome.kind() {
+            Kind::Pass => writeln!(out, "ok {} {name}", self.n)?,
+            Kind::Skip => writeln!(out, "ok {} {name} # SKIP {}", self.n, clean(reason))?,
+            _ => {
+                for line in reason.lines() {
+                    writeln!(out, "# {name}: {line}")?;
                 }
+                writeln!(out, "not ok {} {name} # {}", self.n, clean(reason))?;
             }
-            _ => {}
         }
         Ok(())
     }

@@ -127,27 +127,34 @@ pub(crate) mod fixtures {
         ]
     }
 
-    /// The events of a run with [`all`].
-    pub fn events() -> Vec<crate::events::Event> {
+    /// A run of [`all`] as a renderer sees it: its start, each result then its event, its end.
+    pub fn show(
+        r: &mut dyn super::format::Render,
+        results: &[ScenarioResult],
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         use crate::events::Event;
-        let results = all();
-        let mut e = vec![Event::RunStarted {
-            scenarios: results.iter().map(|r| r.name.clone()).collect(),
-        }];
-        e.extend(
-            results
-                .into_iter()
-                .map(|r| Event::ScenarioFinished(Box::new(r))),
-        );
-        e.push(Event::RunFinished);
-        e
+        r.event(
+            &Event::RunStarted {
+                scenarios: results.iter().map(|r| r.name.clone()).collect(),
+            },
+            out,
+        )?;
+        for result in results {
+            r.finished(result, out)?;
+            let e = Event::ScenarioFinished {
+                name: result.name.clone(),
+                outcome: result.outcome.label().into(),
+                duration: result.duration,
+            };
+            r.event(&e, out)?;
+        }
+        r.event(&Event::RunFinished, out)
     }
 
     pub fn render(r: &mut dyn super::format::Render) -> String {
         let mut out = Vec::new();
-        for e in events() {
-            r.event(&e, &mut out).unwrap();
-        }
+        show(r, &all(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 }

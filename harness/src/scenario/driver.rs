@@ -2,7 +2,7 @@
 //! and the engine's unit tests drive a scripted fake agent through the same steps.
 
 use crate::guest::{Guest, GuestError, KexecTarget};
-use crate::timeouts::Timeouts;
+use crate::vm::Timeouts;
 use luo_protocol::{AgentError, Hello, Reply, Request};
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 use super::driver::{GuestDriver, RequestResult};
 use crate::guest::{GuestError, KexecTarget};
 use crate::plan::{Plan, PlannedKernel, VmOptions};
-use crate::timeouts::Timeouts;
+use crate::vm::Timeouts;
 use crate::vm::qemu::{Accel, Machine};
 use luo_protocol::{
     AgentError, BootFacts, ExitStatus, Hello, MemorySnapshot, Observation, Reply, Request,

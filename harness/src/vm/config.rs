@@ -2,7 +2,7 @@
 
 use super::error::VmError;
 use super::qemu::{self, Accel, Machine, QemuSpec};
-use crate::timeouts::Timeouts;
+use crate::vm::Timeouts;
 use luo_protocol::{AGENT_PORT_NAME, BOOT_INDEX_PARAM, ROOT_PARAM, ROOT_TAG, SHARE_TAG};
 use std::path::{Path, PathBuf};
 

@@ -11,12 +11,14 @@ pub mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod saved;
+pub mod timeouts;
 pub mod virtiofsd;
 
 pub use config::{DEFAULT_MEMORY_MIB, VmConfig};
 pub use end::{EndCause, VmEnd};
 pub use error::VmError;
 pub use qemu::qemu_binary;
+pub use timeouts::Timeouts;
 
 use artifacts::Artifacts;
 use process::Child;

@@ -14,7 +14,7 @@ use crate::scenario::subtests;
 use crate::scenario::template::Template;
 use crate::scenario::validate::{Site, Validator};
 use crate::scenario::values::Expect;
-use crate::timeouts::Timeouts;
+use crate::vm::Timeouts;
 use luo_protocol::{ExitStatus as Exited, PROGRAMS_DIR, Reply, Request};
 use schemars::JsonSchema;
 use serde::Deserialize;

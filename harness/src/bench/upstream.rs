@@ -3,7 +3,7 @@
 //! an inner initrd packed into the outer initrd, `-m 1G -smp 2`, full console to a file, pass =
 //! "TEST PASSED" on the serial console.
 
-use crate::bench::BenchError;
+use super::BenchError;
 use crate::events::EventSink;
 use crate::plan::Plan;
 use crate::vm::process::Child;

@@ -2,7 +2,7 @@
 //! shorter than the host's wait for its answer: a program that runs out of its own time is a step
 //! result, not a VM that stopped answering.
 
-use crate::vm::qemu::Accel;
+use super::qemu::Accel;
 use std::time::Duration;
 
 /// What the host adds to a limit the guest enforces itself before giving up on the reply: the
