@@ -22,6 +22,7 @@ pub mod render;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod timeline;
 pub mod vm;
 
 pub use guest::{Guest, GuestError, KexecTarget};

@@ -29,12 +29,15 @@ fn a_failing_scenario_is_reported_beside_the_others_with_the_command_that_reruns
     let fixture = common::project("harness/tests/fixtures/wrong-expectation.yaml");
     let nested = common::project("scenarios/nested-repeat.yaml");
     let closed = common::project("scenarios/closed-session-gone.yaml");
+    let trace = out.path().join("trace.json");
     let o = run(
         &[
             "-p",
             "1",
             "--out",
             out.path().to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
             nested.to_str().unwrap(),
             fixture.to_str().unwrap(),
             closed.to_str().unwrap(),
@@ -75,6 +78,125 @@ fn a_failing_scenario_is_reported_beside_the_others_with_the_command_that_reruns
         assert!(
             out.path().join(format!("{name}.report.yaml")).is_file(),
             "{name}'s report"
+        );
+    }
+    timeline::check(&std::fs::read_to_string(&trace).unwrap());
+}
+
+/// The `--trace` file of the run above: Chrome trace-event JSON whose slices nest as the run did.
+mod timeline {
+    use serde_json::Value;
+
+    #[derive(Debug, Clone)]
+    struct Slice {
+        name: String,
+        pid: u64,
+        tid: u64,
+        from: f64,
+        to: f64,
+    }
+
+    impl Slice {
+        fn holds(&self, other: &Slice) -> bool {
+            self.from <= other.from && other.to <= self.to
+        }
+    }
+
+    pub fn check(json: &str) {
+        let v: Value = serde_json::from_str(json).expect("the trace is JSON");
+        let events = v["traceEvents"].as_array().expect("traceEvents");
+        let mut slices = Vec::new();
+        let mut processes = std::collections::BTreeMap::new();
+        for e in events {
+            let field = |k: &str| e[k].as_u64().unwrap_or_else(|| panic!("{k} of {e}"));
+            match e["ph"].as_str() {
+                Some("X") => {
+                    let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+                    assert!(dur >= 0.0 && ts >= 0.0, "{e}");
+                    slices.push(Slice {
+                        name: e["name"].as_str().unwrap().to_string(),
+                        pid: field("pid"),
+                        tid: field("tid"),
+                        from: ts,
+                        to: ts + dur,
+                    });
+                }
+                Some("M") if e["name"] == "process_name" => {
+                    processes.insert(
+                        e["args"]["name"].as_str().unwrap().to_string(),
+                        field("pid"),
+                    );
+                }
+                Some("M") => {}
+                other => panic!("unexpected phase {other:?}: {e}"),
+            }
+        }
+        for name in ["nested-repeat", "wrong-expectation", "closed-session-gone"] {
+            assert!(
+                processes.contains_key(&format!("scenario {name}")),
+                "{processes:?}"
+            );
+        }
+        // On a track, two slices are apart or one holds the other: what Perfetto draws as a stack.
+        for a in &slices {
+            for b in &slices {
+                let same_track = (a.pid, a.tid) == (b.pid, b.tid);
+                let apart = a.to <= b.from || b.to <= a.from;
+                assert!(
+                    !same_track || apart || a.holds(b) || b.holds(a),
+                    "{a:?} and {b:?} overlap"
+                );
+            }
+        }
+        let pid = processes["scenario closed-session-gone"];
+        let mine: Vec<&Slice> = slices.iter().filter(|s| s.pid == pid).collect();
+        let find = |name: &str| {
+            *mine
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no {name:?} in {mine:#?}"))
+        };
+        let scenario = find("scenario closed-session-gone");
+        let steps: Vec<_> = mine.iter().filter(|s| s.name.starts_with('L')).collect();
+        assert_eq!(steps.len(), 11, "one slice per step: {steps:#?}");
+        assert!(steps.iter().all(|s| scenario.holds(s)));
+        let kexec_step = find("L11 kexec");
+        let kexec = find("kexec");
+        let boot = find("kexec into boot 1");
+        let reboot = find("kexec_reboot");
+        assert!(kexec_step.holds(kexec) && kexec.holds(boot) && kexec.holds(reboot));
+        assert!(reboot.to <= boot.from, "{reboot:?} then {boot:?}");
+        assert!(find("L13 retrieve_session").holds(find("retrieve_session")));
+        // The new kernel's phases, on the guest's track, fill the blackout the host waited.
+        let phases: Vec<_> = [
+            "old kernel down, purgatory, decompression",
+            "kernel (boot 1)",
+            "agent (boot 1)",
+        ]
+        .map(find)
+        .to_vec();
+        assert!(phases.iter().all(|p| p.tid != boot.tid));
+        for w in phases.windows(2) {
+            assert!(
+                (w[0].to - w[1].from).abs() < 2.0,
+                "{:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        let (from, to) = (phases[0].from, phases[2].to);
+        assert!(
+            from + 1000.0 >= reboot.to && to <= boot.to + 1000.0,
+            "{phases:?} in {boot:?}"
+        );
+        let waited = boot.to - boot.from;
+        assert!(
+            ((to - from) - waited).abs() < 5000.0,
+            "{phases:?} against {boot:?}"
+        );
+        assert!(
+            waited > 10_000.0,
+            "a kexec under TCG takes more than 10 ms: {boot:?}"
         );
     }
 }

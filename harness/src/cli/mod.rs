@@ -22,6 +22,7 @@ mod terminal;
 use clap::{Parser, Subcommand};
 use failed::Failed;
 use luo_harness::outcome::exit;
+use luo_harness::timeline::Timeline;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -82,13 +83,21 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+/// `RUST_LOG` decides what is logged to stderr; the run's timeline (`run --trace`), when asked
+/// for, records the harness's spans whatever `RUST_LOG` says.
+fn init_tracing(timeline: Option<Timeline>) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::{EnvFilter, Layer, prelude::*};
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(filter);
+    let timeline = timeline
+        .map(|t| t.with_filter(Targets::new().with_target("luo_harness", LevelFilter::INFO)));
+    tracing_subscriber::registry()
+        .with(log)
+        .with(timeline)
         .init();
 }
 
@@ -121,7 +130,6 @@ fn install_signal_handlers() {
 }
 
 pub fn main() -> ExitCode {
-    init_tracing();
     // Reports wrap at the terminal's width; COLUMNS overrides it (CI logs, tests).
     if let Some(width) = std::env::var("COLUMNS")
         .ok()
@@ -133,6 +141,11 @@ pub fn main() -> ExitCode {
     }
     miette::set_panic_hook();
     let cli = Cli::parse();
+    let timeline = match &cli.command {
+        Command::Run(r) if r.trace.is_some() => Some(Timeline::new()),
+        _ => None,
+    };
+    init_tracing(timeline.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,7 +162,7 @@ pub fn main() -> ExitCode {
             Command::Setup(a) => setup::setup(a).await,
             Command::Stage(a) => stage::stage(a).await,
             Command::Kernel(k) => kernel::run(k).await,
-            Command::Run(r) => run::run(r).await,
+            Command::Run(r) => run::run(r, timeline).await,
             Command::Check(c) => Ok(check::check(c)),
             Command::Schema => Ok(check::schema()),
             Command::Boot(b) => boot::boot(b).await,

@@ -13,6 +13,7 @@ use luo_harness::render::{self, Render};
 use luo_harness::result::{ResultSink, ScenarioResult};
 use luo_harness::run::{RunOptions, run_all};
 use luo_harness::scenario::snapshot::Snapshots;
+use luo_harness::timeline::Timeline;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,10 @@ pub struct RunArgs {
     /// `cargo insta review`.
     #[arg(long)]
     update_snapshots: bool,
+    /// Write the run's timeline to FILE as Chrome trace-event JSON (Perfetto, chrome://tracing):
+    /// each scenario's VM start, boots and their phases, steps, requests and kexecs.
+    #[arg(long, value_name = "FILE")]
+    pub(super) trace: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,7 +119,8 @@ impl RunArgs {
     }
 }
 
-pub async fn run(args: RunArgs) -> Result<u8, Failed> {
+/// `timeline` records the run when `--trace` asked for it (cli/mod.rs installs it).
+pub async fn run(args: RunArgs, timeline: Option<Timeline>) -> Result<u8, Failed> {
     let files = collect::files(&args.paths)?;
     let loaded = match collect::load_all(&files) {
         Ok(v) => v,
@@ -155,5 +161,9 @@ pub async fn run(args: RunArgs) -> Result<u8, Failed> {
         results: Some(sink.clone()),
     };
     let results = run_all(Arc::new(plan), loaded, opts, sink).await;
+    if let (Some(file), Some(timeline)) = (&args.trace, timeline) {
+        timeline.write(file).map_err(|e| Failed::io(file, e))?;
+        eprintln!("luo-harness: timeline written to {}", file.display());
+    }
     Ok(exit::run(results.iter().map(|r| r.outcome.kind())))
 }

@@ -174,7 +174,7 @@ impl Guest {
         self.try_request_within(req, timeout).await
     }
 
-    #[tracing::instrument(name = "request", skip_all, fields(op = op_name(&req)))]
+    #[tracing::instrument(name = "request", skip_all, fields(op = op_name(&req), id = self.next_id))]
     pub async fn try_request_within(
         &mut self,
         req: Request,
@@ -221,7 +221,6 @@ impl Guest {
     /// Loads `target` with kexec_file_load, reboots into it holding every fd, and waits for the new
     /// kernel's hello (whose boot index must be the next one). Returns the blackout as the host saw
     /// it: from the reboot call's reply to the new hello.
-    #[tracing::instrument(name = "kexec", skip_all, fields(from_boot = self.boot_index()))]
     pub async fn kexec(&mut self, target: &KexecTarget) -> Result<Duration, GuestError> {
         self.kexec_load(target).await?;
         self.kexec_reboot().await
@@ -244,6 +243,7 @@ impl Guest {
     }
 
     /// reboot(KEXEC) into the loaded kernel and its hello; returns the blackout.
+    #[tracing::instrument(name = "kexec", skip_all, fields(from_boot = self.boot_index()))]
     pub async fn kexec_reboot(&mut self) -> Result<Duration, GuestError> {
         let next = self.boot_index() + 1;
         self.request(Request::KexecReboot).await?;
@@ -345,6 +345,10 @@ impl Guest {
             release = %hello.boot.release,
             "agent hello"
         );
+        for (name, at, dur) in phases.slices(expected) {
+            let ends_ago = to_hello.saturating_sub(at + dur);
+            crate::timeline::phase(&name, ends_ago, dur);
+        }
         self.boots.push(BootRecord {
             hello,
             to_hello,

@@ -89,6 +89,41 @@ impl BootPhases {
             restored: false,
         }
     }
+
+    /// The phases one after another, as (name, from the start of the wait, duration): what the
+    /// timeline (`run --trace`) shows on the guest's track.
+    pub fn slices(&self, boot: u32) -> Vec<(String, Duration, Duration)> {
+        if self.restored {
+            return vec![(
+                "restore a saved VM".into(),
+                Duration::ZERO,
+                self.before_kernel,
+            )];
+        }
+        let mut out = Vec::new();
+        let mut at = Duration::ZERO;
+        let mut next = |name: String, dur: Duration| {
+            out.push((name, at, dur));
+            at += dur;
+        };
+        match self.qemu_start {
+            Some(q) => {
+                next("QEMU start-up".into(), q);
+                next(
+                    "firmware and kernel loading".into(),
+                    self.before_kernel.saturating_sub(q),
+                );
+            }
+            None if boot == 0 => next("before the kernel".into(), self.before_kernel),
+            None => next(
+                "old kernel down, purgatory, decompression".into(),
+                self.before_kernel,
+            ),
+        }
+        next(format!("kernel (boot {boot})"), self.kernel);
+        next(format!("agent (boot {boot})"), self.agent);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +160,29 @@ mod tests {
         let r = BootPhases::restored(ms(80));
         assert_eq!((r.kernel, r.agent, r.qemu_start), (ms(0), ms(0), None));
         assert_eq!(r.to_string(), "restored from a saved VM in 80 ms");
+        assert_eq!(r.slices(0), [("restore a saved VM".into(), ms(0), ms(80))]);
+        let names = |p: &BootPhases, b| {
+            p.slices(b)
+                .into_iter()
+                .map(|(n, at, d)| format!("{n} {}+{}", at.as_millis(), d.as_millis()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&p, 0),
+            [
+                "QEMU start-up 0+50",
+                "firmware and kernel loading 50+200",
+                "kernel (boot 0) 250+400",
+                "agent (boot 0) 650+50"
+            ]
+        );
+        assert_eq!(
+            names(&k, 1),
+            [
+                "old kernel down, purgatory, decompression 0+150",
+                "kernel (boot 1) 150+400",
+                "agent (boot 1) 550+50"
+            ]
+        );
     }
 }
