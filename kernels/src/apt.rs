@@ -122,7 +122,14 @@ impl PrivateApt {
                 format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n")
             })
             .collect();
-        std::fs::write(dir.join("sources.list"), list).at(dir.join("sources.list"))?;
+        // Rewritten only when it changes, and by a rename: an apt command of another process
+        // reading it meanwhile must never see it empty (it then finds no package at all).
+        let path = dir.join("sources.list");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
+            let tmp = dir.join(format!("sources.list.{}", std::process::id()));
+            std::fs::write(&tmp, list).at(&tmp)?;
+            std::fs::rename(&tmp, &path).at(&path)?;
+        }
         Ok(PrivateApt {
             dir: dir.to_path_buf(),
         })
@@ -155,6 +162,14 @@ impl PrivateApt {
             status: e.to_string(),
             output: String::new(),
         })?;
+        // madison exits 0 for an unknown package; anything else is apt failing, not an answer.
+        if !out.status.success() {
+            return Err(KernelError::Command {
+                command: format!("{cmd:?}"),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 

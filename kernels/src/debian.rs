@@ -5,7 +5,7 @@
 //! always was) and the exact version that resolved is what the cache key and the report record.
 
 use crate::apt::{self, PrivateApt};
-use crate::cache::Cache;
+use crate::cache::{Cache, Lock};
 use crate::error::{IoContext, KernelError};
 use crate::source::KernelSource;
 use std::cmp::Ordering;
@@ -133,11 +133,13 @@ pub fn pick(
         })
 }
 
-/// The private apt state that sees every suite in [`SUITES`], its lists fetched at most daily.
-fn apt_state(cache: &Cache) -> Result<PrivateApt, KernelError> {
+/// The private apt state that sees every suite in [`SUITES`], its lists fetched at most daily,
+/// and the lock that keeps it to this process while it is used: two setups at once share it, and
+/// one's apt-get must not read what the other is rewriting.
+fn apt_state(cache: &Cache) -> Result<(PrivateApt, Lock), KernelError> {
     let dir = cache.root().join("apt").join("kernels");
+    let lock = cache.lock("apt-kernels")?;
     let apt = PrivateApt::with_suites(&dir, &apt::system_mirror()?, SUITES)?;
-    let _lock = cache.lock("apt-kernels")?;
     let stamp = dir.join("updated");
     let fresh = std::fs::metadata(&stamp)
         .and_then(|m| m.modified())
@@ -148,13 +150,13 @@ fn apt_state(cache: &Cache) -> Result<PrivateApt, KernelError> {
         apt.update()?;
         std::fs::write(&stamp, b"").at(&stamp)?;
     }
-    Ok(apt)
+    Ok((apt, lock))
 }
 
 /// The exact source `name` names today.
 pub fn resolve(name: &DebianName, cache: &Cache) -> Result<KernelSource, KernelError> {
     crate::hosttools::require(crate::hosttools::DEBIAN_SOURCE)?;
-    let apt = apt_state(cache)?;
+    let (apt, _lock) = apt_state(cache)?;
     let package = name.package();
     let available = parse_madison(&apt.madison(&package)?);
     let (version, suite) = pick(name, &available)?;
@@ -172,7 +174,8 @@ pub(crate) fn download(
     version: &str,
     dest: &Path,
 ) -> Result<std::path::PathBuf, KernelError> {
-    apt_state(cache)?.download(package, version, dest)
+    let (apt, _lock) = apt_state(cache)?;
+    apt.download(package, version, dest)
 }
 
 /// Debian version ordering (deb-version(7)): epoch, then upstream and revision compared part by
