@@ -26,14 +26,23 @@ use tracing_subscriber::registry::LookupSpan;
 /// The target of the events that carry a phase (see [`phase`]).
 pub const PHASE_TARGET: &str = "luo_harness::timeline";
 
-/// Records a phase that ended now and lasted `dur`, `ends_ago` before now: the timeline shows it
-/// on the guest's track of the current scenario.
-pub fn phase(name: &str, ends_ago: Duration, dur: Duration) {
+/// The instant phases are told from (an event's fields cannot hold an `Instant`).
+static ANCHOR: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Records a phase that began at `start` and lasted `dur`: the timeline shows it on the guest's
+/// track of the current scenario.
+pub fn phase(name: &str, start: Instant, dur: Duration) {
+    let anchor = *ANCHOR;
+    let (after, before) = match start.checked_duration_since(anchor) {
+        Some(d) => (d.as_nanos() as u64, 0),
+        None => (0, anchor.duration_since(start).as_nanos() as u64),
+    };
     tracing::info!(
         target: PHASE_TARGET,
         phase = name,
-        ends_us_ago = ends_ago.as_micros() as u64,
-        dur_us = dur.as_micros() as u64,
+        ns_after_anchor = after,
+        ns_before_anchor = before,
+        dur_ns = dur.as_nanos() as u64,
     );
 }
 
@@ -101,8 +110,11 @@ impl Timeline {
         }
     }
 
-    fn micros(&self, at: Instant) -> f64 {
-        at.saturating_duration_since(self.epoch).as_nanos() as f64 / 1000.0
+    /// A slice from `start` to `end`, as the format's `ts` and `dur` in microseconds (to the ns).
+    fn ts_dur(&self, start: Instant, end: Instant) -> (Option<f64>, Option<f64>) {
+        let ns = |d: Duration| d.as_nanos() as f64 / 1000.0;
+        let ts = ns(start.saturating_duration_since(self.epoch));
+        (Some(ts), Some(ns(end.saturating_duration_since(start))))
     }
 
     fn push(&self, e: TraceEvent) {
@@ -243,17 +255,20 @@ where
         };
         let mut f = Fields::default();
         event.record(&mut f);
-        let us = |k: &str| Duration::from_micros(f.0.get(k).and_then(Value::as_u64).unwrap_or(0));
-        let now = Instant::now();
-        let end = now.checked_sub(us("ends_us_ago")).unwrap_or(now);
-        let start = end.checked_sub(us("dur_us")).unwrap_or(end);
+        let ns = |k: &str| Duration::from_nanos(f.0.get(k).and_then(Value::as_u64).unwrap_or(0));
+        let anchor = *ANCHOR;
+        let start = (anchor + ns("ns_after_anchor"))
+            .checked_sub(ns("ns_before_anchor"))
+            .unwrap_or(anchor);
+        let end = start + ns("dur_ns");
+        let (ts, dur) = self.ts_dur(start, end);
         let name = f.0.get("phase").and_then(Value::as_str).unwrap_or("phase");
         self.push(TraceEvent {
             name: name.to_string(),
             cat: "phase".into(),
             ph: "X",
-            ts: Some(self.micros(start)),
-            dur: Some(self.micros(end) - self.micros(start)),
+            ts,
+            dur,
             pid,
             tid: GUEST,
             args: Map::new(),
@@ -273,13 +288,13 @@ where
         let Some(open) = span.extensions_mut().remove::<Open>() else {
             return;
         };
-        let (ts, end) = (self.micros(open.start), self.micros(Instant::now()));
+        let (ts, dur) = self.ts_dur(open.start, Instant::now());
         self.push(TraceEvent {
             name: slice_name(span.name(), &open.fields),
             cat: span.name().into(),
             ph: "X",
-            ts: Some(ts),
-            dur: Some(end - ts),
+            ts,
+            dur,
             pid,
             tid: HOST,
             args: open.fields,
@@ -313,10 +328,12 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             let boot = tracing::info_span!("boot", expected = 1u32);
             let _b = boot.enter();
+            let start = Instant::now() - Duration::from_micros(800);
+            phase("kernel", start, Duration::from_micros(500));
             phase(
-                "kernel",
-                Duration::from_micros(300),
-                Duration::from_micros(500),
+                "agent",
+                start + Duration::from_micros(500),
+                Duration::from_micros(200),
             );
         });
         let ev = events(&timeline.to_json());
@@ -351,6 +368,11 @@ mod tests {
         assert!(
             k.1 <= b.1,
             "the phase ended 0.3 ms before the boot span closed"
+        );
+        let a = span(&by_name("agent"));
+        assert!(
+            (a.0 - k.1).abs() < 0.01,
+            "one phase starts where the last ended: {k:?} {a:?}"
         );
         let meta: Vec<_> = ev.iter().filter(|e| e["ph"] == "M").collect();
         assert!(meta.iter().any(|e| e["args"]["name"] == "scenario demo"));

@@ -345,9 +345,11 @@ impl Guest {
             release = %hello.boot.release,
             "agent hello"
         );
+        let began = Instant::now()
+            .checked_sub(to_hello)
+            .unwrap_or_else(Instant::now);
         for (name, at, dur) in phases.slices(expected) {
-            let ends_ago = to_hello.saturating_sub(at + dur);
-            crate::timeline::phase(&name, ends_ago, dur);
+            crate::timeline::phase(&name, began + at, dur);
         }
         self.boots.push(BootRecord {
             hello,
