@@ -6,7 +6,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a build script compiled for another checkout (a shared target directory)
+    // must still read this one's files.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = root.as_path();
     let mut out = String::new();
     // Every kernel's fragments, then the ones a flavour (`--debug`, gcov) adds.
     for (name, dir) in [
@@ -71,9 +74,12 @@ fn patch_sets(out: &mut String, name: &str, dir: &Path) {
 
 fn sorted(dir: &Path) -> Vec<std::path::PathBuf> {
     println!("cargo:rerun-if-changed={}", dir.display());
+    // A missing directory would embed nothing and every variant would be "unknown" at run time.
     let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|r| r.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     v.sort();
     for p in &v {
         if p.is_dir() {
