@@ -1,40 +1,10 @@
 //! The comparison's figures per design and session count: medians and ranges over repetitions, the
 //! table `compare` prints.
 
+use crate::measure::Sample;
+use crate::measure::stats::median;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// One VM run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sample {
-    pub variant: String,
-    pub sessions: u32,
-    pub rep: u32,
-    /// Growth of Slab (meminfo) over creating the sessions, bytes.
-    pub slab_bytes: i64,
-    /// Growth of SUnreclaim, bytes.
-    pub sunreclaim_bytes: i64,
-    /// Drop of MemFree, bytes (all kernel memory the sessions took, slab or pages).
-    pub memfree_drop_bytes: i64,
-    /// Slab caches whose active objects grew, by objects.
-    pub grown_caches: BTreeMap<String, i64>,
-    pub create_ns: u64,
-    pub blackout_host_ms: f64,
-    /// Old kernel: agent's reboot(KEXEC) mark -> "Starting new kernel" (kernel log timestamps).
-    pub old_kernel_ms: Option<f64>,
-    /// New kernel: boot -> agent hello (CLOCK_BOOTTIME in the new kernel).
-    pub new_kernel_ms: f64,
-    pub retrieve_finish_ns: u64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
 
 fn spread(v: &[f64]) -> (f64, f64) {
     (
@@ -63,7 +33,7 @@ pub fn summarise(samples: &[Sample]) -> Vec<Point> {
     let mut groups: BTreeMap<(String, u32), Vec<&Sample>> = BTreeMap::new();
     for s in samples {
         groups
-            .entry((s.variant.clone(), s.sessions))
+            .entry((s.label.clone(), s.sessions))
             .or_default()
             .push(s);
     }
@@ -83,15 +53,17 @@ pub fn summarise(samples: &[Sample]) -> Vec<Point> {
             Point {
                 variant,
                 sessions: n,
-                slab_bytes_per_session: median(slab.clone()),
+                slab_bytes_per_session: median(&slab),
                 slab_bytes_per_session_range: spread(&slab),
-                memfree_bytes_per_session: median(per(&|s| s.memfree_drop_bytes as f64)),
-                create_us_per_session: median(per(&|s| s.create_ns as f64 / 1000.0)),
-                blackout_host_ms: median(blackout.clone()),
+                memfree_bytes_per_session: median(&per(&|s| s.memfree_drop_bytes as f64)),
+                create_us_per_session: median(&per(&|s| s.create_ns as f64 / 1000.0)),
+                blackout_host_ms: median(&blackout),
                 blackout_host_ms_range: spread(&blackout),
-                old_kernel_ms: median(g.iter().filter_map(|s| s.old_kernel_ms).collect()),
-                new_kernel_ms: median(g.iter().map(|s| s.new_kernel_ms).collect()),
-                retrieve_finish_us_per_session: median(per(&|s| {
+                old_kernel_ms: median(
+                    &g.iter().filter_map(|s| s.old_kernel_ms).collect::<Vec<_>>(),
+                ),
+                new_kernel_ms: median(&g.iter().map(|s| s.new_kernel_ms).collect::<Vec<_>>()),
+                retrieve_finish_us_per_session: median(&per(&|s| {
                     s.retrieve_finish_ns as f64 / 1000.0
                 })),
                 grown_caches: caches,
@@ -135,16 +107,4 @@ pub fn table(points: &[Point]) -> String {
         ));
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians_are_total_even_with_nan() {
-        assert!(median(vec![]).is_nan());
-        assert_eq!(median(vec![3.0, f64::NAN, 1.0]), 3.0);
-        assert_eq!(median(vec![2.0, 1.0, 3.0]), 2.0);
-    }
 }

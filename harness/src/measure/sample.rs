@@ -1,0 +1,152 @@
+//! One measurement in the guest: memory before and after creating N sessions (timed inside the
+//! guest), a kexec (the blackout seen from the host, and the guest's own split from kernel log
+//! timestamps), then retrieving and finishing the N sessions in the new kernel.
+
+use super::MeasureError;
+use crate::guest::Guest;
+use luo_protocol::{KEXEC_MARK, MemorySnapshot, Reply, Request};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One VM run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Which kernel: a design's name in `compare`, `base` or `patched` in `delta`.
+    #[serde(alias = "variant")]
+    pub label: String,
+    pub sessions: u32,
+    pub rep: u32,
+    /// Growth of Slab (meminfo) over creating the sessions, bytes.
+    pub slab_bytes: i64,
+    /// Growth of SUnreclaim, bytes.
+    pub sunreclaim_bytes: i64,
+    /// Drop of MemFree, bytes (all kernel memory the sessions took, slab or pages).
+    pub memfree_drop_bytes: i64,
+    /// Slab caches whose active objects grew, by objects.
+    pub grown_caches: BTreeMap<String, i64>,
+    pub create_ns: u64,
+    pub blackout_host_ms: f64,
+    /// Old kernel: agent's reboot(KEXEC) mark -> "Starting new kernel" (kernel log timestamps).
+    pub old_kernel_ms: Option<f64>,
+    /// New kernel: boot -> agent hello (CLOCK_BOOTTIME in the new kernel).
+    pub new_kernel_ms: f64,
+    pub retrieve_finish_ns: u64,
+}
+
+fn unexpected(what: &'static str, got: Reply) -> MeasureError {
+    MeasureError::Reply {
+        what,
+        got: format!("{got:?}"),
+    }
+}
+
+fn meminfo(s: &MemorySnapshot, k: &str) -> i64 {
+    s.meminfo
+        .iter()
+        .find(|(n, _)| n == k)
+        .map_or(0, |(_, v)| *v as i64 * 1024)
+}
+
+async fn snapshot(guest: &mut Guest) -> Result<MemorySnapshot, MeasureError> {
+    match guest.request(Request::MemorySnapshot).await? {
+        Reply::Memory(m) => Ok(m),
+        other => Err(unexpected("memory_snapshot", other)),
+    }
+}
+
+/// Measures `n` sessions on a booted guest, which it leaves in the next kernel.
+pub async fn take(
+    guest: &mut Guest,
+    label: &str,
+    n: u32,
+    rep: u32,
+) -> Result<Sample, MeasureError> {
+    let dev = "dev".to_string();
+    let open = Request::OpenDevice {
+        handle: dev.clone(),
+    };
+    guest.request(open.clone()).await?;
+    let before = snapshot(guest).await?;
+    let create_ns = match guest
+        .request(Request::CreateSessions {
+            device: dev.clone(),
+            prefix: "s".into(),
+            count: n,
+        })
+        .await?
+    {
+        Reply::Timed { ns, .. } => ns,
+        other => return Err(unexpected("create_sessions", other)),
+    };
+    let after = snapshot(guest).await?;
+    let mut grown = BTreeMap::new();
+    for c in &after.slabs {
+        let b = before
+            .slabs
+            .iter()
+            .find(|p| p.name == c.name)
+            .map_or(0, |p| p.active_objs as i64);
+        let d = c.active_objs as i64 - b;
+        if d >= (n as i64 / 2).max(1) {
+            grown.insert(c.name.clone(), d);
+        }
+    }
+    let console_before = std::fs::read_to_string(guest.vm().artifacts().console())
+        .unwrap_or_default()
+        .len();
+    let blackout = guest.kexec_same().await?;
+    let console = std::fs::read(guest.vm().artifacts().console())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let old_kernel_ms = old_kernel_split(&console[console_before.min(console.len())..]);
+    let new_kernel_ms = guest.hello().boot.uptime_us as f64 / 1000.0;
+    guest.request(open).await?;
+    let retrieve_finish_ns = match guest
+        .request(Request::RetrieveSessions {
+            device: dev,
+            prefix: "s".into(),
+            count: n,
+            finish: true,
+        })
+        .await?
+    {
+        Reply::Timed { ns, .. } => ns,
+        other => return Err(unexpected("retrieve_sessions", other)),
+    };
+    Ok(Sample {
+        label: label.into(),
+        sessions: n,
+        rep,
+        slab_bytes: meminfo(&after, "Slab") - meminfo(&before, "Slab"),
+        sunreclaim_bytes: meminfo(&after, "SUnreclaim") - meminfo(&before, "SUnreclaim"),
+        memfree_drop_bytes: meminfo(&before, "MemFree") - meminfo(&after, "MemFree"),
+        grown_caches: grown,
+        create_ns,
+        blackout_host_ms: blackout.as_secs_f64() * 1000.0,
+        old_kernel_ms,
+        new_kernel_ms,
+        retrieve_finish_ns,
+    })
+}
+
+/// From the old kernel's console: the agent's mark to "Starting new kernel", in ms.
+pub fn old_kernel_split(console: &str) -> Option<f64> {
+    let ts = |needle: &str| {
+        console.lines().rfind(|l| l.contains(needle)).and_then(|l| {
+            let inner = l.split_once('[')?.1.split_once(']')?.0.trim();
+            inner.parse::<f64>().ok()
+        })
+    };
+    Some((ts("Starting new kernel")? - ts(KEXEC_MARK)?) * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn old_kernel_split_reads_the_last_kexec() {
+        let c = "[    1.000000] luo-agent: reboot(KEXEC)\n[    1.250000] kexec_core: Starting new kernel\n[    0.000000] Linux version\n";
+        assert_eq!(old_kernel_split(c), Some(250.0));
+        assert_eq!(old_kernel_split("[ 1.0] other\n"), None);
+    }
+}
