@@ -30,6 +30,25 @@ pub fn is_test_only(name: &str) -> bool {
     name.starts_with("test-")
 }
 
+/// What a test-only variant plants, which decides the flavour it is tested in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planted {
+    /// A bug a sanitizer or kmemleak reports: tested on the debug flavour.
+    Bug,
+    /// A cost (memory, time) that `delta` measures: tested on the plain flavour, whose figures
+    /// are the ones users see.
+    Cost,
+}
+
+/// What the test-only variant `name` plants; None for a design.
+pub fn planted(name: &str) -> Option<Planted> {
+    match name {
+        "test-fat-session" | "test-slow-kexec" => Some(Planted::Cost),
+        n if is_test_only(n) => Some(Planted::Bug),
+        _ => None,
+    }
+}
+
 /// The session-inode designs: every variant but the test-only ones.
 pub fn designs() -> impl Iterator<Item = Variant> {
     all().filter(|v| !is_test_only(v.name))
@@ -132,6 +151,9 @@ mod tests {
             ["anon-unique", "magic-shared", "magic-unique", "stock"]
         );
         assert!(find("test-uaf-session").is_ok() && is_test_only("test-uaf-session"));
+        assert_eq!(planted("test-uaf-session"), Some(Planted::Bug));
+        assert_eq!(planted("test-fat-session"), Some(Planted::Cost));
+        assert!(find("test-slow-kexec").is_ok() && planted("stock").is_none());
         assert!(
             touched(&find("test-leak-session").unwrap()) == ["kernel/liveupdate/luo_session.c"]
         );

@@ -94,9 +94,10 @@ fn announce(needs: &Needs) {
         needs.selftests.len() + needs.programs.len(),
     );
     eprintln!(
-        "setup: and the debug flavour of every variant ({}), the gcov flavour of the default kernel",
-        luo_kernels::variant::all()
-            .map(|v| v.name)
+        "setup: and the suite's other builds of the default kernel: {}",
+        plan::suite_flavours()
+            .iter()
+            .map(|(f, v)| format!("{v} {}", f.name()))
             .collect::<Vec<_>>()
             .join(", ")
     );

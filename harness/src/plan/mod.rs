@@ -602,17 +602,22 @@ pub async fn resolve(
     Ok(plan)
 }
 
-/// The instrumented kernels the test suite boots besides the plain ones, as (flavour, variant) of
-/// the default kernel: the debug flavour of every variant (the four designs, whose scenario set
-/// runs on it, and the test-only ones with planted bugs), the gcov flavour of the default variant.
+/// The kernels the test suite boots besides the plain designs, as (flavour, variant) of the
+/// default kernel: the debug flavour of every variant (the four designs, whose scenario set runs on
+/// it, and the test-only ones with planted bugs), the gcov flavour of the default variant, and the
+/// plain flavour of the planted cost `delta` is tested with.
 pub fn suite_flavours() -> Vec<(luo_kernels::Flavour, String)> {
+    use luo_kernels::variant::{Planted, planted};
     let mut v: Vec<_> = luo_kernels::variant::all()
+        .filter(|v| planted(v.name) != Some(Planted::Cost))
         .map(|v| (luo_kernels::Flavour::DEBUG, v.name.to_string()))
         .collect();
     v.push((
         luo_kernels::Flavour::GCOV,
         luo_kernels::variant::DEFAULT.into(),
     ));
+    // What harness/tests/delta.rs measures (test-slow-kexec is for ci/bench-delta-planted).
+    v.push((luo_kernels::Flavour::PLAIN, "test-fat-session".into()));
     v
 }
 
