@@ -9,6 +9,7 @@ mod check;
 mod collect;
 mod compare;
 mod coverage;
+mod delta;
 mod drive;
 mod failed;
 mod kernel;
@@ -74,6 +75,11 @@ enum Command {
     BisectStep(bisect::StepArgs),
     /// Measure what each session-inode design costs: memory, creation, blackout, retrieval.
     Compare(compare::CompareArgs),
+    /// What a patch costs: a base and a patched kernel measured alternately in one run (memory
+    /// per session, create and retrieve latency, the blackout and its phases), each figure's
+    /// change with its interval and a verdict; the scenarios' reports side by side. Exit 1 with
+    /// --fail-on worse when a figure got significantly worse by more than --threshold.
+    Delta(delta::DeltaArgs),
     /// What of kernel/liveupdate the scenarios run: the gcov flavour of their kernels, counters
     /// read before every kexec and at the end, lcov tracefiles, an HTML report and a table.
     #[command(after_help = exit::TABLE)]
@@ -169,6 +175,7 @@ pub fn main() -> ExitCode {
             Command::Drive(d) => drive::drive(d).await,
             Command::Profile(p) => profile::profile(p).await,
             Command::Compare(c) => compare::compare(c).await,
+            Command::Delta(d) => delta::delta(d).await,
             Command::Coverage(c) => coverage::coverage(c).await,
             Command::Matrix(m) => matrix::matrix(m).await,
             Command::Bisect(b) => bisect::bisect(b).await,
