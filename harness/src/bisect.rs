@@ -6,6 +6,8 @@
 //! terms (outcome::exit::bisect): good, bad, skip (does not build), or abort (the harness failed).
 
 use crate::events::{Event, EventSink};
+use crate::measure::stats::{self, Change, Verdict};
+use crate::measure::{Metric, Side, metric};
 use crate::outcome::{Kind, Outcome, exit};
 use crate::plan::{self, Needs, PlanRequest};
 use crate::run::{Loaded, RunOptions, run_all};
@@ -28,6 +30,59 @@ pub struct StepRecord {
     pub seconds: f64,
     /// Per scenario and run: its outcome and report.
     pub results: Vec<StepResult>,
+    /// In a bisect on a figure: the figure's runs on the good endpoint and on this commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricRecord>,
+}
+
+/// A bisect on a figure (`bisect --metric`): each commit is measured alternately with the good
+/// endpoint, and called bad when the figure got significantly worse by more than the threshold.
+#[derive(Debug, Clone)]
+pub struct MetricBisect {
+    pub metric: &'static Metric,
+    /// How much worse is bad: 0.05 = 5%.
+    pub threshold: f64,
+    pub sessions: u32,
+    /// Runs of each kernel per attempt.
+    pub runs: u32,
+    pub confidence: f64,
+    /// Attempts after the first, each adding `runs` more of both, while the figure is within the
+    /// noise of the threshold.
+    pub retries: u32,
+    /// The good endpoint's commit, which every step measures beside its own.
+    pub good: String,
+}
+
+/// What a step of a bisect on a figure measured and how it decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricRecord {
+    pub metric: String,
+    pub unit: String,
+    pub sessions: u32,
+    pub threshold: f64,
+    pub good_values: Vec<f64>,
+    pub commit_values: Vec<f64>,
+    pub change: Option<Change>,
+    /// Attempts made (1 + retries used).
+    pub attempts: u32,
+    /// The interval still straddled the threshold after every retry: called by its estimate.
+    pub called_by_estimate: bool,
+}
+
+/// Good, bad or not yet known, from one figure's change.
+fn judge(c: &Change, threshold: f64) -> Option<bool> {
+    let (rel, (_, hi)) = match (c.relative, c.relative_interval) {
+        (Some(r), Some(i)) => (r, i),
+        // A zero base: any significant growth is bad.
+        _ => return Some(c.verdict != Verdict::Worse),
+    };
+    if c.verdict == Verdict::Worse && rel > threshold {
+        Some(false)
+    } else if hi <= threshold {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +105,8 @@ pub struct StepOptions {
     pub snapshots: Option<Snapshots>,
     pub accel: crate::vm::accel::AccelChoice,
     pub out: PathBuf,
+    /// Judge the commit by a figure instead of by scenarios.
+    pub metric: Option<MetricBisect>,
 }
 
 fn verdict(code: u8) -> &'static str {
@@ -88,8 +145,29 @@ pub async fn step(o: &StepOptions, sink: Arc<dyn EventSink>) -> u8 {
         verdict: String::new(),
         seconds: 0.0,
         results: vec![],
+        metric: None,
     };
     let kinds: Vec<Kind> = match plan::resolve(&req, &needs, &*sink).await {
+        Ok(p) if o.metric.is_some() => {
+            let m = o.metric.as_ref().expect("checked");
+            match metric_step(o, m, &p, &*sink).await {
+                Ok((good, rec)) => {
+                    record.metric = Some(rec);
+                    vec![if good { Kind::Pass } else { Kind::Fail }]
+                }
+                Err(reason) => {
+                    record.results.push(StepResult {
+                        scenario: format!("(measuring {})", m.metric.name),
+                        run: 0,
+                        outcome: Outcome::InfraFailure {
+                            reason: reason.clone(),
+                        },
+                        report: None,
+                    });
+                    vec![Kind::InfraFailure]
+                }
+            }
+        }
         Err(e) => {
             use crate::outcome::Classify;
             let kind = e.kind();
@@ -149,6 +227,82 @@ pub async fn step(o: &StepOptions, sink: Arc<dyn EventSink>) -> u8 {
     code
 }
 
+/// Measures the commit (`plan`) against the good endpoint, alternately, retrying while the figure
+/// is within the noise of the threshold; true when the commit is good. An error is the harness's
+/// (the good endpoint did not build, a VM failed): the step aborts.
+async fn metric_step(
+    o: &StepOptions,
+    m: &MetricBisect,
+    plan: &plan::Plan,
+    sink: &dyn EventSink,
+) -> Result<(bool, MetricRecord), String> {
+    let good_req = PlanRequest {
+        kernel: KernelSpec::Git {
+            repo: o.repo.clone(),
+            rev: m.good.clone(),
+        },
+        build: o.build.clone(),
+        accel: Some(o.accel),
+        ..Default::default()
+    };
+    let good_plan = plan::resolve(&good_req, &Needs::default(), sink)
+        .await
+        .map_err(|e| format!("the good endpoint {}: {e}", m.good))?;
+    let sides = [
+        Side {
+            label: "good".into(),
+            plan: &good_plan,
+        },
+        Side {
+            label: "commit".into(),
+            plan,
+        },
+    ];
+    let alpha = 1.0 - m.confidence;
+    let mut samples = Vec::new();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let more = crate::measure::alternate(&sides, &[m.sessions], m.runs, "bisect", sink)
+            .await
+            .map_err(|e| e.to_string())?;
+        samples.extend(more);
+        let good_values = metric::values(m.metric, &samples, "good", m.sessions);
+        let commit_values = metric::values(m.metric, &samples, "commit", m.sessions);
+        let change = stats::change(&good_values, &commit_values, alpha, m.metric.better);
+        let judged = change.as_ref().and_then(|c| judge(c, m.threshold));
+        let last = attempts > m.retries;
+        if judged.is_some() || last {
+            let good = judged.unwrap_or_else(|| {
+                change.as_ref().is_none_or(|c| {
+                    !(c.verdict == Verdict::Worse && c.relative.is_none_or(|r| r > m.threshold))
+                })
+            });
+            return Ok((
+                good,
+                MetricRecord {
+                    metric: m.metric.name.into(),
+                    unit: m.metric.unit.into(),
+                    sessions: m.sessions,
+                    threshold: m.threshold,
+                    good_values,
+                    commit_values,
+                    change,
+                    attempts,
+                    called_by_estimate: judged.is_none(),
+                },
+            ));
+        }
+        sink.emit(Event::Note(format!(
+            "bisect: {} of {} is within the noise of {:.1}%: measuring {} more runs of each",
+            m.metric.name,
+            &o.commit[..o.commit.len().min(12)],
+            m.threshold * 100.0,
+            m.runs
+        )));
+    }
+}
+
 pub struct BisectOptions {
     pub repo: PathBuf,
     pub good: String,
@@ -189,6 +343,8 @@ pub struct Bisected {
     pub failure: Option<String>,
     /// The failing scenario's report, last good against first bad.
     pub diff: Option<String>,
+    /// In a bisect on a figure: the first bad commit's measurement against the good endpoint.
+    pub metric: Option<MetricRecord>,
     /// Commits skipped because they could not be tested.
     pub skipped: Vec<String>,
     /// `git bisect run` stopped because a step aborted (the harness, not the commit).
@@ -318,6 +474,7 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
         first_bad: None,
         failure: None,
         diff: None,
+        metric: None,
         skipped,
         aborted,
         steps,
@@ -332,6 +489,7 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
         luo_kernels::git::describe(&o.repo, &bad_commit).unwrap_or_default(),
     ));
     let bad_record = record(&o.out, &bad_commit);
+    result.metric = bad_record.as_ref().and_then(|r| r.metric.clone());
     let failed = bad_record.as_ref().and_then(|r| {
         r.results
             .iter()
@@ -370,4 +528,34 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::stats::Better;
+
+    fn judged(good: &[f64], commit: &[f64], threshold: f64) -> Option<bool> {
+        let c = stats::change(good, commit, 0.05, Better::Lower).unwrap();
+        judge(&c, threshold)
+    }
+
+    #[test]
+    fn a_commit_is_bad_when_clearly_worse_good_when_clearly_within_and_retried_in_between() {
+        let base = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.1];
+        let plus = |d: f64| base.map(|v| v + d);
+        assert_eq!(judged(&base, &plus(30.0), 0.05), Some(false), "30% worse");
+        assert_eq!(judged(&base, &plus(0.0), 0.05), Some(true), "the same");
+        assert_eq!(
+            judged(&base, &plus(2.0), 0.05),
+            Some(true),
+            "worse, but by less than 5%"
+        );
+        // Worse by about the threshold, with the noise straddling it: not called yet.
+        let noisy = [90.0, 110.0, 95.0, 105.0, 100.0, 92.0, 108.0, 100.0];
+        let noisy_plus = noisy.map(|v| v + 6.0);
+        assert_eq!(judged(&noisy, &noisy_plus, 0.05), None);
+        // A figure that was zero and grew is bad whatever the threshold.
+        assert_eq!(judged(&[0.0; 6], &[4096.0; 6], 0.5), Some(false));
+    }
 }

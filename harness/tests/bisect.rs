@@ -1,7 +1,9 @@
 //! `luo-harness bisect` on a real history: the Debian 7.3.4 source as a first commit, then eight
 //! commits: harmless ones (documentation, comments in kernel/liveupdate), one that does not build,
 //! one that breaks retrieving a session after kexec. The bisect must skip the one that does not
-//! build, name the breaking one, and leave the repository exactly as it was.
+//! build, name the breaking one, and leave the repository exactly as it was. And `bisect --metric`
+//! on a short history where one commit costs a kilobyte more per session: it names that commit
+//! with both distributions.
 
 mod common;
 
@@ -189,4 +191,82 @@ fn bisect_skips_the_commit_that_does_not_build_and_names_the_one_that_breaks_liv
         "the repository must be exactly as it was"
     );
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), commits[7]);
+}
+
+/// The Debian source as a git repository of one commit, in a directory removed with `base`.
+fn debian_repo(base: &Path) -> (PathBuf, String) {
+    let repo = base.join("linux");
+    assert!(
+        Command::new("cp")
+            .arg("-al")
+            .arg(debian_source())
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::remove_file(repo.join(".luo-harness-unpacked")).ok();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "--force", "-A"]);
+    git(&repo, &["commit", "-qm", "Linux 7.3.4 (Debian)"]);
+    let good = git(&repo, &["rev-parse", "HEAD"]);
+    (repo, good)
+}
+
+#[test]
+fn bisect_on_a_figure_names_the_commit_that_made_sessions_bigger() {
+    let base = tempfile::tempdir_in(luo_kernels::Cache::from_env().root()).unwrap();
+    let (repo, good) = debian_repo(base.path());
+    rewrite(&repo, DOC, |t| t + "\nA harmless line of documentation.\n");
+    commit(&repo, "docs: liveupdate: a harmless line");
+    let alloc = "struct luo_session *session = kzalloc_obj(*session);";
+    rewrite(&repo, SESSION, |t| {
+        assert!(t.contains(alloc), "the allocation this test enlarges");
+        t.replace(
+            alloc,
+            "struct luo_session *session = kzalloc(sizeof(*session) + 1024, GFP_KERNEL);",
+        )
+    });
+    let fat = commit(&repo, "liveupdate: a kilobyte more for every session");
+    rewrite(&repo, CORE, |t| t + "\n/* A harmless comment. */\n");
+    commit(&repo, "liveupdate: a harmless comment in luo_core.c");
+
+    let out = base.path().join("bisect");
+    let o = common::building()
+        .env("COLUMNS", "200")
+        .args(["bisect", "--good", &good, "--bad", "HEAD", "--tree"])
+        .arg(&repo)
+        .arg("--out")
+        .arg(&out)
+        .args(["--metric", "slab_bytes_per_session", "--threshold", "20"])
+        .args(["--sessions", "100", "--runs", "6"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let run_log = std::fs::read_to_string(out.join("bisect-run.log")).unwrap_or_default();
+    let all = format!("stdout:\n{stdout}\nstderr:\n{stderr}\nrun log:\n{run_log}");
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert!(
+        stdout.contains(&format!(
+            "first bad commit: {fat} liveupdate: a kilobyte more for every session"
+        )),
+        "{all}"
+    );
+    // Both distributions: six runs of each, the first bad's median at least a kilobyte above.
+    let medians: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("slab_bytes_per_session at N=100 (B)"))
+        .map(|l| {
+            let m = l.split("median ").nth(1).unwrap();
+            assert_eq!(
+                l.split('[').nth(1).unwrap().split_whitespace().count(),
+                6,
+                "{l}"
+            );
+            m.split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(medians.len(), 2, "{all}");
+    assert!(medians[1] - medians[0] >= 1024.0, "{medians:?}");
 }

@@ -7,7 +7,7 @@ use super::failed::Failed;
 use super::terminal::Terminal;
 use super::{check, collect};
 use clap::Args;
-use luo_harness::bisect::{self, BisectOptions, StepOptions};
+use luo_harness::bisect::{self, BisectOptions, MetricBisect, StepOptions};
 use luo_harness::outcome::exit;
 use luo_harness::scenario::snapshot::Snapshots;
 use luo_harness::vm::accel::AccelChoice;
@@ -15,15 +15,38 @@ use luo_kernels::spec::KernelSpec;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Runs of each kernel per attempt of a bisect on a figure.
+const DEFAULT_METRIC_RUNS: u32 = 12;
+
 /// What both the bisect and each of its steps take.
 #[derive(Args, Clone)]
 pub struct Common {
     /// Scenario files or directories: the commit is bad if any fails.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "metric", conflicts_with = "metric")]
     paths: Vec<PathBuf>,
-    /// Runs of each scenario per commit; bad if any run fails (for flaky regressions).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-    runs: u32,
+    /// Runs of each scenario per commit, bad if any run fails (for flaky regressions; default 1);
+    /// with --metric, runs of each kernel per attempt (default 12).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: Option<u32>,
+    /// Judge each commit by a figure instead of scenarios: measured alternately with the good
+    /// endpoint, bad when significantly worse by more than --threshold (blackout_ms,
+    /// slab_bytes_per_session, ...; an unknown name lists them).
+    #[arg(long, value_name = "NAME", value_parser = metric_name)]
+    metric: Option<String>,
+    /// Percent: how much worse the figure may get before a commit is bad (with --metric).
+    #[arg(long, default_value_t = 5.0, value_name = "PCT", requires = "metric")]
+    threshold: f64,
+    /// Sessions each measurement creates (with --metric).
+    #[arg(long, default_value_t = 100, requires = "metric",
+          value_parser = clap::value_parser!(u32).range(1..=500_000))]
+    sessions: u32,
+    /// Confidence of each call (with --metric).
+    #[arg(long, default_value_t = 0.95, requires = "metric")]
+    confidence: f64,
+    /// More attempts, each adding --runs more of both kernels, for a commit whose figure is within
+    /// the noise of the threshold, before it is called by its estimate (with --metric).
+    #[arg(long, default_value_t = 2, requires = "metric", value_parser = clap::value_parser!(u32).range(0..=10))]
+    retries: u32,
     /// Boot this kernel and kexec into the commit under test: bisects the target of a live update.
     #[arg(long, value_name = "SPEC", value_parser = parse_spec)]
     kexec_from: Option<KernelSpec>,
@@ -38,7 +61,17 @@ pub struct Common {
 
 impl Common {
     fn words(&self) -> Vec<String> {
-        let mut w = vec!["--runs".to_string(), self.runs.to_string()];
+        let mut w = Vec::new();
+        if let Some(r) = self.runs {
+            w.extend(["--runs".to_string(), r.to_string()]);
+        }
+        if let Some(m) = &self.metric {
+            w.extend(["--metric".into(), m.clone()]);
+            w.extend(["--threshold".into(), self.threshold.to_string()]);
+            w.extend(["--sessions".into(), self.sessions.to_string()]);
+            w.extend(["--confidence".into(), self.confidence.to_string()]);
+            w.extend(["--retries".into(), self.retries.to_string()]);
+        }
         if let Some(k) = &self.kexec_from {
             w.extend(["--kexec-from".into(), k.to_string()]);
         }
@@ -52,6 +85,33 @@ impl Common {
         w.push("--".into());
         w.extend(self.paths.iter().map(abs));
         w
+    }
+}
+
+fn metric_name(s: &str) -> Result<String, String> {
+    luo_harness::measure::metric::find(s)
+        .map(|m| m.name.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// The fewest runs that can call a change at this confidence.
+fn check_runs(c: &Common) -> Result<(), Failed> {
+    if c.metric.is_none() {
+        return Ok(());
+    }
+    if !(c.confidence > 0.5 && c.confidence < 1.0) {
+        return Err(Failed::bad_input(format!(
+            "--confidence {}: between 0.5 and 1, e.g. 0.95",
+            c.confidence
+        )));
+    }
+    let min = luo_harness::measure::stats::min_runs(1.0 - c.confidence);
+    match c.runs {
+        Some(r) if (r as usize) < min => Err(Failed::bad_input(format!(
+            "--runs {r} is too few to call a change at {}% confidence: at least {min}",
+            c.confidence * 100.0
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -90,15 +150,65 @@ pub struct StepArgs {
     commit: Option<String>,
     #[arg(long)]
     out: PathBuf,
+    /// With --metric: the good endpoint's commit, measured beside every step's.
+    #[arg(long, requires = "metric")]
+    metric_good: Option<String>,
     #[command(flatten)]
     common: Common,
 }
 
+/// The first bad commit's figure against the good endpoint's: both distributions.
+fn metric_text(m: &luo_harness::bisect::MetricRecord) -> String {
+    let list = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let median = luo_harness::measure::stats::median;
+    let mut s = format!(
+        "{} at N={} ({}), good endpoint: median {:.1}  [{}]\n{} at N={} ({}), first bad:     median {:.1}  [{}]\n",
+        m.metric,
+        m.sessions,
+        m.unit,
+        median(&m.good_values),
+        list(&m.good_values),
+        m.metric,
+        m.sessions,
+        m.unit,
+        median(&m.commit_values),
+        list(&m.commit_values)
+    );
+    if let Some(c) = &m.change
+        && let (Some(rel), Some((lo, hi))) = (c.relative, c.relative_interval)
+    {
+        s.push_str(&format!(
+            "change {:+.1}% [{:+.1}%, {:+.1}%], threshold {:.1}%, {} attempt(s){}\n",
+            rel * 100.0,
+            lo * 100.0,
+            hi * 100.0,
+            m.threshold * 100.0,
+            m.attempts,
+            if m.called_by_estimate {
+                ", called by its estimate (still within the noise)"
+            } else {
+                ""
+            }
+        ));
+    }
+    s
+}
+
 pub async fn bisect(a: BisectArgs) -> Result<u8, Failed> {
     // Bad input is found now, not at the first step.
-    let files = collect::files(&a.common.paths)?;
-    if let Err(problems) = collect::load_all(&files) {
-        return Ok(check::report_invalid(problems, files.len()));
+    check_runs(&a.common)?;
+    if a.common.metric.is_none() {
+        let files = collect::files(&a.common.paths)?;
+        if let Err(problems) = collect::load_all(&files) {
+            return Ok(check::report_invalid(problems, files.len()));
+        }
     }
     let exe =
         std::env::current_exe().map_err(|e| Failed::infra(format!("finding this program: {e}")))?;
@@ -112,6 +222,11 @@ pub async fn bisect(a: BisectArgs) -> Result<u8, Failed> {
         "--out".into(),
         out.display().to_string(),
     ];
+    if a.common.metric.is_some() {
+        // Every step measures the good endpoint beside its commit: the same commit for all.
+        let good = luo_kernels::git::resolve(&repo, &a.good)?;
+        step_command.extend(["--metric-good".into(), good]);
+    }
     step_command.extend(a.common.words());
     let o = BisectOptions {
         repo,
@@ -129,6 +244,9 @@ pub async fn bisect(a: BisectArgs) -> Result<u8, Failed> {
             }
             if let Some(d) = &r.diff {
                 println!("--- the report, last good commit against the first bad ---\n{d}");
+            }
+            if let Some(m) = &r.metric {
+                print!("{}", metric_text(m));
             }
         }
         None if r.aborted => {
@@ -170,18 +288,40 @@ pub async fn step(a: StepArgs) -> Result<u8, Failed> {
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         }
     };
-    let files = collect::files(&a.common.paths)?;
-    let loaded = match collect::load_all(&files) {
-        Ok(v) => v,
-        Err(problems) => {
-            return Ok(check::report_invalid(problems, files.len()).max(exit::BISECT_ABORT));
+    let (files, loaded) = if a.common.metric.is_some() {
+        (Vec::new(), Vec::new())
+    } else {
+        let files = collect::files(&a.common.paths)?;
+        match collect::load_all(&files) {
+            Ok(v) => (files, v),
+            Err(problems) => {
+                return Ok(check::report_invalid(problems, files.len()).max(exit::BISECT_ABORT));
+            }
         }
+    };
+    let metric = match (&a.common.metric, &a.metric_good) {
+        (Some(name), Some(good)) => Some(MetricBisect {
+            metric: luo_harness::measure::metric::find(name)
+                .map_err(|e| Failed::bad_input(e.to_string()))?,
+            threshold: a.common.threshold / 100.0,
+            sessions: a.common.sessions,
+            runs: a.common.runs.unwrap_or(DEFAULT_METRIC_RUNS),
+            confidence: a.common.confidence,
+            retries: a.common.retries,
+            good: good.clone(),
+        }),
+        (Some(_), None) => {
+            return Err(Failed::bad_input(
+                "bisect-step --metric needs --metric-good".into(),
+            ));
+        }
+        _ => None,
     };
     let snapshots = a
         .common
         .snapshots
         .clone()
-        .or_else(|| collect::default_snapshots(&files[0]))
+        .or_else(|| files.first().and_then(|f| collect::default_snapshots(f)))
         .map(|root| Snapshots {
             root,
             write_new: false,
@@ -190,12 +330,13 @@ pub async fn step(a: StepArgs) -> Result<u8, Failed> {
         repo: a.repo,
         commit: commit.clone(),
         scenarios: loaded,
-        runs: a.common.runs,
+        runs: a.common.runs.unwrap_or(1),
         kexec_from: a.common.kexec_from.clone(),
         build: a.common.build.template()?,
         snapshots,
         accel: a.common.accel,
         out: a.out,
+        metric,
     };
     let code = bisect::step(&o, Arc::new(Terminal::default())).await;
     let short = &commit[..commit.len().min(12)];
