@@ -85,25 +85,9 @@ fn fingerprint(repo: &Path) -> String {
 
 #[test]
 fn bisect_skips_the_commit_that_does_not_build_and_names_the_one_that_breaks_live_update() {
-    let src = debian_source();
-    let original = std::fs::read_to_string(src.join(SESSION)).unwrap();
+    let original = std::fs::read_to_string(debian_source().join(SESSION)).unwrap();
     let base = tempfile::tempdir_in(luo_kernels::Cache::from_env().root()).unwrap();
-    let repo = base.path().join("linux");
-    assert!(
-        Command::new("cp")
-            .arg("-al")
-            .arg(&src)
-            .arg(&repo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::fs::remove_file(repo.join(".luo-harness-unpacked")).ok();
-    git(&repo, &["init", "-q"]);
-    // Debian's tree ignores everything at its top level (its .gitignore ends in `/*`).
-    git(&repo, &["add", "--force", "-A"]);
-    git(&repo, &["commit", "-qm", "Linux 7.3.4 (Debian)"]);
-    let good = git(&repo, &["rev-parse", "HEAD"]);
+    let (repo, good) = debian_repo(base.path());
     let mut commits = vec![];
     rewrite(&repo, DOC, |t| t + "\nA harmless line of documentation.\n");
     commits.push(commit(&repo, "docs: liveupdate: a harmless line"));
@@ -207,6 +191,7 @@ fn debian_repo(base: &Path) -> (PathBuf, String) {
     );
     std::fs::remove_file(repo.join(".luo-harness-unpacked")).ok();
     git(&repo, &["init", "-q"]);
+    // Debian's tree ignores everything at its top level (its .gitignore ends in `/*`).
     git(&repo, &["add", "--force", "-A"]);
     git(&repo, &["commit", "-qm", "Linux 7.3.4 (Debian)"]);
     let good = git(&repo, &["rev-parse", "HEAD"]);

@@ -66,9 +66,11 @@ enum Command {
     /// Live update between kernels: every ordered pair of --kernels, per scenario (pass, the
     /// failing step, state lost, incompatible); a table, matrix.json and matrix.svg.
     Matrix(matrix::MatrixArgs),
-    /// The first commit that breaks the scenarios: `git bisect run` on a private clone of your
-    /// repository (never written), each step built incrementally, booted and run. Exit 0 when a
-    /// first bad commit is named, 1 when none could be, 3 when the harness could not test.
+    /// The first commit that breaks the scenarios, or (--metric NAME) that made a figure worse by
+    /// more than --threshold: `git bisect run` on a private clone of your repository (never
+    /// written), each step built incrementally, booted and run or measured against the good
+    /// endpoint. Exit 0 when a first bad commit is named, 1 when none could be, 3 when the harness
+    /// could not test.
     Bisect(bisect::BisectArgs),
     /// One step of a bisect (git runs it): 0 good, 1 bad, 125 skip, 128 abort.
     #[command(hide = true)]
