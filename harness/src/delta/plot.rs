@@ -46,8 +46,8 @@ pub fn svg(d: &DeltaReport) -> String {
 <text x="10" y="32" fill="{BASE}">base</text><text x="45" y="32" fill="{PATCHED}">patched</text>
 <line x1="{zx}" y1="{top}" x2="{zx}" y2="{bottom}" stroke="#999"/>
 "##,
-        esc(&d.patched.spec),
-        esc(&d.base.spec),
+        esc(&format!("{} ({})", d.patched.spec, d.patched.variant)),
+        esc(&format!("{} ({})", d.base.spec, d.base.variant)),
         zx = x(0.0),
         bottom = h - 30.0
     );
