@@ -1,7 +1,7 @@
 //! `luo-harness delta` on real kernels: the same build on both sides is no change on every figure
 //! (the null test), and a planted kilobyte per session (kernels/variants/test-fat-session) is
-//! called worse on the memory figures, fails `--fail-on worse` naming them, and shows in the
-//! scenario's report (a bigger kmalloc cache grows).
+//! called worse on slab memory per session and better on nothing, fails `--fail-on worse` naming
+//! it, and shows in the scenario's report (a bigger kmalloc cache grows).
 //!
 //! Both run at 99.9% for the table, so the chance that either calls a change that is not there is
 //! at most 0.1% (the statistics' own error rate, tested in measure::stats on simulated noise):
@@ -68,7 +68,7 @@ fn the_same_build_twice_is_no_change_on_every_figure() {
 }
 
 #[test]
-fn a_kilobyte_more_per_session_is_worse_on_memory_and_fails_the_gate() {
+fn a_kilobyte_more_per_session_is_worse_on_slab_memory_and_fails_the_gate() {
     let scenario = common::project("scenarios/memory-sessions.yaml");
     let (o, d, stderr) = delta(&[
         "--variant",
@@ -88,12 +88,10 @@ fn a_kilobyte_more_per_session_is_worse_on_memory_and_fails_the_gate() {
         .find(|(m, _)| m == "slab_bytes_per_session")
         .unwrap();
     assert_eq!(slab.1, "worse", "{v:?}");
-    // Time is not what the patch changed.
-    for (m, verdict) in &v {
-        if !m.ends_with("bytes_per_session") {
-            assert_eq!(verdict, "no_change", "{m}: {v:?}");
-        }
-    }
+    // A bigger allocation can cost time too (zeroing 1216 bytes instead of 192, from order-3
+    // slabs: create_us_per_session was called worse by 84% at 1000 sessions in
+    // ci/bench-delta-planted), but it cannot make anything better.
+    assert!(v.iter().all(|(_, verdict)| verdict != "better"), "{v:?}");
     let row = d["rows"]
         .as_array()
         .unwrap()
