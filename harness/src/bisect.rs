@@ -6,7 +6,8 @@
 //! terms (outcome::exit::bisect): good, bad, skip (does not build), or abort (the harness failed).
 
 use crate::events::{Event, EventSink};
-use crate::measure::stats::{self, Change, Verdict};
+use crate::measure::metric::Per;
+use crate::measure::stats::{self, Change};
 use crate::measure::{Metric, Side, metric};
 use crate::outcome::{Kind, Outcome, exit};
 use crate::plan::{self, Needs, PlanRequest};
@@ -43,6 +44,8 @@ pub struct MetricBisect {
     /// How much worse is bad: 0.05 = 5%.
     pub threshold: f64,
     pub sessions: u32,
+    /// Memfds each VM preserves, for a per-file figure.
+    pub files: u32,
     /// Runs of each kernel per attempt.
     pub runs: u32,
     pub confidence: f64,
@@ -71,17 +74,14 @@ pub struct MetricRecord {
 
 /// Good, bad or not yet known, from one figure's change.
 fn judge(c: &Change, threshold: f64) -> Option<bool> {
-    let (rel, (_, hi)) = match (c.relative, c.relative_interval) {
-        (Some(r), Some(i)) => (r, i),
-        // A zero base: any significant growth is bad.
-        _ => return Some(c.verdict != Verdict::Worse),
-    };
-    if c.verdict == Verdict::Worse && rel > threshold {
-        Some(false)
-    } else if hi <= threshold {
-        Some(true)
-    } else {
-        None
+    if c.worse_by_more_than(threshold) {
+        return Some(false);
+    }
+    match c.relative_interval {
+        // A zero base that did not get significantly worse.
+        None => Some(true),
+        Some((_, hi)) if hi <= threshold => Some(true),
+        Some(_) => None,
     }
 }
 
@@ -259,11 +259,17 @@ async fn metric_step(
         },
     ];
     let alpha = 1.0 - m.confidence;
+    // Files cost time in every VM: preserved only when the figure is theirs.
+    let files = if m.metric.per == Per::File {
+        m.files
+    } else {
+        0
+    };
     let mut samples = Vec::new();
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let more = crate::measure::alternate(&sides, &[m.sessions], m.runs, "bisect", sink)
+        let more = crate::measure::alternate(&sides, &[m.sessions], files, m.runs, "bisect", sink)
             .await
             .map_err(|e| e.to_string())?;
         samples.extend(more);
@@ -274,9 +280,9 @@ async fn metric_step(
         let last = attempts > m.retries;
         if judged.is_some() || last {
             let good = judged.unwrap_or_else(|| {
-                change.as_ref().is_none_or(|c| {
-                    !(c.verdict == Verdict::Worse && c.relative.is_none_or(|r| r > m.threshold))
-                })
+                change
+                    .as_ref()
+                    .is_none_or(|c| !c.worse_by_more_than(m.threshold))
             });
             return Ok((
                 good,
@@ -519,12 +525,7 @@ pub async fn bisect(o: &BisectOptions, sink: &dyn EventSink) -> Result<Bisected,
                 snapshot::render(&snapshot::redacted(&before)),
                 snapshot::render(&snapshot::redacted(after)),
             );
-            result.diff = Some(
-                similar::TextDiff::from_lines(&a, &b)
-                    .unified_diff()
-                    .header("last good", "first bad")
-                    .to_string(),
-            );
+            result.diff = Some(snapshot::diff(&a, &b, "last good", "first bad"));
         }
     }
     Ok(result)

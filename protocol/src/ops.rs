@@ -72,6 +72,25 @@ pub enum Request {
         count: u32,
         finish: bool,
     },
+    /// `count` memfds `{prefix}{i}` (handles the same) of `size` bytes, every page written, so that
+    /// what preserving them costs is not confused with their contents; timed inside the guest.
+    CreateMemfds {
+        prefix: String,
+        count: u32,
+        size: u64,
+    },
+    /// Preserve the handles `{prefix}{i}` in `session` under tokens `i`; timed inside the guest.
+    PreserveFds {
+        session: Handle,
+        prefix: String,
+        count: u32,
+    },
+    /// Retrieve tokens `0..count` of `session` as handles `{prefix}{i}`; timed inside the guest.
+    RetrieveFds {
+        session: Handle,
+        prefix: String,
+        count: u32,
+    },
     /// close(fd) and forget the handle.
     Close { handle: Handle },
     /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB]) + ftruncate(size).

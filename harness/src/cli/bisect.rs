@@ -40,6 +40,10 @@ pub struct Common {
     #[arg(long, default_value_t = 100, requires = "metric",
           value_parser = clap::value_parser!(u32).range(1..=500_000))]
     sessions: u32,
+    /// One-page memfds each measurement preserves (with a per-file --metric).
+    #[arg(long, default_value_t = 100, requires = "metric",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    files: u32,
     /// Confidence of each call (with --metric).
     #[arg(long, default_value_t = 0.95, requires = "metric")]
     confidence: f64,
@@ -69,6 +73,7 @@ impl Common {
             w.extend(["--metric".into(), m.clone()]);
             w.extend(["--threshold".into(), self.threshold.to_string()]);
             w.extend(["--sessions".into(), self.sessions.to_string()]);
+            w.extend(["--files".into(), self.files.to_string()]);
             w.extend(["--confidence".into(), self.confidence.to_string()]);
             w.extend(["--retries".into(), self.retries.to_string()]);
         }
@@ -305,6 +310,7 @@ pub async fn step(a: StepArgs) -> Result<u8, Failed> {
                 .map_err(|e| Failed::bad_input(e.to_string()))?,
             threshold: a.common.threshold / 100.0,
             sessions: a.common.sessions,
+            files: a.common.files,
             runs: a.common.runs.unwrap_or(DEFAULT_METRIC_RUNS),
             confidence: a.common.confidence,
             retries: a.common.retries,

@@ -48,6 +48,10 @@ pub struct DeltaArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,1000",
           value_parser = clap::value_parser!(u32).range(1..=500_000))]
     sessions: Vec<u32>,
+    /// One-page memfds every VM also preserves, in a session of their own, for the per-file
+    /// figures (0: none).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    files: u32,
     /// Runs per kernel and session count (each one VM), the kernels alternated.
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=200))]
     runs: u32,
@@ -109,6 +113,7 @@ pub async fn delta(a: DeltaArgs) -> Result<u8, Failed> {
         },
         scenarios,
         sessions: a.sessions.clone(),
+        files: a.files,
         runs: a.runs,
         confidence: a.confidence,
         accel: a.accel,
@@ -138,9 +143,9 @@ pub async fn delta(a: DeltaArgs) -> Result<u8, Failed> {
         for r in &worse {
             let c = r.change.as_ref().expect("a worse row has a change");
             eprintln!(
-                "worse: {} at N={}: {:+.1}% ({} -> {} {}), more than {}%",
+                "worse: {} at {}: {:+.1}% ({} -> {} {}), more than {}%",
                 r.metric,
-                r.sessions,
+                r.at(),
                 c.relative.unwrap_or(f64::NAN) * 100.0,
                 c.base_median,
                 c.patched_median,

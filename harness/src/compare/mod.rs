@@ -83,5 +83,5 @@ pub async fn measure(
             plan,
         })
         .collect();
-    Ok(measure::alternate(&sides, &o.sessions, o.reps, "compare", sink).await?)
+    Ok(measure::alternate(&sides, &o.sessions, 0, o.reps, "compare", sink).await?)
 }

@@ -2,6 +2,7 @@
 //! table `compare` prints.
 
 use crate::measure::Sample;
+use crate::measure::metric::{self, Per};
 use crate::measure::stats::median;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -44,12 +45,7 @@ pub fn summarise(samples: &[Sample]) -> Vec<Point> {
                 |f: &dyn Fn(&Sample) -> f64| g.iter().map(|s| f(s) / n as f64).collect::<Vec<_>>();
             let slab = per(&|s| s.slab_bytes as f64);
             let blackout: Vec<f64> = g.iter().map(|s| s.blackout_host_ms).collect();
-            let caches = g[0]
-                .grown_caches
-                .iter()
-                .map(|(c, d)| format!("{c} x{:.1}", *d as f64 / n as f64))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let caches = metric::grown_caches(g.iter().copied(), Per::Session);
             Point {
                 variant,
                 sessions: n,

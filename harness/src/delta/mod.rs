@@ -10,6 +10,7 @@ pub use plot::svg;
 pub use render::{email, table};
 
 use crate::events::{Event, EventSink};
+use crate::measure::metric::Per;
 use crate::measure::stats::{self, Change, Level};
 use crate::measure::{self, MeasureError, Sample, Side, metric};
 use crate::plan::{self, Needs, Plan, PlanError, PlanRequest};
@@ -34,6 +35,8 @@ pub struct DeltaOptions {
     /// Scenarios whose reports are compared (behaviour), each run once on each kernel.
     pub scenarios: Vec<Scenario>,
     pub sessions: Vec<u32>,
+    /// Memfds every VM preserves (0: no per-file figures).
+    pub files: u32,
     /// Samples per kernel and session count.
     pub runs: u32,
     /// The table's confidence (e.g. 0.95), for all its figures together.
@@ -46,7 +49,7 @@ impl DeltaOptions {
     pub fn level(&self) -> Level {
         Level {
             confidence: self.confidence,
-            comparisons: metric::ALL.len() * self.sessions.len(),
+            comparisons: figures(self.sessions.len(), self.files),
         }
     }
 
@@ -64,6 +67,13 @@ impl DeltaOptions {
         }
         Ok(())
     }
+}
+
+/// How many figures a table compares: each per-session one at every session count, each per-file
+/// one once (over all the VMs, which all preserve the same files).
+pub fn figures(session_counts: usize, files: u32) -> usize {
+    let of = |per| metric::ALL.iter().filter(|m| m.per == per).count();
+    of(Per::Session) * session_counts + if files > 0 { of(Per::File) } else { 0 }
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -140,13 +150,65 @@ impl KernelInfo {
     }
 }
 
-/// One figure at one session count.
+/// One figure at one session count, or over all of them for a per-file figure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub metric: String,
+    /// 0 for a per-file figure.
     pub sessions: u32,
+    /// The files each VM preserved, for a per-file figure; 0 otherwise.
+    #[serde(default)]
+    pub files: u32,
     pub unit: String,
     pub change: Option<Change>,
+}
+
+impl Row {
+    /// Where the figure was taken: `N=1000` sessions, or `F=100` files.
+    pub fn at(&self) -> String {
+        if self.files > 0 {
+            format!("F={}", self.files)
+        } else {
+            format!("N={}", self.sessions)
+        }
+    }
+}
+
+/// The slab caches that grew on each side, in objects per session (at one count) or per file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Caches {
+    /// As [`Row::at`]: `N=1000` or `F=100`.
+    pub at: String,
+    pub base: String,
+    pub patched: String,
+}
+
+/// Each block's caches: per session at every count, then per file.
+pub fn caches(samples: &[Sample], sessions: &[u32], files: u32) -> Vec<Caches> {
+    let side = |label: &str, n: Option<u32>, per| {
+        metric::grown_caches(
+            samples
+                .iter()
+                .filter(|s| s.label == label && n.is_none_or(|n| s.sessions == n)),
+            per,
+        )
+    };
+    let mut v: Vec<Caches> = sessions
+        .iter()
+        .map(|&n| Caches {
+            at: format!("N={n}"),
+            base: side("base", Some(n), Per::Session),
+            patched: side("patched", Some(n), Per::Session),
+        })
+        .collect();
+    if files > 0 {
+        v.push(Caches {
+            at: format!("F={files}"),
+            base: side("base", None, Per::File),
+            patched: side("patched", None, Per::File),
+        });
+    }
+    v
 }
 
 /// A scenario's reports on both kernels, compared as snapshots are.
@@ -169,9 +231,14 @@ pub struct DeltaReport {
     pub accel: String,
     pub runs: u32,
     pub sessions: Vec<u32>,
+    #[serde(default)]
+    pub files: u32,
     pub level: Level,
     pub method: String,
     pub rows: Vec<Row>,
+    /// Which slab caches grew, per block of the table.
+    #[serde(default)]
+    pub caches: Vec<Caches>,
     pub behaviour: Vec<Behaviour>,
     pub samples: Vec<Sample>,
     /// Seconds: building and resolving both kernels, running the scenarios, measuring.
@@ -189,22 +256,16 @@ impl DeltaReport {
         self.rows
             .iter()
             .filter(|r| {
-                r.change.as_ref().is_some_and(|c| {
-                    c.verdict == stats::Verdict::Worse
-                        && c.relative.is_none_or(|rel| rel.abs() > threshold)
-                })
+                r.change
+                    .as_ref()
+                    .is_some_and(|c| c.worse_by_more_than(threshold))
             })
             .collect()
     }
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
+    let model = crate::vm::accel::cpu_model().unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{model}, {cores} cores")
 }
@@ -253,10 +314,10 @@ pub async fn delta(o: &DeltaOptions, sink: &dyn EventSink) -> Result<DeltaReport
             plan: &patched,
         },
     ];
-    let samples = measure::alternate(&sides, &o.sessions, o.runs, "delta", sink).await?;
+    let samples = measure::alternate(&sides, &o.sessions, o.files, o.runs, "delta", sink).await?;
     let measure_s = t2.elapsed().as_secs_f64();
     let level = o.level();
-    let rows = rows(&samples, &o.sessions, level);
+    let rows = rows(&samples, &o.sessions, o.files, level);
     Ok(DeltaReport {
         base: KernelInfo::of(&base),
         patched: KernelInfo::of(&patched),
@@ -265,9 +326,11 @@ pub async fn delta(o: &DeltaOptions, sink: &dyn EventSink) -> Result<DeltaReport
         accel: base.accel.to_string(),
         runs: o.runs,
         sessions: o.sessions.clone(),
+        files: o.files,
         level,
         method: METHOD.into(),
         rows,
+        caches: caches(&samples, &o.sessions, o.files),
         behaviour,
         samples,
         prepare_s,
@@ -276,21 +339,28 @@ pub async fn delta(o: &DeltaOptions, sink: &dyn EventSink) -> Result<DeltaReport
     })
 }
 
-/// Every figure at every session count, base against patched.
-pub fn rows(samples: &[Sample], sessions: &[u32], level: Level) -> Vec<Row> {
+/// Every figure, base against patched: the per-session ones at every session count, then the
+/// per-file ones over all the runs.
+pub fn rows(samples: &[Sample], sessions: &[u32], files: u32, level: Level) -> Vec<Row> {
     let alpha = level.per_figure_alpha();
+    let row = |m: &metric::Metric, n: u32| {
+        let b = metric::values(m, samples, "base", n);
+        let p = metric::values(m, samples, "patched", n);
+        Row {
+            metric: m.name.into(),
+            sessions: n,
+            files: if m.per == Per::File { files } else { 0 },
+            unit: m.unit.into(),
+            change: stats::change(&b, &p, alpha, m.better),
+        }
+    };
+    let of = |per| metric::ALL.iter().filter(move |m| m.per == per);
     let mut rows = Vec::new();
     for &n in sessions {
-        for m in metric::ALL {
-            let b = metric::values(m, samples, "base", n);
-            let p = metric::values(m, samples, "patched", n);
-            rows.push(Row {
-                metric: m.name.into(),
-                sessions: n,
-                unit: m.unit.into(),
-                change: stats::change(&b, &p, alpha, m.better),
-            });
-        }
+        rows.extend(of(Per::Session).map(|m| row(m, n)));
+    }
+    if files > 0 {
+        rows.extend(of(Per::File).map(|m| row(m, 0)));
     }
     rows
 }
@@ -319,15 +389,7 @@ async fn compare_behaviour(
         }
         scenario::snapshot::render(&v)
     };
-    let (ta, tb) = (text(&a.report), text(&b.report));
-    let diff = if ta == tb {
-        String::new()
-    } else {
-        similar::TextDiff::from_lines(&ta, &tb)
-            .unified_diff()
-            .header("base", "patched")
-            .to_string()
-    };
+    let diff = scenario::snapshot::diff(&text(&a.report), &text(&b.report), "base", "patched");
     Ok(Behaviour {
         scenario: s.name().to_string(),
         base_outcome: a.outcome.label().to_string(),

@@ -54,10 +54,10 @@ pub fn svg(d: &DeltaReport) -> String {
     for (i, (r, b, p, interval)) in strips.iter().enumerate() {
         let y = top + strip * i as f64 + strip / 2.0;
         s.push_str(&format!(
-            "<text x=\"10\" y=\"{:.1}\">{} N={}</text>\n",
+            "<text x=\"10\" y=\"{:.1}\">{} {}</text>\n",
             y + 4.0,
             esc(&r.metric),
-            r.sessions
+            r.at()
         ));
         if let Some((lo, hi)) = interval {
             s.push_str(&format!(

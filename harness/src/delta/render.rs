@@ -69,22 +69,56 @@ fn line(r: &Row) -> String {
     )
 }
 
+fn header(title: &str) -> String {
+    format!(
+        "\n{title}:\n{:<14} {:>8} {:>8} {:>7} {:<17} {}\n",
+        "metric", "base", "patched", "change", "interval", "verdict"
+    )
+}
+
+/// The table's blocks: one per session count, then the per-file one; each with its slab caches.
 fn rows_text(d: &DeltaReport) -> String {
+    let mut blocks: Vec<(String, String)> = d
+        .sessions
+        .iter()
+        .map(|n| {
+            let title = format!("N = {n} session{}", if *n == 1 { "" } else { "s" });
+            (title, format!("N={n}"))
+        })
+        .collect();
+    if d.files > 0 {
+        let title = format!(
+            "F = {} one-page memfds preserved in one more session, every run",
+            d.files
+        );
+        blocks.push((title, format!("F={}", d.files)));
+    }
     let mut s = String::new();
-    for &n in &d.sessions {
-        s.push_str(&format!(
-            "\nN = {n} session{}:\n{:<14} {:>8} {:>8} {:>7} {:<17} {}\n",
-            if n == 1 { "" } else { "s" },
-            "metric",
-            "base",
-            "patched",
-            "change",
-            "interval",
-            "verdict"
-        ));
-        for r in d.rows.iter().filter(|r| r.sessions == n) {
+    for (title, at) in blocks {
+        s.push_str(&header(&title));
+        for r in d.rows.iter().filter(|r| r.at() == at) {
             s.push_str(&line(r));
             s.push('\n');
+        }
+        if let Some(c) = d.caches.iter().find(|c| c.at == at) {
+            let unit = if at.starts_with('F') {
+                "file"
+            } else {
+                "session"
+            };
+            let none = |v: &str| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            let text = if c.base == c.patched {
+                format!("both {}", none(&c.base))
+            } else {
+                format!("base {}; patched {}", none(&c.base), none(&c.patched))
+            };
+            s.push_str(&wrap(&text, &format!("slab caches per {unit}: "), "  "));
         }
     }
     s
@@ -194,8 +228,13 @@ pub fn email(d: &DeltaReport) -> String {
     s.push_str(&wrap(
         &format!(
             "{} a kernel and session count, one VM each (memory over creating N \
-             sessions, a kexec, retrieving them), base and patched alternated",
-            d.runs
+             sessions{}, a kexec, retrieving them), base and patched alternated",
+            d.runs,
+            if d.files > 0 {
+                format!(" and preserving {} one-page memfds", d.files)
+            } else {
+                String::new()
+            }
         ),
         "runs:     ",
         label,

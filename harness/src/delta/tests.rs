@@ -21,6 +21,12 @@ fn samples(runs: u32, extra_slab: i64) -> Vec<Sample> {
                 old_kernel_ms: Some(120.0 + jitter / 2.0),
                 new_kernel_ms: 390.0 + jitter,
                 retrieve_finish_ns: 30_000 + jitter as u64 * 50,
+                files: 100,
+                files_slab_bytes: 100 * 160 + jitter as i64 * 64,
+                files_memfree_drop_bytes: 100 * 4300 + jitter as i64 * 256,
+                files_grown_caches: Default::default(),
+                preserve_ns: 100 * 9_000 + jitter as u64 * 1000,
+                retrieve_files_ns: 100 * 7_000 + jitter as u64 * 1000,
             });
         }
     }
@@ -40,7 +46,7 @@ fn info(spec: &str) -> KernelInfo {
 fn report(extra_slab: i64) -> DeltaReport {
     let level = Level {
         confidence: 0.95,
-        comparisons: metric::ALL.len(),
+        comparisons: figures(1, 100),
     };
     let samples = samples(12, extra_slab);
     DeltaReport {
@@ -51,9 +57,11 @@ fn report(extra_slab: i64) -> DeltaReport {
         accel: "tcg".into(),
         runs: 12,
         sessions: vec![1],
+        files: 100,
         level,
         method: METHOD.into(),
-        rows: rows(&samples, &[1], level),
+        rows: rows(&samples, &[1], 100, level),
+        caches: caches(&samples, &[1], 100),
         behaviour: vec![Behaviour {
             scenario: "memfd-roundtrip".into(),
             base_outcome: "pass".into(),
@@ -120,6 +128,8 @@ fn every_line_of_the_email_fits_72_columns_and_names_what_a_reader_needs() {
         "12 a kernel",
         "Mann-Whitney",
         "slab B/sess",
+        "preserve us/f",
+        "F = 100 one-page memfds",
         "WORSE",
         "memfd-roundtrip: base pass, patched fail",
         "+steps: []",
@@ -136,7 +146,13 @@ fn the_plot_has_a_dot_per_run_and_a_strip_per_figure() {
     assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
     let figures_with_values = d.rows.len();
     assert_eq!(s.matches("<circle").count(), figures_with_values * 24);
-    assert_eq!(s.matches(" N=1</text>").count(), figures_with_values);
+    let per_file = d.rows.iter().filter(|r| r.files > 0).count();
+    assert_eq!(per_file, 4);
+    assert_eq!(
+        s.matches(" N=1</text>").count(),
+        figures_with_values - per_file
+    );
+    assert_eq!(s.matches(" F=100</text>").count(), per_file);
 }
 
 #[test]
@@ -150,6 +166,7 @@ fn too_few_runs_are_refused_with_the_minimum() {
         patched: k,
         scenarios: vec![],
         sessions: vec![1, 1000],
+        files: 100,
         runs: 5,
         confidence: 0.95,
         accel: AccelChoice::Tcg,

@@ -3,7 +3,7 @@
 //! by 30% within an hour) and any first-or-second effect fall on every kernel alike.
 
 use super::MeasureError;
-use super::sample::{Sample, take};
+use super::sample::{Sample, Workload, take};
 use crate::events::{Event, EventSink};
 use crate::guest::Guest;
 use crate::plan::Plan;
@@ -15,10 +15,12 @@ pub struct Side<'a> {
     pub plan: &'a Plan,
 }
 
-/// `runs` samples of every side at every session count, one VM each.
+/// `runs` samples of every side at every session count, one VM each; every VM also preserves
+/// `files` memfds.
 pub async fn alternate(
     sides: &[Side<'_>],
     sessions: &[u32],
+    files: u32,
     runs: u32,
     task: &str,
     sink: &dyn EventSink,
@@ -27,15 +29,16 @@ pub async fn alternate(
     let mut samples = Vec::new();
     for rep in 0..runs {
         for &n in sessions {
-            for i in 0..sides.len() {
-                let side = &sides[(i + rep as usize) % sides.len()];
+            for i in order(sides.len(), rep) {
+                let side = &sides[i];
                 sink.emit(Event::Progress {
                     task: task.into(),
                     done: samples.len() as u64,
                     total,
                     what: format!("{} N={n} run {}", side.label, rep + 1),
                 });
-                samples.push(one(side, n, rep).await?);
+                let w = Workload { sessions: n, files };
+                samples.push(one(side, w, rep).await?);
             }
         }
     }
@@ -49,16 +52,16 @@ pub async fn alternate(
 }
 
 #[tracing::instrument(name = "measure", skip(side), fields(kernel = %side.label))]
-async fn one(side: &Side<'_>, n: u32, rep: u32) -> Result<Sample, MeasureError> {
+async fn one(side: &Side<'_>, w: Workload, rep: u32) -> Result<Sample, MeasureError> {
     let mut cfg = side.plan.vm_config(&format!("measure-{}", side.label));
     cfg.timeouts.request = Duration::from_secs(120);
     let mut guest = Guest::boot(cfg).await?;
-    let s = take(&mut guest, &side.label, n, rep).await?;
+    let s = take(&mut guest, &side.label, w, rep).await?;
     guest.power_off().await?;
     Ok(s)
 }
 
-/// The order of the kernels in each repetition, for the tests and the docs.
+/// The order of the kernels in a repetition.
 pub fn order(sides: usize, rep: u32) -> Vec<usize> {
     (0..sides).map(|i| (i + rep as usize) % sides).collect()
 }

@@ -15,7 +15,17 @@ pub struct Metric {
     pub better: Better,
     /// What it is, for `--help`-like listings and the email's legend.
     pub what: &'static str,
+    pub per: Per,
     value: fn(&Sample) -> Option<f64>,
+}
+
+/// What a figure is a cost of, which says which samples it is compared over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    /// The N sessions (or the kexec carrying them): compared at each session count.
+    Session,
+    /// The preserved files, whose number is the same in every VM: compared over all of them.
+    File,
 }
 
 impl Metric {
@@ -28,6 +38,11 @@ fn per_session(s: &Sample, v: f64) -> f64 {
     v / s.sessions.max(1) as f64
 }
 
+/// None for a sample that preserved no file.
+fn per_file(s: &Sample, v: f64) -> Option<f64> {
+    (s.files > 0).then(|| v / s.files as f64)
+}
+
 /// Every figure, in the order tables show them.
 pub const ALL: &[Metric] = &[
     Metric {
@@ -36,6 +51,7 @@ pub const ALL: &[Metric] = &[
         unit: "B",
         better: Better::Lower,
         what: "growth of Slab in /proc/meminfo over creating the sessions, per session",
+        per: Per::Session,
         value: |s| Some(per_session(s, s.slab_bytes as f64)),
     },
     Metric {
@@ -44,6 +60,7 @@ pub const ALL: &[Metric] = &[
         unit: "B",
         better: Better::Lower,
         what: "drop of MemFree over creating the sessions, per session (slab and pages)",
+        per: Per::Session,
         value: |s| Some(per_session(s, s.memfree_drop_bytes as f64)),
     },
     Metric {
@@ -52,6 +69,7 @@ pub const ALL: &[Metric] = &[
         unit: "us",
         better: Better::Lower,
         what: "LIVEUPDATE_IOCTL_CREATE_SESSION, timed in the guest, per session",
+        per: Per::Session,
         value: |s| Some(per_session(s, s.create_ns as f64 / 1000.0)),
     },
     Metric {
@@ -60,7 +78,44 @@ pub const ALL: &[Metric] = &[
         unit: "us",
         better: Better::Lower,
         what: "RETRIEVE_SESSION and FINISH in the next kernel, timed in the guest, per session",
+        per: Per::Session,
         value: |s| Some(per_session(s, s.retrieve_finish_ns as f64 / 1000.0)),
+    },
+    Metric {
+        name: "slab_bytes_per_file",
+        short: "slab B/file",
+        unit: "B",
+        better: Better::Lower,
+        what: "growth of Slab over preserving one-page memfds, per file",
+        per: Per::File,
+        value: |s| per_file(s, s.files_slab_bytes as f64),
+    },
+    Metric {
+        name: "memfree_bytes_per_file",
+        short: "memfree B/file",
+        unit: "B",
+        better: Better::Lower,
+        what: "drop of MemFree over preserving them (contents already written), per file",
+        per: Per::File,
+        value: |s| per_file(s, s.files_memfree_drop_bytes as f64),
+    },
+    Metric {
+        name: "preserve_us_per_file",
+        short: "preserve us/f",
+        unit: "us",
+        better: Better::Lower,
+        what: "LIVEUPDATE_SESSION_PRESERVE_FD, timed in the guest, per file",
+        per: Per::File,
+        value: |s| per_file(s, s.preserve_ns as f64 / 1000.0),
+    },
+    Metric {
+        name: "retrieve_us_per_file",
+        short: "retrieve us/f",
+        unit: "us",
+        better: Better::Lower,
+        what: "LIVEUPDATE_SESSION_RETRIEVE_FD in the next kernel, timed in the guest, per file",
+        per: Per::File,
+        value: |s| per_file(s, s.retrieve_files_ns as f64 / 1000.0),
     },
     Metric {
         name: "blackout_ms",
@@ -68,6 +123,7 @@ pub const ALL: &[Metric] = &[
         unit: "ms",
         better: Better::Lower,
         what: "reboot(KEXEC) asked to the next kernel's agent answering, seen from the host",
+        per: Per::Session,
         value: |s| Some(s.blackout_host_ms),
     },
     Metric {
@@ -76,6 +132,7 @@ pub const ALL: &[Metric] = &[
         unit: "ms",
         better: Better::Lower,
         what: "blackout, old kernel: the agent's reboot mark to \"Starting new kernel\"",
+        per: Per::Session,
         value: |s| s.old_kernel_ms,
     },
     Metric {
@@ -84,6 +141,7 @@ pub const ALL: &[Metric] = &[
         unit: "ms",
         better: Better::Lower,
         what: "blackout, new kernel: its boot to its agent's hello (CLOCK_BOOTTIME)",
+        per: Per::Session,
         value: |s| Some(s.new_kernel_ms),
     },
 ];
@@ -104,13 +162,47 @@ pub fn find(name: &str) -> Result<&'static Metric, UnknownMetric> {
         .ok_or_else(|| UnknownMetric { name: name.into() })
 }
 
-/// A metric's values over the samples of one kernel (`label`) and session count.
+/// A metric's values over the samples of one kernel (`label`): at one session count for a
+/// [`Per::Session`] figure, at all of them for a [`Per::File`] one.
 pub fn values(m: &Metric, samples: &[Sample], label: &str, sessions: u32) -> Vec<f64> {
     samples
         .iter()
-        .filter(|s| s.label == label && s.sessions == sessions)
+        .filter(|s| s.label == label && (m.per == Per::File || s.sessions == sessions))
         .filter_map(|s| m.of(s))
         .collect()
+}
+
+/// The slab caches that grew, in objects per session or per file: each cache's median over
+/// `samples` (a cache missing from a sample grew by 0 there), those of at least 0.5, as
+/// `kmalloc-256 x1.0, dentry x1.0`.
+pub fn grown_caches<'a>(samples: impl IntoIterator<Item = &'a Sample>, per: Per) -> String {
+    let samples: Vec<&Sample> = samples.into_iter().collect();
+    let mut names = std::collections::BTreeSet::new();
+    for s in &samples {
+        let caches = match per {
+            Per::Session => &s.grown_caches,
+            Per::File => &s.files_grown_caches,
+        };
+        names.extend(caches.keys());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter_map(|s| {
+                let (caches, n) = match per {
+                    Per::Session => (&s.grown_caches, s.sessions),
+                    Per::File => (&s.files_grown_caches, s.files),
+                };
+                (n > 0).then(|| *caches.get(name).unwrap_or(&0) as f64 / n as f64)
+            })
+            .collect();
+        let m = super::stats::median(&v);
+        if m >= 0.5 {
+            out.push(format!("{name} x{m:.1}"));
+        }
+    }
+    out.join(", ")
 }
 
 #[cfg(test)]
@@ -127,5 +219,77 @@ mod tests {
         assert_eq!(find("blackout_ms").unwrap().unit, "ms");
         let e = find("blackout").unwrap_err().to_string();
         assert!(e.contains("no metric \"blackout\"") && e.contains("slab_bytes_per_session"));
+    }
+
+    fn sample(
+        sessions: u32,
+        files: u32,
+        caches: &[(&str, i64)],
+        file_caches: &[(&str, i64)],
+    ) -> Sample {
+        let map = |c: &[(&str, i64)]| c.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        Sample {
+            label: "x".into(),
+            sessions,
+            rep: 0,
+            slab_bytes: 0,
+            sunreclaim_bytes: 0,
+            memfree_drop_bytes: 0,
+            grown_caches: map(caches),
+            create_ns: 0,
+            blackout_host_ms: 0.0,
+            old_kernel_ms: None,
+            new_kernel_ms: 0.0,
+            retrieve_finish_ns: 0,
+            files,
+            files_slab_bytes: 0,
+            files_memfree_drop_bytes: 0,
+            files_grown_caches: map(file_caches),
+            preserve_ns: 0,
+            retrieve_files_ns: 0,
+        }
+    }
+
+    #[test]
+    fn grown_caches_are_medians_per_unit_and_a_cache_seen_once_is_not_one() {
+        let s = [
+            sample(
+                100,
+                10,
+                &[("kmalloc-256", 100), ("dentry", 100)],
+                &[("kmalloc-96", 24)],
+            ),
+            sample(
+                100,
+                10,
+                &[("kmalloc-256", 100)],
+                &[("kmalloc-96", 24), ("vmap_area", 6)],
+            ),
+            sample(
+                100,
+                10,
+                &[("kmalloc-256", 102), ("dentry", 100)],
+                &[("kmalloc-96", 25)],
+            ),
+        ];
+        assert_eq!(
+            grown_caches(&s, Per::Session),
+            "dentry x1.0, kmalloc-256 x1.0"
+        );
+        assert_eq!(grown_caches(&s, Per::File), "kmalloc-96 x2.4");
+        let no_files = [sample(1, 0, &[], &[])];
+        assert_eq!(grown_caches(&no_files, Per::File), "");
+    }
+
+    #[test]
+    fn per_file_figures_exist_only_where_files_were_preserved() {
+        let m = find("preserve_us_per_file").unwrap();
+        let mut s = sample(1, 0, &[], &[]);
+        assert_eq!(m.of(&s), None);
+        s.files = 4;
+        s.preserve_ns = 8_000;
+        assert_eq!(m.of(&s), Some(2.0));
+        assert_eq!(m.per, Per::File);
+        assert_eq!(find("blackout_ms").unwrap().per, Per::Session);
     }
 }

@@ -9,7 +9,7 @@ pub mod stats;
 
 pub use alternate::{Side, alternate};
 pub use metric::{Metric, UnknownMetric};
-pub use sample::{Sample, old_kernel_split};
+pub use sample::{FILE_BYTES, Sample, Workload, old_kernel_split};
 
 use crate::guest::GuestError;
 

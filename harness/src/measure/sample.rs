@@ -1,12 +1,24 @@
-//! One measurement in the guest: memory before and after creating N sessions (timed inside the
-//! guest), a kexec (the blackout seen from the host, and the guest's own split from kernel log
-//! timestamps), then retrieving and finishing the N sessions in the new kernel.
+//! One measurement in the guest: memory before and after creating N sessions, and after preserving
+//! F memfds in one more session (each batch timed inside the guest), a kexec (the blackout seen
+//! from the host, and the guest's own split from kernel log timestamps), then retrieving and
+//! finishing the N sessions, and retrieving the F files, in the new kernel.
 
 use super::MeasureError;
 use crate::guest::Guest;
 use luo_protocol::{KEXEC_MARK, MemorySnapshot, Reply, Request};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// What one VM does: N sessions, and F memfds preserved in one session of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    pub sessions: u32,
+    pub files: u32,
+}
+
+/// Each preserved memfd's size: one page, written, so the figures are what preserving a file
+/// costs beyond its contents (and the smallest file a user preserves).
+pub const FILE_BYTES: u64 = 4096;
 
 /// One VM run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +43,23 @@ pub struct Sample {
     /// New kernel: boot -> agent hello (CLOCK_BOOTTIME in the new kernel).
     pub new_kernel_ms: f64,
     pub retrieve_finish_ns: u64,
+    /// Memfds preserved (0: none; samples from before files were measured).
+    #[serde(default)]
+    pub files: u32,
+    /// Growth of Slab over preserving the files, bytes.
+    #[serde(default)]
+    pub files_slab_bytes: i64,
+    /// Drop of MemFree over preserving the files (their pages were written before), bytes.
+    #[serde(default)]
+    pub files_memfree_drop_bytes: i64,
+    /// Slab caches whose active objects grew over preserving the files, by objects.
+    #[serde(default)]
+    pub files_grown_caches: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub preserve_ns: u64,
+    /// RETRIEVE_FD of every file in the next kernel.
+    #[serde(default)]
+    pub retrieve_files_ns: u64,
 }
 
 fn unexpected(what: &'static str, got: Reply) -> MeasureError {
@@ -54,31 +83,8 @@ async fn snapshot(guest: &mut Guest) -> Result<MemorySnapshot, MeasureError> {
     }
 }
 
-/// Measures `n` sessions on a booted guest, which it leaves in the next kernel.
-pub async fn take(
-    guest: &mut Guest,
-    label: &str,
-    n: u32,
-    rep: u32,
-) -> Result<Sample, MeasureError> {
-    let dev = "dev".to_string();
-    let open = Request::OpenDevice {
-        handle: dev.clone(),
-    };
-    guest.request(open.clone()).await?;
-    let before = snapshot(guest).await?;
-    let create_ns = match guest
-        .request(Request::CreateSessions {
-            device: dev.clone(),
-            prefix: "s".into(),
-            count: n,
-        })
-        .await?
-    {
-        Reply::Timed { ns, .. } => ns,
-        other => return Err(unexpected("create_sessions", other)),
-    };
-    let after = snapshot(guest).await?;
+/// Caches whose active objects grew by at least half of `n` from `before` to `after`.
+fn grown(before: &MemorySnapshot, after: &MemorySnapshot, n: u32) -> BTreeMap<String, i64> {
     let mut grown = BTreeMap::new();
     for c in &after.slabs {
         let b = before
@@ -91,6 +97,65 @@ pub async fn take(
             grown.insert(c.name.clone(), d);
         }
     }
+    grown
+}
+
+async fn timed(guest: &mut Guest, what: &'static str, req: Request) -> Result<u64, MeasureError> {
+    match guest.request(req).await? {
+        Reply::Timed { ns, .. } => Ok(ns),
+        other => Err(unexpected(what, other)),
+    }
+}
+
+/// The session the files are preserved in, beside the measured ones (`s0`, `s1`, ...).
+const FILES_SESSION: &str = "files";
+
+/// Measures a workload on a booted guest, which it leaves in the next kernel.
+pub async fn take(
+    guest: &mut Guest,
+    label: &str,
+    w: Workload,
+    rep: u32,
+) -> Result<Sample, MeasureError> {
+    let (n, f) = (w.sessions, w.files);
+    let dev = "dev".to_string();
+    let open = Request::OpenDevice {
+        handle: dev.clone(),
+    };
+    guest.request(open.clone()).await?;
+    if f > 0 {
+        guest
+            .request(Request::CreateSession {
+                device: dev.clone(),
+                handle: FILES_SESSION.into(),
+                name: FILES_SESSION.into(),
+            })
+            .await?;
+        let memfds = Request::CreateMemfds {
+            prefix: "m".into(),
+            count: f,
+            size: FILE_BYTES,
+        };
+        timed(guest, "create_memfds", memfds).await?;
+    }
+    let before = snapshot(guest).await?;
+    let create = Request::CreateSessions {
+        device: dev.clone(),
+        prefix: "s".into(),
+        count: n,
+    };
+    let create_ns = timed(guest, "create_sessions", create).await?;
+    let after = snapshot(guest).await?;
+    let (mut preserve_ns, mut after_files) = (0, after.clone());
+    if f > 0 {
+        let preserve = Request::PreserveFds {
+            session: FILES_SESSION.into(),
+            prefix: "m".into(),
+            count: f,
+        };
+        preserve_ns = timed(guest, "preserve_fds", preserve).await?;
+        after_files = snapshot(guest).await?;
+    }
     let console_before = std::fs::read_to_string(guest.vm().artifacts().console())
         .unwrap_or_default()
         .len();
@@ -101,18 +166,34 @@ pub async fn take(
     let old_kernel_ms = old_kernel_split(&console[console_before.min(console.len())..]);
     let new_kernel_ms = guest.hello().boot.uptime_us as f64 / 1000.0;
     guest.request(open).await?;
-    let retrieve_finish_ns = match guest
-        .request(Request::RetrieveSessions {
-            device: dev,
-            prefix: "s".into(),
-            count: n,
-            finish: true,
-        })
-        .await?
-    {
-        Reply::Timed { ns, .. } => ns,
-        other => return Err(unexpected("retrieve_sessions", other)),
+    let retrieve = Request::RetrieveSessions {
+        device: dev.clone(),
+        prefix: "s".into(),
+        count: n,
+        finish: true,
     };
+    let retrieve_finish_ns = timed(guest, "retrieve_sessions", retrieve).await?;
+    let mut retrieve_files_ns = 0;
+    if f > 0 {
+        guest
+            .request(Request::RetrieveSession {
+                device: dev,
+                handle: FILES_SESSION.into(),
+                name: FILES_SESSION.into(),
+            })
+            .await?;
+        let retrieve = Request::RetrieveFds {
+            session: FILES_SESSION.into(),
+            prefix: "r".into(),
+            count: f,
+        };
+        retrieve_files_ns = timed(guest, "retrieve_fds", retrieve).await?;
+        guest
+            .request(Request::FinishSession {
+                session: FILES_SESSION.into(),
+            })
+            .await?;
+    }
     Ok(Sample {
         label: label.into(),
         sessions: n,
@@ -120,12 +201,22 @@ pub async fn take(
         slab_bytes: meminfo(&after, "Slab") - meminfo(&before, "Slab"),
         sunreclaim_bytes: meminfo(&after, "SUnreclaim") - meminfo(&before, "SUnreclaim"),
         memfree_drop_bytes: meminfo(&before, "MemFree") - meminfo(&after, "MemFree"),
-        grown_caches: grown,
+        grown_caches: grown(&before, &after, n),
         create_ns,
         blackout_host_ms: blackout.as_secs_f64() * 1000.0,
         old_kernel_ms,
         new_kernel_ms,
         retrieve_finish_ns,
+        files: f,
+        files_slab_bytes: meminfo(&after_files, "Slab") - meminfo(&after, "Slab"),
+        files_memfree_drop_bytes: meminfo(&after, "MemFree") - meminfo(&after_files, "MemFree"),
+        files_grown_caches: if f > 0 {
+            grown(&after, &after_files, f)
+        } else {
+            BTreeMap::new()
+        },
+        preserve_ns,
+        retrieve_files_ns,
     })
 }
 

@@ -56,6 +56,14 @@ pub struct Change {
     pub verdict: Verdict,
 }
 
+impl Change {
+    /// Significantly worse, and by more than `threshold` of the base (0.05 = 5%); any
+    /// significant worsening of a zero base counts.
+    pub fn worse_by_more_than(&self, threshold: f64) -> bool {
+        self.verdict == Verdict::Worse && self.relative.is_none_or(|r| r.abs() > threshold)
+    }
+}
+
 /// How confident and corrected for how many comparisons.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Level {

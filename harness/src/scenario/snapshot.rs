@@ -170,16 +170,31 @@ impl Snapshots {
             let _ = std::fs::remove_file(stale);
             return Ok(SnapshotStatus::Matched { path });
         }
-        let diff = similar::TextDiff::from_lines(&render(&want), &render(&got))
-            .unified_diff()
-            .context_radius(3)
-            .header(&path.display().to_string(), "this run's report")
-            .to_string();
+        let diff = diff(
+            &render(&want),
+            &render(&got),
+            &path.display().to_string(),
+            "this run's report",
+        );
         if self.write_new {
             write_new(&path, &got, input_file)?;
         }
         Ok(SnapshotStatus::Differs { path, diff })
     }
+}
+
+/// A unified diff from one rendered report to another (3 lines of context), empty when they
+/// agree: what `run` shows for a snapshot, `bisect` between the last good and the first bad
+/// commit, `delta` between the base and the patched kernel.
+pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, new_name)
+        .to_string()
 }
 
 /// `<snap>.new` in insta's format: a metadata header, then the body.

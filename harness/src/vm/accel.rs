@@ -24,18 +24,21 @@ pub struct Verdict {
 /// What identifies "this host" for the verdict.
 pub fn host_identity(qemu_version: &str) -> String {
     let osrelease = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .unwrap_or("")
-        .to_string();
     format!(
         "{} | {} | {}",
         qemu_version.trim(),
         osrelease.trim(),
-        cpu.trim()
+        cpu_model().unwrap_or_default()
     )
+}
+
+/// The host CPU's model name, from /proc/cpuinfo.
+pub fn cpu_model() -> Option<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).trim().to_string())
 }
 
 pub fn kvm_device_usable() -> bool {

@@ -1,7 +1,7 @@
 //! Plain files: memfds and any path, the seeded pattern, hashes, seals, size, position, and what
 //! userspace can observe of an fd.
 
-use super::{R, misrouted, open_new, sc};
+use super::{R, misrouted, open_new, sc, timed};
 use crate::fds::Fds;
 use crate::{pattern, sys};
 use luo_protocol::{AgentError, ErrorKind, Observation, Reply, Request};
@@ -23,21 +23,25 @@ pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
             hugetlb,
         } => {
             let call = format!("memfd_create({name})");
-            open_new(fds, &handle, &call.clone(), || {
-                let cname = sys::cstring(&name)?;
-                let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-                if hugetlb {
-                    flags = libc::MFD_CLOEXEC | libc::MFD_HUGETLB;
-                }
-                // SAFETY: valid C string.
-                let fd =
-                    sys::check(unsafe { libc::memfd_create(cname.as_ptr(), flags) } as i64)? as i32;
-                // SAFETY: fd is ours.
-                if let Err(e) = sys::check(unsafe { libc::ftruncate(fd, size as i64) } as i64) {
+            open_new(fds, &handle, &call, || memfd(&name, size, hugetlb))
+        }
+        Request::CreateMemfds {
+            prefix,
+            count,
+            size,
+        } => {
+            for i in 0..count {
+                fds.ensure_free(&format!("{prefix}{i}"), "memfd_create")?;
+            }
+            timed(fds, count, "memfd_create", |i| {
+                let name = format!("{prefix}{i}");
+                let fd = memfd(&name, size, false)?;
+                if let Err(e) = fill(fd, size) {
+                    // SAFETY: fd was just created.
                     unsafe { libc::close(fd) };
                     return Err(e);
                 }
-                Ok(fd)
+                Ok(Some((name, fd)))
             })
         }
         Request::OpenPath {
@@ -120,6 +124,35 @@ pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
 }
 
 const CHUNK: u64 = 1 << 20;
+
+/// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING [| MFD_HUGETLB]) + ftruncate(size).
+fn memfd(name: &str, size: u64, hugetlb: bool) -> Result<i32, i32> {
+    let cname = sys::cstring(name)?;
+    let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    if hugetlb {
+        flags = libc::MFD_CLOEXEC | libc::MFD_HUGETLB;
+    }
+    // SAFETY: valid C string.
+    let fd = sys::check(unsafe { libc::memfd_create(cname.as_ptr(), flags) } as i64)? as i32;
+    // SAFETY: fd is ours.
+    if let Err(e) = sys::check(unsafe { libc::ftruncate(fd, size as i64) } as i64) {
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Writes a non-zero byte into every page of [0, size), so that each page is allocated.
+fn fill(fd: i32, size: u64) -> Result<(), i32> {
+    const PAGE: u64 = 4096;
+    let mut at = 0;
+    while at < size {
+        // SAFETY: one byte from a live buffer.
+        sys::check(unsafe { libc::pwrite(fd, [1u8].as_ptr().cast(), 1, at as i64) } as i64)?;
+        at += PAGE;
+    }
+    Ok(())
+}
 
 fn write_pattern(fd: i32, seed: u64, offset: u64, len: u64) -> Result<(), AgentError> {
     let mut buf = vec![0u8; CHUNK.min(len) as usize];

@@ -71,9 +71,12 @@ impl State {
             | RetrieveFd { .. }
             | RawIoctl { .. }
             | CreateSessions { .. }
-            | RetrieveSessions { .. }) => sessions::handle(&mut self.fds, r),
+            | RetrieveSessions { .. }
+            | PreserveFds { .. }
+            | RetrieveFds { .. }) => sessions::handle(&mut self.fds, r),
             r @ (Close { .. }
             | CreateMemfd { .. }
+            | CreateMemfds { .. }
             | OpenPath { .. }
             | Dup { .. }
             | WritePattern { .. }
@@ -134,4 +137,33 @@ fn share_path(p: &str) -> String {
     } else {
         format!("{SHARE_MOUNT}/{p}")
     }
+}
+
+/// Runs `op` `count` times against the monotonic clock; an fd an operation opens gets its handle
+/// name once all succeeded, and all of them are closed if one fails.
+fn timed(
+    fds: &mut Fds,
+    count: u32,
+    call: &str,
+    mut op: impl FnMut(u32) -> Result<Option<(String, i32)>, i32>,
+) -> R {
+    let mut made = Vec::with_capacity(count as usize);
+    let t0 = sys::monotonic_ns();
+    for i in 0..count {
+        match op(i) {
+            Ok(m) => made.extend(m),
+            Err(e) => {
+                for (_, fd) in made {
+                    // SAFETY: fds we just created.
+                    unsafe { libc::close(fd) };
+                }
+                return Err(AgentError::syscall(format!("{call} #{i}"), e));
+            }
+        }
+    }
+    let ns = sys::monotonic_ns() - t0;
+    for (name, fd) in made {
+        fds.insert(&name, fd);
+    }
+    Ok(Reply::Timed { count, ns })
 }

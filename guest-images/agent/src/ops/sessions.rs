@@ -1,8 +1,8 @@
 //! LUO: the device, sessions, the files preserved in them, raw ioctls and timed batches.
 
-use super::{R, misrouted, open_new, sc};
+use super::{R, misrouted, open_new, sc, timed};
 use crate::fds::Fds;
-use crate::{luo, sys};
+use crate::luo;
 use luo_protocol::{AgentError, Reply, Request};
 
 fn ioctl_call(nr: u8) -> String {
@@ -88,7 +88,7 @@ pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
             let dev = fds.get(&device, &call)?;
             timed(fds, count, &call, |i| {
                 luo::open_session(dev, &format!("{prefix}{i}"), false)
-                    .map(|fd| (format!("{prefix}{i}"), fd))
+                    .map(|fd| Some((format!("{prefix}{i}"), fd)))
             })
         }
         Request::RetrieveSessions {
@@ -104,7 +104,36 @@ pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
                 if finish {
                     luo::finish(fd)?;
                 }
-                Ok((format!("{prefix}{i}"), fd))
+                Ok(Some((format!("{prefix}{i}"), fd)))
+            })
+        }
+        Request::PreserveFds {
+            session,
+            prefix,
+            count,
+        } => {
+            let call = ioctl_call(luo::CMD_PRESERVE_FD);
+            let s = fds.get(&session, &call)?;
+            let files = (0..count)
+                .map(|i| fds.get(&format!("{prefix}{i}"), &call))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Nothing new is opened: the batch only preserves.
+            timed(fds, count, &call, |i| {
+                luo::preserve_fd(s, files[i as usize], i as u64).map(|_| None)
+            })
+        }
+        Request::RetrieveFds {
+            session,
+            prefix,
+            count,
+        } => {
+            let call = ioctl_call(luo::CMD_RETRIEVE_FD);
+            let s = fds.get(&session, &call)?;
+            for i in 0..count {
+                fds.ensure_free(&format!("{prefix}{i}"), &call)?;
+            }
+            timed(fds, count, &call, |i| {
+                luo::retrieve_fd(s, i as u64).map(|fd| Some((format!("{prefix}{i}"), fd)))
             })
         }
         other => Err(misrouted("session", &other)),
@@ -121,32 +150,4 @@ fn session(fds: &mut Fds, device: &str, handle: &str, name: &str, retrieve: bool
     open_new(fds, handle, &call, || {
         luo::open_session(dev, name, retrieve)
     })
-}
-
-/// Runs `op` `count` times against the monotonic clock; each result's fd gets its handle name.
-fn timed(
-    fds: &mut Fds,
-    count: u32,
-    call: &str,
-    mut op: impl FnMut(u32) -> Result<(String, i32), i32>,
-) -> R {
-    let mut made = Vec::with_capacity(count as usize);
-    let t0 = sys::monotonic_ns();
-    for i in 0..count {
-        match op(i) {
-            Ok(m) => made.push(m),
-            Err(e) => {
-                for (_, fd) in made {
-                    // SAFETY: fds we just created.
-                    unsafe { libc::close(fd) };
-                }
-                return Err(AgentError::syscall(format!("{call} #{i}"), e));
-            }
-        }
-    }
-    let ns = sys::monotonic_ns() - t0;
-    for (name, fd) in made {
-        fds.insert(&name, fd);
-    }
-    Ok(Reply::Timed { count, ns })
 }
