@@ -78,8 +78,6 @@ pub struct StepContext<'a, G> {
     /// Per boot: the inode labels of observed session fds.
     pub(crate) session_inodes: BTreeMap<u32, Vec<String>>,
     pub(crate) last_memory: Option<(String, MemorySnapshot)>,
-    /// Sizes of the memfds created in this boot, by handle.
-    pub(crate) sizes: BTreeMap<String, u64>,
     /// The indices of the repeats around the step that runs.
     pub(crate) template: Template,
     /// The scenario line of the step that runs (inside a repeat, the inner step's).
@@ -110,7 +108,6 @@ impl<'a, G: GuestDriver> StepContext<'a, G> {
             session_handles: BTreeSet::new(),
             session_inodes: BTreeMap::new(),
             last_memory: None,
-            sizes: BTreeMap::new(),
             template: Template::none(),
             line: 0,
             dir: ".".into(),
@@ -179,7 +176,6 @@ impl<'a, G: GuestDriver> StepContext<'a, G> {
     /// Forgets what belonged to the kernel that just ended.
     pub(crate) fn new_boot(&mut self) {
         self.session_handles.clear();
-        self.sizes.clear();
     }
 }
 

@@ -15,6 +15,7 @@ pub struct Site {
     pub keyword: &'static str,
 }
 
+#[derive(Debug)]
 pub struct Problem {
     pub line: u64,
     pub column: u64,
@@ -270,14 +271,18 @@ impl Validator {
         }
     }
 
-    /// A session name the kernel can accept, unless the step expects the errno it will get.
-    pub fn session_name(&mut self, at: &Site, name: &str, expect: Option<&str>) {
+    /// A session name the kernel can accept, unless the step expects the errno (`errno`) it
+    /// will get.
+    pub fn session_name(&mut self, at: &Site, name: &str, expect: Option<&str>, errno: &str) {
         let n = name.len();
-        if !limits::SESSION_NAME_BYTES.contains(&n) && expect != Some("EINVAL") {
+        if !limits::SESSION_NAME_BYTES.contains(&n) && expect != Some(errno) {
             self.problem(
                 at,
-                format!("a session name is 1 to 63 bytes; this one is {n}, so the call can only fail (EINVAL)"),
-                Some("write `expect: EINVAL` if that is the point".into()),
+                format!(
+                    "a session name is 1 to 63 bytes; this one is {n}, so the call can only \
+                     fail ({errno})"
+                ),
+                Some(format!("write `expect: {errno}` if that is the point")),
             );
         }
     }

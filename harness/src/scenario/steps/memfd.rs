@@ -52,17 +52,16 @@ impl StepKind for CreateMemfd {
             hugetlb: self.hugetlb,
         };
         let r = cx.call(req, self.expect()).await?;
-        if r.is_some() {
-            cx.sizes.insert(self.handle.clone(), size);
-            if let Some(seed) = self.seed {
-                let fill = Request::WritePattern {
-                    handle: self.handle.clone(),
-                    seed,
-                    offset: 0,
-                    len: size,
-                };
-                cx.call(fill, None).await?;
-            }
+        if r.is_some()
+            && let Some(seed) = self.seed
+        {
+            let fill = Request::WritePattern {
+                handle: self.handle.clone(),
+                seed,
+                offset: 0,
+                len: size,
+            };
+            cx.call(fill, None).await?;
         }
         let seeded = self.seed.map(|x| format!(" seed {x}")).unwrap_or_default();
         let what = format!("{} {size} bytes{seeded}", self.handle);
@@ -163,14 +162,12 @@ impl<K: PatternOp> StepKind for Pattern<K> {
     }
 }
 
-/// The size of a file: known if this boot created it, else asked of the guest.
+/// The size of a file now, asked of the guest: a truncate, through this handle or another of the
+/// same file (a dup, a second retrieve), may have changed it since it was created.
 async fn file_size<G: GuestDriver>(
     cx: &mut StepContext<'_, G>,
     fd: &str,
 ) -> Result<u64, StepFailure> {
-    if let Some(s) = cx.sizes.get(fd) {
-        return Ok(*s);
-    }
     match cx
         .call(Request::Observe { handle: fd.into() }, None)
         .await?

@@ -39,6 +39,9 @@ impl<K> SessionStep<K> {
 /// What differs between creating and retrieving a session.
 pub trait SessionOp: std::fmt::Debug + Clone + Send + Sync + 'static {
     const KEYWORD: &'static str;
+    /// What a name outside 1..63 bytes gets: create checks it (EINVAL); retrieve only looks it
+    /// up, and no session can have it (ENOENT).
+    const BAD_NAME: &'static str;
     fn request(device: String, handle: String, name: String) -> Request;
     /// Besides needing the device and defining the handle.
     fn check(step: &SessionStep<Self>, v: &mut Validator, at: &Site);
@@ -51,6 +54,7 @@ pub struct Retrieve;
 
 impl SessionOp for Create {
     const KEYWORD: &'static str = "create_session";
+    const BAD_NAME: &'static str = "EINVAL";
     fn request(device: String, handle: String, name: String) -> Request {
         Request::CreateSession {
             device,
@@ -67,6 +71,7 @@ impl SessionOp for Create {
 
 impl SessionOp for Retrieve {
     const KEYWORD: &'static str = "retrieve_session";
+    const BAD_NAME: &'static str = "ENOENT";
     fn request(device: String, handle: String, name: String) -> Request {
         Request::RetrieveSession {
             device,
@@ -96,7 +101,7 @@ impl<K: SessionOp> StepKind for SessionStep<K> {
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
         let fails = self.expect.is_some();
-        v.session_name(at, &self.name, self.expect());
+        v.session_name(at, &self.name, self.expect(), K::BAD_NAME);
         v.need(at, &self.device, Some(Kind::Device), fails);
         K::check(self, v, at);
         v.define(at, self.handle(), Kind::Session, fails);
