@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod delta;
 pub mod events;
 pub mod findings;
+pub mod fuzz;
 pub mod guest;
 pub mod matrix;
 pub mod measure;

@@ -38,12 +38,16 @@ pub enum Planted {
     /// A cost (memory, time) that `delta` measures: tested on the plain flavour, whose figures
     /// are the ones users see.
     Cost,
+    /// A break of the ABI's contract (an errno, a file's state) that only a program can see,
+    /// which `fuzz` must find: tested on the plain flavour.
+    Contract,
 }
 
 /// What the test-only variant `name` plants; None for a design.
 pub fn planted(name: &str) -> Option<Planted> {
     match name {
         "test-fat-session" | "test-slow-kexec" => Some(Planted::Cost),
+        "test-retrieve-twice" => Some(Planted::Contract),
         n if is_test_only(n) => Some(Planted::Bug),
         _ => None,
     }
@@ -153,6 +157,7 @@ mod tests {
         assert!(find("test-uaf-session").is_ok() && is_test_only("test-uaf-session"));
         assert_eq!(planted("test-uaf-session"), Some(Planted::Bug));
         assert_eq!(planted("test-fat-session"), Some(Planted::Cost));
+        assert_eq!(planted("test-retrieve-twice"), Some(Planted::Contract));
         assert!(find("test-slow-kexec").is_ok() && planted("stock").is_none());
         assert!(
             touched(&find("test-leak-session").unwrap()) == ["kernel/liveupdate/luo_session.c"]

@@ -12,6 +12,7 @@ mod coverage;
 mod delta;
 mod drive;
 mod failed;
+mod fuzz;
 mod kernel;
 mod matrix;
 mod profile;
@@ -82,6 +83,11 @@ enum Command {
     /// change with its interval and a verdict; the scenarios' reports side by side. Exit 1 with
     /// --fail-on worse when a figure got significantly worse by more than --threshold.
     Delta(delta::DeltaArgs),
+    /// Random LUO programs across kexecs, checked against a model of the ABI (errno, which
+    /// sessions and files the next kernel has, their contents, sizes and seals); each finding
+    /// shrunk and written as a scenario that `run` and `bisect` take. Exit 0 when nothing was
+    /// found, 1 when something was.
+    Fuzz(fuzz::FuzzArgs),
     /// What of kernel/liveupdate the scenarios run: the gcov flavour of their kernels, counters
     /// read before every kexec and at the end, lcov tracefiles, an HTML report and a table.
     #[command(after_help = exit::TABLE)]
@@ -178,6 +184,7 @@ pub fn main() -> ExitCode {
             Command::Profile(p) => profile::profile(p).await,
             Command::Compare(c) => compare::compare(c).await,
             Command::Delta(d) => delta::delta(d).await,
+            Command::Fuzz(f) => fuzz::fuzz(f).await,
             Command::Coverage(c) => coverage::coverage(c).await,
             Command::Matrix(m) => matrix::matrix(m).await,
             Command::Bisect(b) => bisect::bisect(b).await,

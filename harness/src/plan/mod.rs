@@ -609,7 +609,7 @@ pub async fn resolve(
 pub fn suite_flavours() -> Vec<(luo_kernels::Flavour, String)> {
     use luo_kernels::variant::{Planted, planted};
     let mut v: Vec<_> = luo_kernels::variant::all()
-        .filter(|v| planted(v.name) != Some(Planted::Cost))
+        .filter(|v| !matches!(planted(v.name), Some(Planted::Cost | Planted::Contract)))
         .map(|v| (luo_kernels::Flavour::DEBUG, v.name.to_string()))
         .collect();
     v.push((
@@ -618,6 +618,8 @@ pub fn suite_flavours() -> Vec<(luo_kernels::Flavour, String)> {
     ));
     // What harness/tests/delta.rs measures (test-slow-kexec is for ci/bench-delta-planted).
     v.push((luo_kernels::Flavour::PLAIN, "test-fat-session".into()));
+    // What harness/tests/fuzz_programs.rs must find.
+    v.push((luo_kernels::Flavour::PLAIN, "test-retrieve-twice".into()));
     v
 }
 

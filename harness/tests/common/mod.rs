@@ -43,6 +43,23 @@ pub fn project(dir: &str) -> PathBuf {
     manifest_dir.join("..").join(dir)
 }
 
+/// `luo-harness ARGS` run in `dir` with wide reports: its output, and its stdout and stderr as
+/// one text for assertions and their messages.
+pub fn harness_in(dir: &std::path::Path, args: &[&str]) -> (std::process::Output, String) {
+    let o = std::process::Command::new(bin())
+        .current_dir(dir)
+        .env("COLUMNS", "300")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o, text)
+}
+
 /// The `luo-harness` binary, where the run that started this test put it (nextest sets the
 /// variable for a test run from an archive too).
 pub fn bin() -> PathBuf {

@@ -1,0 +1,107 @@
+//! `luo-harness fuzz`: random LUO programs across kexecs against the model; each finding shrunk
+//! and written as a scenario under `--out`/findings. Exit 0 when nothing was found, 1 when
+//! something was, like `run`.
+
+use super::args::{KernelArgs, VmArgs};
+use super::failed::Failed;
+use super::terminal::Terminal;
+use clap::Args;
+use luo_harness::fuzz::{self, FuzzOptions, program::Shape};
+use luo_harness::outcome::exit;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct FuzzArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// The run's seed: the same seed and options, the same programs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many programs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: Option<u64>,
+    /// Stop after this long: `60s`, `30m`, `2h` (default 60s when --runs is not given).
+    #[arg(long, value_parser = duration)]
+    duration: Option<Duration>,
+    /// Operations a program has at most (kexecs not counted).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=500))]
+    max_ops: u64,
+    /// Kexecs a program has at most.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=3))]
+    max_kexecs: u32,
+    /// Programs a finding's shrinking may run.
+    #[arg(long, default_value_t = 150)]
+    shrink_runs: u32,
+    /// Where findings/ (each a scenario) and fuzz.json go.
+    #[arg(long, default_value = "luo-reports/fuzz")]
+    out: PathBuf,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: a number and s, m or h, e.g. 60s or 30m"))?;
+    match unit {
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: a number and s, m or h, e.g. 60s or 30m")),
+    }
+}
+
+pub async fn fuzz(a: FuzzArgs) -> Result<u8, Failed> {
+    let o = FuzzOptions {
+        kernel: a.vm.plan_request(&a.kernel)?,
+        seed: a.seed,
+        runs: a.runs,
+        duration: a
+            .duration
+            .or_else(|| a.runs.is_none().then(|| Duration::from_secs(60))),
+        shape: Shape {
+            max_ops: a.max_ops as usize,
+            max_kexecs: a.max_kexecs,
+        },
+        shrink_runs: a.shrink_runs,
+        out: a.out.clone(),
+    };
+    let r = fuzz::fuzz(&o, &Terminal::default()).await?;
+    let per_min = |n: u64| n as f64 * 60.0 / r.seconds.max(1e-3);
+    println!(
+        "fuzz on {}: seed {}, {} programs ({:.1}/min), {} operations, {} kexecs ({:.1}/min) in {:.0} s \
+         ({:.0} s shrinking); {} finding{}",
+        r.kernel,
+        r.seed,
+        r.programs,
+        per_min(r.programs),
+        r.operations,
+        r.kexecs,
+        per_min(r.kexecs),
+        r.seconds,
+        r.shrink_seconds,
+        r.findings.len(),
+        if r.findings.len() == 1 { "" } else { "s" }
+    );
+    for f in &r.findings {
+        println!(
+            "  {} ({} operations, from {}; {} more programs failed alike): {}",
+            f.scenario.display(),
+            f.operations,
+            f.shrunk_from,
+            f.duplicates,
+            f.failure
+        );
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| Failed::io(&a.out, e))?;
+    let jp = a.out.join("fuzz.json");
+    std::fs::write(&jp, serde_json::to_string_pretty(&r).expect("serialises"))
+        .map_err(|e| Failed::io(&jp, e))?;
+    Ok(if r.findings.is_empty() {
+        exit::PASS
+    } else {
+        exit::FAIL
+    })
+}

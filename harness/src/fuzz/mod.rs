@@ -1,0 +1,291 @@
+//! `luo-harness fuzz`: random LUO programs across kexecs, each checked against a model of the ABI
+//! ([`model`]). A program is written as an ordinary scenario whose every step carries the model's
+//! prediction ([`program`]), run in a VM restored from the kernel's saved booted state; a step the
+//! kernel answers otherwise, a file that comes back different, a sanitizer report, a panic or a
+//! hang is a finding, shrunk ([`shrink`]) to the fewest operations that still fail the same way
+//! and written as a scenario that `run`, `bisect` and `matrix` take as they are.
+
+pub mod model;
+pub mod program;
+pub mod shrink;
+
+use crate::events::{Event, EventSink};
+use crate::guest::GuestError;
+use crate::outcome::{Classify, Kind, Outcome};
+use crate::plan::{self, Needs, Plan, PlanError, PlanRequest};
+use crate::scenario;
+use crate::vm::timeouts::Timeouts;
+use model::Op;
+use program::Shape;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    pub kernel: PlanRequest,
+    /// The run's seed: program i is generated from (seed, i).
+    pub seed: u64,
+    /// Stop after this many programs...
+    pub runs: Option<u64>,
+    /// ... or after this long, whichever comes first.
+    pub duration: Option<Duration>,
+    pub shape: Shape,
+    /// Programs a finding's shrinking may run at most.
+    pub shrink_runs: u32,
+    /// findings/ goes here.
+    pub out: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum FuzzError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(#[from] PlanError),
+    #[error(
+        "the kernel contradicted the model on each of the first {programs} programs (the first: \
+         {first}); the model is of Linux 7.3.4's LUO with memfd preservation: is this kernel \
+         built with CONFIG_LIVEUPDATE and CONFIG_LIVEUPDATE_MEMFD, booted with liveupdate=on?"
+    )]
+    ModelRejected { programs: u64, first: String },
+    #[error("program {program}: {source}")]
+    Harness {
+        program: u64,
+        #[source]
+        source: GuestError,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Classify for FuzzError {
+    fn kind(&self) -> Kind {
+        match self {
+            FuzzError::Plan(e) => e.kind(),
+            FuzzError::ModelRejected { .. } => Kind::BadInput,
+            FuzzError::Harness { source, .. } => source.kind(),
+            FuzzError::Io { .. } => Kind::InfraFailure,
+        }
+    }
+}
+
+/// A program the kernel and the model disagree on, shrunk and written as a scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The program's seed (`fuzz --seed` of the run and its index give it too).
+    pub program_seed: u64,
+    /// What went wrong, as the run reported it, in the shrunk program.
+    pub failure: String,
+    /// ... and in the program as generated: what later programs are compared with.
+    pub first_failure: String,
+    pub operations: usize,
+    pub shrunk_from: usize,
+    pub scenario: PathBuf,
+    /// Later programs that failed the same way (not shrunk again).
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FuzzReport {
+    pub kernel: String,
+    pub seed: u64,
+    pub programs: u64,
+    pub kexecs: u64,
+    pub operations: u64,
+    pub findings: Vec<Finding>,
+    pub seconds: f64,
+    /// Of those seconds, the ones spent shrinking findings.
+    pub shrink_seconds: f64,
+}
+
+/// How one program ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Agrees,
+    /// The kernel disagreed, panicked or hung: the reason, as `run` gives it.
+    Disagrees(String),
+}
+
+/// The seed of program `i` of a run: consecutive runs of one seed share no program.
+pub fn program_seed(seed: u64, i: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// Runs one program as a scenario on `plan`. An error is the harness's own (QEMU, the host).
+#[tracing::instrument(name = "fuzz_program", skip(ops, plan), fields(operations = ops.len()))]
+pub async fn run_program(ops: &[Op], name: &str, plan: &Plan) -> Result<Verdict, GuestError> {
+    let (yaml, _) = program::scenario(ops, "fuzz program");
+    let s = scenario::parse(&format!("{name}.yaml"), &yaml)
+        .expect("a program is written as a valid scenario");
+    let limit = Timeouts::for_accel(plan.accel).scenario;
+    match tokio::time::timeout(limit, scenario::run(&s, plan)).await {
+        Err(_) => Ok(Verdict::Disagrees(format!(
+            "hang: the program did not finish within {limit:?}"
+        ))),
+        Ok(Ok(ran)) => Ok(match ran.outcome {
+            Outcome::Pass => Verdict::Agrees,
+            o @ (Outcome::Fail { .. } | Outcome::KernelFailure { .. }) => {
+                Verdict::Disagrees(format!("{}: {}", o.label(), o.reason()))
+            }
+            other => Verdict::Disagrees(format!("{}: {}", other.label(), other.reason())),
+        }),
+        Ok(Err(e)) if matches!(e.kind(), Kind::KernelFailure | Kind::Fail) => {
+            Ok(Verdict::Disagrees(format!("kernel failure: {e}")))
+        }
+        Ok(Err(e)) => Err(e),
+    }
+}
+
+/// Generates, runs and checks programs until `runs` or `duration`; shrinks and writes each
+/// finding as it is found.
+pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, FuzzError> {
+    let plan = plan::resolve(&o.kernel, &Needs::default(), sink).await?;
+    let t0 = Instant::now();
+    let dir = o.out.join("findings");
+    let mut r = FuzzReport {
+        kernel: plan.boot.label(),
+        seed: o.seed,
+        programs: 0,
+        kexecs: 0,
+        operations: 0,
+        findings: Vec::new(),
+        seconds: 0.0,
+        shrink_seconds: 0.0,
+    };
+    let mut agreed = 0u64;
+    let mut first_disagreement = None;
+    loop {
+        let i = r.programs;
+        if o.runs.is_some_and(|n| i >= n) || o.duration.is_some_and(|d| t0.elapsed() >= d) {
+            break;
+        }
+        let pseed = program_seed(o.seed, i);
+        let ops = program::generate(pseed, o.shape);
+        let name = format!("fuzz-{pseed:016x}");
+        let verdict = run_program(&ops, &name, &plan)
+            .await
+            .map_err(|source| FuzzError::Harness { program: i, source })?;
+        r.programs += 1;
+        r.kexecs += ops.iter().filter(|op| **op == Op::Kexec).count() as u64;
+        r.operations += ops.len() as u64;
+        match verdict {
+            Verdict::Agrees => agreed += 1,
+            Verdict::Disagrees(why) => {
+                first_disagreement.get_or_insert(why.clone());
+                if agreed == 0 && r.programs >= MODEL_REJECTED_AFTER {
+                    return Err(FuzzError::ModelRejected {
+                        programs: r.programs,
+                        first: first_disagreement.unwrap_or_default(),
+                    });
+                }
+                let sig = shrink::signature(&why);
+                if let Some(f) = r
+                    .findings
+                    .iter_mut()
+                    .find(|f| shrink::signature(&f.first_failure) == sig)
+                {
+                    f.duplicates += 1;
+                    continue;
+                }
+                let t = Instant::now();
+                sink.emit(Event::Note(format!(
+                    "fuzz: program {pseed:016x} ({} operations) disagrees: {why}; shrinking",
+                    ops.len()
+                )));
+                let f = shrink_and_write(&ops, pseed, &why, o, &plan, &dir).await?;
+                r.shrink_seconds += t.elapsed().as_secs_f64();
+                sink.emit(Event::Note(format!(
+                    "fuzz: finding written to {} ({} operations)",
+                    f.scenario.display(),
+                    f.operations
+                )));
+                r.findings.push(f);
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-3);
+        sink.emit(Event::Progress {
+            task: "fuzz".into(),
+            done: r.programs,
+            total: o.runs.unwrap_or(0),
+            what: format!(
+                "{} programs ({:.0}/min), {} kexecs ({:.0}/min), {} findings",
+                r.programs,
+                r.programs as f64 * 60.0 / secs,
+                r.kexecs,
+                r.kexecs as f64 * 60.0 / secs,
+                r.findings.len()
+            ),
+        });
+    }
+    r.seconds = t0.elapsed().as_secs_f64();
+    Ok(r)
+}
+
+/// Programs in a row that disagree, with none agreeing, before the run stops: a kernel that is
+/// not what the model describes, not a bug per program.
+const MODEL_REJECTED_AFTER: u64 = 5;
+
+async fn shrink_and_write(
+    ops: &[Op],
+    pseed: u64,
+    why: &str,
+    o: &FuzzOptions,
+    plan: &Plan,
+    dir: &Path,
+) -> Result<Finding, FuzzError> {
+    let want = shrink::signature(why);
+    let mut runs = 0u32;
+    let mut last = why.to_string();
+    let small = shrink::shrink(ops, async |candidate: &[Op]| {
+        if runs >= o.shrink_runs {
+            return false;
+        }
+        runs += 1;
+        match run_program(candidate, "fuzz-shrink", plan).await {
+            Ok(Verdict::Disagrees(w)) if shrink::signature(&w) == want => {
+                last = w;
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let name = format!("fuzz-{pseed:016x}");
+    let path = dir.join(format!("{name}.yaml"));
+    let description = format!(
+        "Found by luo-harness fuzz (program seed {pseed:#018x}) on {}: the kernel disagreed with \
+         the model of LUO. Each step's expect, verify and observe is what the model predicts.",
+        plan.boot.label()
+    );
+    let (yaml, kept) = program::scenario(&small, &description);
+    let header = format!(
+        "# luo-harness fuzz: {} operations, shrunk from {} ({runs} runs).\n\
+         # The model expected each step as written; the kernel did this:\n#   {}\n\
+         # Run it: luo-harness run {}\n",
+        kept.len(),
+        ops.len(),
+        last.replace('\n', "\n#   "),
+        path.display()
+    );
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FuzzError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::write(&path, format!("{header}{yaml}")).map_err(io(&path))?;
+    let (original, _) = program::scenario(ops, &description);
+    let orig_path = dir.join(format!("{name}.original.yaml"));
+    std::fs::write(&orig_path, original).map_err(io(&orig_path))?;
+    Ok(Finding {
+        program_seed: pseed,
+        failure: last,
+        first_failure: why.to_string(),
+        operations: kept.len(),
+        shrunk_from: ops.len(),
+        scenario: path,
+        duplicates: 0,
+    })
+}

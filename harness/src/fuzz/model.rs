@@ -1,0 +1,471 @@
+//! What LUO should do, as userspace sees it: a model of the ABI of Linux 7.3.4
+//! (../shared/docs/luo-facts.md, kernel/liveupdate/luo_session.c, luo_file.c, mm/memfd_luo.c), fed
+//! one operation at a time across kexecs. For each operation it says whether it applies at all
+//! (its handles exist and are of the right kind: otherwise a shrunk program simply drops it) and
+//! what the kernel must answer; for each file, what its contents, size and seals must be.
+//!
+//! Where the model and the kernel disagree, either is wrong: a finding is triaged (docs/fuzzing.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One operation of a program. Handles are the program's names for fds (`s3`, `m5`), chosen when
+/// the program is generated, so removing an operation leaves the others' names intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    CreateSession {
+        name: String,
+        handle: String,
+    },
+    RetrieveSession {
+        name: String,
+        handle: String,
+    },
+    /// close(2) of a session or a file.
+    Close {
+        handle: String,
+    },
+    Finish {
+        session: String,
+    },
+    GetName {
+        session: String,
+    },
+    CreateMemfd {
+        handle: String,
+        size: u64,
+        seed: u64,
+    },
+    /// Rewrites the whole file with the pattern of `seed`.
+    Write {
+        fd: String,
+        seed: u64,
+    },
+    Truncate {
+        fd: String,
+        size: u64,
+    },
+    Seal {
+        fd: String,
+        seals: Vec<&'static str>,
+    },
+    Preserve {
+        session: String,
+        fd: String,
+        token: u64,
+    },
+    RetrieveFd {
+        session: String,
+        token: u64,
+        handle: String,
+    },
+    /// Check a file's contents, size and seals against the model.
+    Check {
+        fd: String,
+    },
+    /// kexec into the next kernel, holding every fd; /dev/liveupdate is opened again there.
+    Kexec,
+}
+
+/// What the kernel must answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Ok,
+    Errno(&'static str),
+}
+
+/// A memfd's state as userspace can see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub size: u64,
+    /// The pattern seed of its contents, over [0, pattern_len); beyond that, zeroes.
+    pub seed: u64,
+    pub pattern_len: u64,
+    pub seals: BTreeSet<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Handle {
+    Created(String),
+    Retrieved(String),
+    Memfd(usize),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Created {
+    /// Token -> the file, and its seals when it was preserved.
+    files: BTreeMap<u64, (usize, BTreeSet<&'static str>)>,
+}
+
+#[derive(Debug, Clone)]
+enum Incoming {
+    Waiting,
+    Retrieved {
+        finished: bool,
+        /// Token -> the file of this kernel its first retrieve made.
+        retrieved: BTreeMap<u64, usize>,
+    },
+    /// Its session fd was closed: gone from the kernel's list.
+    Closed,
+}
+
+/// The longest session name: 63 bytes and the NUL.
+pub const MAX_NAME: usize = 63;
+
+/// LUO's state as the program has made it so far.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Every file of this kernel, by id; handles point into it (two retrieves: one file).
+    files: Vec<File>,
+    handles: BTreeMap<String, Handle>,
+    /// Sessions created in this kernel and still open, by name.
+    created: BTreeMap<String, Created>,
+    /// Sessions handed over by the previous kernel: their files as they were at the kexec.
+    incoming_files: BTreeMap<String, BTreeMap<u64, File>>,
+    incoming: BTreeMap<String, Incoming>,
+    /// Files the kernel holds as preserved or retrieved-not-finished (luo_preserved_files): a
+    /// second preserve of one of them is EBUSY, and a preserved one cannot change size.
+    held: BTreeSet<usize>,
+    /// Files preserved in an open created session: frozen (no size change).
+    frozen: BTreeSet<usize>,
+    pub kexecs: u32,
+}
+
+fn err(e: &'static str) -> Option<Expect> {
+    Some(Expect::Errno(e))
+}
+
+impl Model {
+    /// The file behind a memfd handle.
+    pub fn file(&self, handle: &str) -> Option<&File> {
+        match self.handles.get(handle)? {
+            Handle::Memfd(id) => self.files.get(*id),
+            _ => None,
+        }
+    }
+
+    /// Live handles of each kind, for the generator.
+    pub fn memfds(&self) -> Vec<&str> {
+        self.of(|h| matches!(h, Handle::Memfd(_)))
+    }
+    pub fn created_sessions(&self) -> Vec<&str> {
+        self.of(|h| matches!(h, Handle::Created(_)))
+    }
+    pub fn retrieved_sessions(&self) -> Vec<&str> {
+        self.of(|h| matches!(h, Handle::Retrieved(_)))
+    }
+    fn of(&self, f: impl Fn(&Handle) -> bool) -> Vec<&str> {
+        self.handles
+            .iter()
+            .filter(|(_, h)| f(h))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+    /// Names of sessions the previous kernel handed over (whatever became of them since).
+    pub fn incoming_names(&self) -> Vec<&str> {
+        self.incoming.keys().map(String::as_str).collect()
+    }
+    /// Tokens a session holds (created) or held at the kexec (retrieved).
+    pub fn tokens(&self, session: &str) -> Vec<u64> {
+        match self.handles.get(session) {
+            Some(Handle::Created(n)) => self.created[n].files.keys().copied().collect(),
+            Some(Handle::Retrieved(n)) => self.incoming_files[n].keys().copied().collect(),
+            _ => Vec::new(),
+        }
+    }
+    /// Handed-over sessions not retrieved yet.
+    pub fn waiting(&self) -> Vec<&str> {
+        self.incoming
+            .iter()
+            .filter(|(_, i)| matches!(i, Incoming::Waiting))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+    /// Tokens of a retrieved, unfinished session not retrieved yet.
+    pub fn unretrieved(&self, session: &str) -> Vec<u64> {
+        let Some(Handle::Retrieved(name)) = self.handles.get(session) else {
+            return Vec::new();
+        };
+        match &self.incoming[name] {
+            Incoming::Retrieved {
+                finished: false,
+                retrieved,
+            } => self.incoming_files[name]
+                .keys()
+                .filter(|t| !retrieved.contains_key(t))
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    /// Memfds no session holds.
+    pub fn free_memfds(&self) -> Vec<&str> {
+        self.handles
+            .iter()
+            .filter(|(_, h)| matches!(h, Handle::Memfd(id) if !self.held.contains(id)))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// Applies `op`: None when it does not apply (a handle it needs is not there, or is of
+    /// another kind; a new handle's name is taken), else what the kernel must answer.
+    pub fn apply(&mut self, op: &Op) -> Option<Expect> {
+        match op {
+            Op::CreateSession { name, handle } => {
+                if self.handles.contains_key(handle) {
+                    return None;
+                }
+                if name.is_empty() || name.len() > MAX_NAME {
+                    return err("EINVAL");
+                }
+                if self.created.contains_key(name) {
+                    return err("EEXIST");
+                }
+                self.created.insert(name.clone(), Created::default());
+                self.handles
+                    .insert(handle.clone(), Handle::Created(name.clone()));
+                Some(Expect::Ok)
+            }
+            Op::RetrieveSession { name, handle } => {
+                if self.handles.contains_key(handle) {
+                    return None;
+                }
+                // The name is only looked up (no check of its length): ENOENT for a bad one.
+                match self.incoming.get(name) {
+                    None | Some(Incoming::Closed) => err("ENOENT"),
+                    Some(Incoming::Retrieved { .. }) => err("EINVAL"),
+                    Some(Incoming::Waiting) => {
+                        self.incoming.insert(
+                            name.clone(),
+                            Incoming::Retrieved {
+                                finished: false,
+                                retrieved: BTreeMap::new(),
+                            },
+                        );
+                        self.handles
+                            .insert(handle.clone(), Handle::Retrieved(name.clone()));
+                        Some(Expect::Ok)
+                    }
+                }
+            }
+            Op::Close { handle } => {
+                match self.handles.remove(handle)? {
+                    // Un-preserves everything in it.
+                    Handle::Created(name) => {
+                        let c = self
+                            .created
+                            .remove(&name)
+                            .expect("a created handle's session");
+                        for (id, _) in c.files.values() {
+                            self.held.remove(id);
+                            self.frozen.remove(id);
+                        }
+                    }
+                    // An implicit FINISH; then the session is gone.
+                    Handle::Retrieved(name) => {
+                        self.finish(&name);
+                        self.incoming.insert(name, Incoming::Closed);
+                    }
+                    Handle::Memfd(_) => {}
+                }
+                Some(Expect::Ok)
+            }
+            Op::Finish { session } => match self.handles.get(session)? {
+                Handle::Created(_) => err("EINVAL"),
+                Handle::Retrieved(name) => {
+                    let name = name.clone();
+                    self.finish(&name);
+                    Some(Expect::Ok)
+                }
+                Handle::Memfd(_) => None,
+            },
+            Op::GetName { session } => match self.handles.get(session)? {
+                Handle::Memfd(_) => None,
+                _ => Some(Expect::Ok),
+            },
+            Op::CreateMemfd { handle, size, seed } => {
+                if self.handles.contains_key(handle) {
+                    return None;
+                }
+                self.files.push(File {
+                    size: *size,
+                    seed: *seed,
+                    pattern_len: *size,
+                    seals: BTreeSet::new(),
+                });
+                self.handles
+                    .insert(handle.clone(), Handle::Memfd(self.files.len() - 1));
+                Some(Expect::Ok)
+            }
+            Op::Write { fd, seed } => {
+                let id = self.memfd(fd)?;
+                let f = &mut self.files[id];
+                if f.size == 0 {
+                    return None;
+                }
+                if f.seals.contains("write") || f.seals.contains("future_write") {
+                    return err("EPERM");
+                }
+                f.seed = *seed;
+                f.pattern_len = f.size;
+                Some(Expect::Ok)
+            }
+            Op::Truncate { fd, size } => {
+                let id = self.memfd(fd)?;
+                let f = &self.files[id];
+                if *size == f.size {
+                    return None;
+                }
+                let shrink = *size < f.size;
+                if (shrink && f.seals.contains("shrink")) || (!shrink && f.seals.contains("grow")) {
+                    return err("EPERM");
+                }
+                if self.frozen.contains(&id) {
+                    return err("EPERM");
+                }
+                let f = &mut self.files[id];
+                f.pattern_len = f.pattern_len.min(*size);
+                f.size = *size;
+                Some(Expect::Ok)
+            }
+            Op::Seal { fd, seals } => {
+                let id = self.memfd(fd)?;
+                if self.files[id].seals.contains("seal") {
+                    return err("EPERM");
+                }
+                // F_SEAL_WRITE waits for the pages' extra references to go; preserving pins
+                // every page (memfd_pin_folios) until the session lets go of the file. An empty
+                // file has no page to pin.
+                if seals.contains(&"write") && self.frozen.contains(&id) && self.files[id].size > 0
+                {
+                    return err("EBUSY");
+                }
+                let f = &mut self.files[id];
+                f.seals.extend(seals.iter().copied());
+                Some(Expect::Ok)
+            }
+            Op::Preserve { session, fd, token } => {
+                let s = self.handles.get(session)?.clone();
+                let id = self.memfd(fd)?;
+                let name = match s {
+                    Handle::Created(name) => name,
+                    Handle::Retrieved(_) => return err("EINVAL"),
+                    Handle::Memfd(_) => return None,
+                };
+                if self.created[&name].files.contains_key(token) {
+                    return err("EEXIST");
+                }
+                if self.held.contains(&id) {
+                    return err("EBUSY");
+                }
+                let seals = self.files[id].seals.clone();
+                self.created
+                    .get_mut(&name)
+                    .expect("open")
+                    .files
+                    .insert(*token, (id, seals));
+                self.held.insert(id);
+                self.frozen.insert(id);
+                Some(Expect::Ok)
+            }
+            Op::RetrieveFd {
+                session,
+                token,
+                handle,
+            } => {
+                if self.handles.contains_key(handle) {
+                    return None;
+                }
+                let name = match self.handles.get(session)? {
+                    Handle::Created(_) => return err("EINVAL"),
+                    Handle::Retrieved(name) => name.clone(),
+                    Handle::Memfd(_) => return None,
+                };
+                let Some(Incoming::Retrieved {
+                    finished,
+                    retrieved,
+                }) = self.incoming.get(&name)
+                else {
+                    unreachable!("a retrieved handle's session is retrieved");
+                };
+                if *finished {
+                    return err("ENOENT");
+                }
+                let id = match retrieved.get(token) {
+                    Some(id) => *id,
+                    None => {
+                        let Some(file) = self.incoming_files[&name].get(token) else {
+                            return err("ENOENT");
+                        };
+                        self.files.push(file.clone());
+                        let id = self.files.len() - 1;
+                        self.held.insert(id);
+                        if let Some(Incoming::Retrieved { retrieved, .. }) =
+                            self.incoming.get_mut(&name)
+                        {
+                            retrieved.insert(*token, id);
+                        }
+                        id
+                    }
+                };
+                self.handles.insert(handle.clone(), Handle::Memfd(id));
+                Some(Expect::Ok)
+            }
+            Op::Check { fd } => self.memfd(fd).map(|_| Expect::Ok),
+            Op::Kexec => {
+                self.incoming_files = self
+                    .created
+                    .iter()
+                    .map(|(name, c)| {
+                        // Contents, size and position as they are now; the seals as they were
+                        // at PRESERVE_FD: memfd_luo records them then and F_ADD_SEALS stays
+                        // allowed after it, so later seals do not reach the next kernel
+                        // (docs/fuzzing.md, finding 1).
+                        let files = c
+                            .files
+                            .iter()
+                            .map(|(t, (id, seals))| {
+                                let mut f = self.files[*id].clone();
+                                f.seals = seals.clone();
+                                (*t, f)
+                            })
+                            .collect();
+                        (name.clone(), files)
+                    })
+                    .collect();
+                self.incoming = self
+                    .incoming_files
+                    .keys()
+                    .map(|n| (n.clone(), Incoming::Waiting))
+                    .collect();
+                self.files.clear();
+                self.handles.clear();
+                self.created.clear();
+                self.held.clear();
+                self.frozen.clear();
+                self.kexecs += 1;
+                Some(Expect::Ok)
+            }
+        }
+    }
+
+    fn memfd(&self, h: &str) -> Option<usize> {
+        match self.handles.get(h)? {
+            Handle::Memfd(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// FINISH: the files retrieved are the process's now; those not retrieved are discarded.
+    fn finish(&mut self, name: &str) {
+        if let Some(Incoming::Retrieved {
+            finished,
+            retrieved,
+        }) = self.incoming.get_mut(name)
+        {
+            *finished = true;
+            for id in retrieved.values() {
+                self.held.remove(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Programs: random sequences of LUO operations drawn from what the model says is possible at each
+//! point (so most of them mean something: a retrieve names a session that was preserved, a
+//! preserve names a live memfd), with colliding names and tokens and edge values on purpose; and a
+//! program written as an ordinary scenario, each step carrying the model's prediction.
+
+use super::model::{Expect, MAX_NAME, Model, Op};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// How big a program may get.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Operations, kexecs not counted.
+    pub max_ops: usize,
+    pub max_kexecs: u32,
+}
+
+/// Session names: few, so that they collide; an empty one and ones at and past the limit.
+fn name(rng: &mut StdRng) -> String {
+    match rng.random_range(0..20) {
+        0 => String::new(),
+        1 => "n".repeat(MAX_NAME),
+        2 => "x".repeat(MAX_NAME + 1),
+        i => ["a", "b", "c"][i as usize % 3].to_string(),
+    }
+}
+
+/// Tokens: few, so that they collide; 0 and the largest.
+fn token(rng: &mut StdRng) -> u64 {
+    match rng.random_range(0..12) {
+        0 => 0,
+        1 => u64::MAX,
+        i => 1 + i % 3,
+    }
+}
+
+const SIZES: &[u64] = &[0, 1, 4096, 5000, 12288, 65536, 1 << 20];
+const SEALS: &[&str] = &["seal", "shrink", "grow", "write", "future_write"];
+
+fn pick<'a>(rng: &mut StdRng, v: &[&'a str]) -> Option<&'a str> {
+    (!v.is_empty()).then(|| v[rng.random_range(0..v.len())])
+}
+
+/// A program from `seed`: the same seed, the same program.
+pub fn generate(seed: u64, shape: Shape) -> Vec<Op> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let kexecs = rng.random_range(0..=shape.max_kexecs);
+    let len = rng.random_range(1..=shape.max_ops.max(1));
+    let mut m = Model::default();
+    let mut ops = Vec::new();
+    let mut next = 0u32;
+    let mut fresh = |p: &str| {
+        next += 1;
+        format!("{p}{next}")
+    };
+    // Where the kexecs go: after that many operations, never first or last.
+    let mut at: Vec<usize> = (0..kexecs)
+        .filter(|_| len > 1)
+        .map(|_| rng.random_range(1..len))
+        .collect();
+    at.sort();
+    let mut done = 0;
+    while done < len {
+        if at.first() == Some(&done) {
+            at.remove(0);
+            ops.push(Op::Kexec);
+            m.apply(&Op::Kexec);
+            continue;
+        }
+        let Some(op) = one(&mut rng, &m, &mut fresh) else {
+            continue;
+        };
+        if m.apply(&op).is_some() {
+            ops.push(op);
+            done += 1;
+        }
+    }
+    // End by looking at every file there is.
+    for fd in m.memfds().into_iter().map(String::from).collect::<Vec<_>>() {
+        ops.push(Op::Check { fd });
+    }
+    ops
+}
+
+/// What a live update does, in order: retrieve what was handed over, its files, preserve free
+/// files. Chosen a third of the time, so programs get across kexecs with something to carry.
+fn purposeful(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> Option<Op> {
+    if let Some(name) = pick(rng, &m.waiting()) {
+        return Some(Op::RetrieveSession {
+            name: name.into(),
+            handle: fresh("r"),
+        });
+    }
+    for session in m.retrieved_sessions() {
+        if let Some(&token) = m.unretrieved(session).first() {
+            return Some(Op::RetrieveFd {
+                session: session.into(),
+                token,
+                handle: fresh("f"),
+            });
+        }
+    }
+    let created = m.created_sessions();
+    Some(Op::Preserve {
+        session: pick(rng, &created)?.into(),
+        fd: pick(rng, &m.free_memfds())?.into(),
+        token: token(rng),
+    })
+}
+
+fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> Option<Op> {
+    if rng.random_range(0..3) == 0
+        && let Some(op) = purposeful(rng, m, fresh)
+    {
+        return Some(op);
+    }
+    let memfds = m.memfds();
+    let created = m.created_sessions();
+    let retrieved = m.retrieved_sessions();
+    let sessions: Vec<&str> = created.iter().chain(&retrieved).copied().collect();
+    Some(match rng.random_range(0..16) {
+        0 | 1 => Op::CreateSession {
+            name: name(rng),
+            handle: fresh("s"),
+        },
+        2 => Op::CreateMemfd {
+            handle: fresh("m"),
+            size: SIZES[rng.random_range(0..SIZES.len())],
+            seed: rng.random_range(1..1000),
+        },
+        3 | 4 => Op::Preserve {
+            session: pick(rng, &sessions)?.into(),
+            fd: pick(rng, &memfds)?.into(),
+            token: token(rng),
+        },
+        5 | 6 => {
+            // Mostly a name the last kernel handed over.
+            let incoming = m.incoming_names();
+            let name = match pick(rng, &incoming) {
+                Some(n) if rng.random_range(0..4) > 0 => n.to_string(),
+                _ => name(rng),
+            };
+            Op::RetrieveSession {
+                name,
+                handle: fresh("r"),
+            }
+        }
+        7 | 8 => {
+            let session = pick(rng, &sessions)?;
+            let held = m.tokens(session);
+            let token = match held.get(rng.random_range(0..held.len().max(1))) {
+                Some(t) if rng.random_range(0..4) > 0 => *t,
+                _ => token(rng),
+            };
+            Op::RetrieveFd {
+                session: session.into(),
+                token,
+                handle: fresh("f"),
+            }
+        }
+        9 => Op::Finish {
+            session: pick(rng, &sessions)?.into(),
+        },
+        10 => Op::GetName {
+            session: pick(rng, &sessions)?.into(),
+        },
+        11 => {
+            let all: Vec<&str> = sessions.iter().chain(&memfds).copied().collect();
+            Op::Close {
+                handle: pick(rng, &all)?.into(),
+            }
+        }
+        12 => Op::Write {
+            fd: pick(rng, &memfds)?.into(),
+            seed: rng.random_range(1..1000),
+        },
+        13 => Op::Truncate {
+            fd: pick(rng, &memfds)?.into(),
+            size: SIZES[rng.random_range(0..SIZES.len())],
+        },
+        14 => Op::Seal {
+            fd: pick(rng, &memfds)?.into(),
+            seals: vec![SEALS[rng.random_range(0..SEALS.len())]],
+        },
+        _ => Op::Check {
+            fd: pick(rng, &memfds)?.into(),
+        },
+    })
+}
+
+/// YAML's double-quoted scalar is JSON's string.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}
+
+/// The program as a scenario: one step per operation (a kexec also opens the device again; a
+/// check is a `verify` of the contents and an `observe` of size and seals), each with the
+/// model's expectation. Operations that no longer apply (a shrunk program) are left out; the
+/// operations kept are returned beside the text.
+pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
+    let mut m = Model::default();
+    let mut kept = Vec::new();
+    let mut y = String::new();
+    y.push_str("description: >\n");
+    for l in textwrap::wrap(description, 96) {
+        y.push_str(&format!("  {l}\n"));
+    }
+    y.push_str("steps:\n  - open_device: {}\n");
+    for op in ops {
+        let before = m.clone();
+        let Some(e) = m.apply(op) else { continue };
+        kept.push(op.clone());
+        let expect = match e {
+            Expect::Ok => String::new(),
+            Expect::Errno(e) => format!(", expect: {e}"),
+        };
+        let line = match op {
+            Op::CreateSession { name, handle } => {
+                format!(
+                    "create_session: {{name: {}, as: {handle}{expect}}}",
+                    quote(name)
+                )
+            }
+            Op::RetrieveSession { name, handle } => {
+                format!(
+                    "retrieve_session: {{name: {}, as: {handle}{expect}}}",
+                    quote(name)
+                )
+            }
+            Op::Close { handle } => format!("close: {{handle: {handle}{expect}}}"),
+            Op::Finish { session } => format!("finish: {{session: {session}{expect}}}"),
+            Op::GetName { session } => format!("get_name: {{session: {session}{expect}}}"),
+            Op::CreateMemfd { handle, size, seed } if *size > 0 => {
+                format!("create_memfd: {{as: {handle}, size: {size}, seed: {seed}{expect}}}")
+            }
+            Op::CreateMemfd { handle, size, .. } => {
+                format!("create_memfd: {{as: {handle}, size: {size}{expect}}}")
+            }
+            Op::Write { fd, seed } => format!("write_pattern: {{fd: {fd}, seed: {seed}{expect}}}"),
+            Op::Truncate { fd, size } => format!("truncate: {{fd: {fd}, size: {size}{expect}}}"),
+            Op::Seal { fd, seals } => {
+                format!("seal: {{fd: {fd}, seals: [{}]{expect}}}", seals.join(", "))
+            }
+            Op::Preserve { session, fd, token } => {
+                format!("preserve: {{session: {session}, fd: {fd}, token: {token}{expect}}}")
+            }
+            Op::RetrieveFd {
+                session,
+                token,
+                handle,
+            } => {
+                format!("retrieve_fd: {{session: {session}, token: {token}, as: {handle}{expect}}}")
+            }
+            Op::Check { fd } => {
+                let f = before.file(fd).expect("a check applies to a memfd");
+                let mut s = String::new();
+                if f.pattern_len > 0 {
+                    s.push_str(&format!(
+                        "verify: {{fd: {fd}, seed: {}, len: {}}}\n  - ",
+                        f.seed, f.pattern_len
+                    ));
+                }
+                let seals: Vec<&str> = f.seals.iter().copied().collect();
+                s.push_str(&format!(
+                    "observe: {{handle: {fd}, size: {}, seals: [{}]}}",
+                    f.size,
+                    seals.join(", ")
+                ));
+                s
+            }
+            Op::Kexec => "kexec: {}\n  - open_device: {}".to_string(),
+        };
+        y.push_str(&format!("  - {line}\n"));
+    }
+    (y, kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: Shape = Shape {
+        max_ops: 30,
+        max_kexecs: 3,
+    };
+
+    #[test]
+    fn the_same_seed_is_the_same_program_and_another_seed_another() {
+        assert_eq!(generate(7, SHAPE), generate(7, SHAPE));
+        assert_ne!(generate(7, SHAPE), generate(8, SHAPE));
+    }
+
+    #[test]
+    fn every_generated_program_is_a_valid_scenario() {
+        for seed in 0..300 {
+            let ops = generate(seed, SHAPE);
+            let (yaml, kept) = scenario(&ops, "fuzz");
+            assert_eq!(kept, ops, "a generated program keeps every operation");
+            let s = crate::scenario::parse("fuzz.yaml", &yaml)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e:?}\n{yaml}"));
+            let problems = crate::scenario::load::validate(&s, &yaml);
+            assert!(problems.is_empty(), "seed {seed}: {problems:?}\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn programs_reach_every_operation_and_the_next_kernel() {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut retrieved_after_kexec = 0;
+        for seed in 0..200 {
+            let ops = generate(seed, SHAPE);
+            for op in &ops {
+                seen.insert(
+                    format!("{op:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            let (yaml, _) = scenario(&ops, "fuzz");
+            if yaml.contains("retrieve_fd") && !yaml.contains("retrieve_fd: {session: s") {
+                retrieved_after_kexec += 1;
+            }
+        }
+        assert_eq!(seen.len(), 13, "{seen:?}");
+        assert!(retrieved_after_kexec > 20, "{retrieved_after_kexec}");
+    }
+
+    #[test]
+    fn a_removed_creation_drops_what_used_it() {
+        let ops = [
+            Op::CreateSession {
+                name: "a".into(),
+                handle: "s1".into(),
+            },
+            Op::CreateMemfd {
+                handle: "m2".into(),
+                size: 4096,
+                seed: 3,
+            },
+            Op::Preserve {
+                session: "s1".into(),
+                fd: "m2".into(),
+                token: 1,
+            },
+        ];
+        let (_, kept) = scenario(&ops[1..], "x");
+        assert_eq!(kept, ops[1..2], "the preserve lost its session");
+    }
+}
