@@ -5,27 +5,18 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 const FIXTURE: &str = "harness/tests/fixtures/close-a-session.yaml";
 
 fn run(extra: &[&str]) -> (Output, String) {
     let out = tempfile::tempdir().unwrap();
-    let o = Command::new(common::bin())
-        .current_dir(out.path())
-        .env("COLUMNS", "300")
-        .args(["run", "--debug", "--out"])
-        .arg(out.path())
-        .args(extra)
-        .arg(common::project(FIXTURE))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o, text)
+    let dir = out.path().to_str().unwrap();
+    let fixture = common::project(FIXTURE);
+    let mut args = vec!["run", "--debug", "--out", dir];
+    args.extend_from_slice(extra);
+    args.push(fixture.to_str().unwrap());
+    common::harness_in(out.path(), &args)
 }
 
 /// The line of luo_session.c that a variant's patch adds `needle` on, read from the patch's hunk.

@@ -24,7 +24,7 @@ pub struct FuzzArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     runs: Option<u64>,
     /// Stop after this long: `60s`, `30m`, `2h` (default 60s when --runs is not given).
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Operations a program has at most (kexecs not counted).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=500))]
@@ -38,19 +38,6 @@ pub struct FuzzArgs {
     /// Where findings/ (each a scenario) and fuzz.json go.
     #[arg(long, default_value = "luo-reports/fuzz")]
     out: PathBuf,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: a number and s, m or h, e.g. 60s or 30m"))?;
-    match unit {
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: a number and s, m or h, e.g. 60s or 30m")),
-    }
 }
 
 pub async fn fuzz(a: FuzzArgs) -> Result<u8, Failed> {

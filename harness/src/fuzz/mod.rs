@@ -127,10 +127,7 @@ pub async fn run_program(ops: &[Op], name: &str, plan: &Plan) -> Result<Verdict,
         ))),
         Ok(Ok(ran)) => Ok(match ran.outcome {
             Outcome::Pass => Verdict::Agrees,
-            o @ (Outcome::Fail { .. } | Outcome::KernelFailure { .. }) => {
-                Verdict::Disagrees(format!("{}: {}", o.label(), o.reason()))
-            }
-            other => Verdict::Disagrees(format!("{}: {}", other.label(), other.reason())),
+            o => Verdict::Disagrees(format!("{}: {}", o.label(), o.reason())),
         }),
         Ok(Err(e)) if matches!(e.kind(), Kind::KernelFailure | Kind::Fail) => {
             Ok(Verdict::Disagrees(format!("kernel failure: {e}")))
@@ -156,7 +153,8 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         shrink_seconds: 0.0,
     };
     let mut agreed = 0u64;
-    let mut first_disagreement = None;
+    // Each finding's signature, in the order of r.findings.
+    let mut signatures: Vec<String> = Vec::new();
     loop {
         let i = r.programs;
         if o.runs.is_some_and(|n| i >= n) || o.duration.is_some_and(|d| t0.elapsed() >= d) {
@@ -174,22 +172,20 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         match verdict {
             Verdict::Agrees => agreed += 1,
             Verdict::Disagrees(why) => {
-                first_disagreement.get_or_insert(why.clone());
                 if agreed == 0 && r.programs >= MODEL_REJECTED_AFTER {
+                    // No program agreed: the first one's failure is the first finding's.
+                    let first = r.findings.first().map_or(why, |f| f.first_failure.clone());
                     return Err(FuzzError::ModelRejected {
                         programs: r.programs,
-                        first: first_disagreement.unwrap_or_default(),
+                        first,
                     });
                 }
                 let sig = shrink::signature(&why);
-                if let Some(f) = r
-                    .findings
-                    .iter_mut()
-                    .find(|f| shrink::signature(&f.first_failure) == sig)
-                {
-                    f.duplicates += 1;
+                if let Some(i) = signatures.iter().position(|s| *s == sig) {
+                    r.findings[i].duplicates += 1;
                     continue;
                 }
+                signatures.push(sig);
                 let t = Instant::now();
                 sink.emit(Event::Note(format!(
                     "fuzz: program {pseed:016x} ({} operations) disagrees: {why}; shrinking",

@@ -207,7 +207,6 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
     }
     y.push_str("steps:\n  - open_device: {}\n");
     for op in ops {
-        let before = m.clone();
         let Some(e) = m.apply(op) else { continue };
         kept.push(op.clone());
         let expect = match e {
@@ -252,7 +251,8 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
                 format!("retrieve_fd: {{session: {session}, token: {token}, as: {handle}{expect}}}")
             }
             Op::Check { fd } => {
-                let f = before.file(fd).expect("a check applies to a memfd");
+                // A check changes nothing: the file is as the model has it now.
+                let f = m.file(fd).expect("a check applies to a memfd");
                 let mut s = String::new();
                 if f.pattern_len > 0 {
                     s.push_str(&format!(

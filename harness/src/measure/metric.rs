@@ -176,26 +176,23 @@ pub fn values(m: &Metric, samples: &[Sample], label: &str, sessions: u32) -> Vec
 /// `samples` (a cache missing from a sample grew by 0 there), those of at least 0.5, as
 /// `kmalloc-256 x1.0, dentry x1.0`.
 pub fn grown_caches<'a>(samples: impl IntoIterator<Item = &'a Sample>, per: Per) -> String {
-    let samples: Vec<&Sample> = samples.into_iter().collect();
-    let mut names = std::collections::BTreeSet::new();
-    for s in &samples {
-        let caches = match per {
-            Per::Session => &s.grown_caches,
-            Per::File => &s.files_grown_caches,
-        };
-        names.extend(caches.keys());
-    }
+    // The caches that grew over the sessions or the files, and how many there were.
+    let of = |s: &'a Sample| match per {
+        Per::Session => (&s.grown_caches, s.sessions),
+        Per::File => (&s.files_grown_caches, s.files),
+    };
+    let samples: Vec<_> = samples
+        .into_iter()
+        .map(of)
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let names: std::collections::BTreeSet<&String> =
+        samples.iter().flat_map(|(c, _)| c.keys()).collect();
     let mut out = Vec::new();
     for name in names {
         let v: Vec<f64> = samples
             .iter()
-            .filter_map(|s| {
-                let (caches, n) = match per {
-                    Per::Session => (&s.grown_caches, s.sessions),
-                    Per::File => (&s.files_grown_caches, s.files),
-                };
-                (n > 0).then(|| *caches.get(name).unwrap_or(&0) as f64 / n as f64)
-            })
+            .map(|(c, n)| *c.get(name).unwrap_or(&0) as f64 / *n as f64)
             .collect();
         let m = super::stats::median(&v);
         if m >= 0.5 {

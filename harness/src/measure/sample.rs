@@ -146,7 +146,7 @@ pub async fn take(
     };
     let create_ns = timed(guest, "create_sessions", create).await?;
     let after = snapshot(guest).await?;
-    let (mut preserve_ns, mut after_files) = (0, after.clone());
+    let (mut preserve_ns, mut after_files) = (0, None);
     if f > 0 {
         let preserve = Request::PreserveFds {
             session: FILES_SESSION.into(),
@@ -154,7 +154,7 @@ pub async fn take(
             count: f,
         };
         preserve_ns = timed(guest, "preserve_fds", preserve).await?;
-        after_files = snapshot(guest).await?;
+        after_files = Some(snapshot(guest).await?);
     }
     let console_before = std::fs::read_to_string(guest.vm().artifacts().console())
         .unwrap_or_default()
@@ -194,6 +194,7 @@ pub async fn take(
             })
             .await?;
     }
+    let files = after_files.as_ref();
     Ok(Sample {
         label: label.into(),
         sessions: n,
@@ -208,13 +209,10 @@ pub async fn take(
         new_kernel_ms,
         retrieve_finish_ns,
         files: f,
-        files_slab_bytes: meminfo(&after_files, "Slab") - meminfo(&after, "Slab"),
-        files_memfree_drop_bytes: meminfo(&after, "MemFree") - meminfo(&after_files, "MemFree"),
-        files_grown_caches: if f > 0 {
-            grown(&after, &after_files, f)
-        } else {
-            BTreeMap::new()
-        },
+        files_slab_bytes: files.map_or(0, |a| meminfo(a, "Slab") - meminfo(&after, "Slab")),
+        files_memfree_drop_bytes: files
+            .map_or(0, |a| meminfo(&after, "MemFree") - meminfo(a, "MemFree")),
+        files_grown_caches: files.map_or_else(BTreeMap::new, |a| grown(&after, a, f)),
         preserve_ns,
         retrieve_files_ns,
     })
