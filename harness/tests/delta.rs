@@ -6,7 +6,7 @@
 //! Both run at 99.9% for the table, so the chance that either calls a change that is not there is
 //! at most 0.1% (the statistics' own error rate, tested in measure::stats on simulated noise):
 //! a test that fails one run in twenty would be a flaky test. 9 runs a kernel is the fewest that
-//! level allows for the table's 11 figures (7 at N=100, 4 per preserved file; `delta` says so
+//! level allows for the table's 12 figures (8 at N=100, 4 per preserved file; `delta` says so
 //! for fewer).
 
 mod common;
@@ -59,8 +59,14 @@ fn the_same_build_twice_is_no_change_on_every_figure() {
         "{stderr}"
     );
     let v = verdicts(&d);
-    assert_eq!(v.len(), 11, "every figure at N=100 and per file: {v:?}");
-    assert!(v.iter().any(|(m, _)| m == "preserve_us_per_file"), "{v:?}");
+    assert_eq!(v.len(), 12, "every figure at N=100 and per file: {v:?}");
+    for figure in [
+        "retrieve_us_per_session",
+        "finish_us_per_session",
+        "preserve_us_per_file",
+    ] {
+        assert!(v.iter().any(|(m, _)| m == figure), "{figure}: {v:?}");
+    }
     assert!(v.iter().all(|(_, verdict)| verdict == "no_change"), "{v:?}");
     assert_eq!(
         d["samples"].as_array().unwrap().len(),

@@ -15,7 +15,7 @@ pub use errno::{errno_name, errno_value};
 pub use ops::*;
 
 /// Bumped whenever a message changes shape; the host refuses an agent that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Name of the virtio-serial port the agent looks for under /sys/class/virtio-ports.
 pub const AGENT_PORT_NAME: &str = "org.luo-harness.agent";

@@ -65,13 +65,14 @@ pub enum Request {
         prefix: String,
         count: u32,
     },
-    /// Retrieve `count` sessions `{prefix}{i}`, and FINISH each if `finish`; timed inside the guest.
+    /// Retrieve `count` sessions `{prefix}{i}` (handles the same); timed inside the guest.
     RetrieveSessions {
         device: Handle,
         prefix: String,
         count: u32,
-        finish: bool,
     },
+    /// FINISH the sessions held as handles `{prefix}{i}`; timed inside the guest.
+    FinishSessions { prefix: String, count: u32 },
     /// `count` memfds `{prefix}{i}` (handles the same) of `size` bytes, every page written, so that
     /// what preserving them costs is not confused with their contents; timed inside the guest.
     CreateMemfds {

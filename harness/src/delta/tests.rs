@@ -21,6 +21,8 @@ fn samples(runs: u32, extra_slab: i64) -> Vec<Sample> {
                 old_kernel_ms: Some(120.0 + jitter / 2.0),
                 new_kernel_ms: 390.0 + jitter,
                 retrieve_finish_ns: 30_000 + jitter as u64 * 50,
+                retrieve_ns: Some(20_000 + jitter as u64 * 30),
+                finish_ns: Some(10_000 + jitter as u64 * 20),
                 files: 100,
                 files_slab_bytes: 100 * 160 + jitter as i64 * 64,
                 files_memfree_drop_bytes: 100 * 4300 + jitter as i64 * 256,

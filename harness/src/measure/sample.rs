@@ -42,7 +42,15 @@ pub struct Sample {
     pub old_kernel_ms: Option<f64>,
     /// New kernel: boot -> agent hello (CLOCK_BOOTTIME in the new kernel).
     pub new_kernel_ms: f64,
+    /// RETRIEVE_SESSION and FINISH of the N sessions together (the two below, added; kept apart
+    /// from them so that samples from before they were timed apart still read).
     pub retrieve_finish_ns: u64,
+    /// RETRIEVE_SESSION of the N sessions (None in samples from before it was timed alone).
+    #[serde(default)]
+    pub retrieve_ns: Option<u64>,
+    /// FINISH of the N retrieved sessions.
+    #[serde(default)]
+    pub finish_ns: Option<u64>,
     /// Memfds preserved (0: none; samples from before files were measured).
     #[serde(default)]
     pub files: u32,
@@ -170,9 +178,13 @@ pub async fn take(
         device: dev.clone(),
         prefix: "s".into(),
         count: n,
-        finish: true,
     };
-    let retrieve_finish_ns = timed(guest, "retrieve_sessions", retrieve).await?;
+    let retrieve_ns = timed(guest, "retrieve_sessions", retrieve).await?;
+    let finish = Request::FinishSessions {
+        prefix: "s".into(),
+        count: n,
+    };
+    let finish_ns = timed(guest, "finish_sessions", finish).await?;
     let mut retrieve_files_ns = 0;
     if f > 0 {
         guest
@@ -207,7 +219,9 @@ pub async fn take(
         blackout_host_ms: blackout.as_secs_f64() * 1000.0,
         old_kernel_ms,
         new_kernel_ms,
-        retrieve_finish_ns,
+        retrieve_finish_ns: retrieve_ns + finish_ns,
+        retrieve_ns: Some(retrieve_ns),
+        finish_ns: Some(finish_ns),
         files: f,
         files_slab_bytes: files.map_or(0, |a| meminfo(a, "Slab") - meminfo(&after, "Slab")),
         files_memfree_drop_bytes: files

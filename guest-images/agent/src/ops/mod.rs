@@ -72,6 +72,7 @@ impl State {
             | RawIoctl { .. }
             | CreateSessions { .. }
             | RetrieveSessions { .. }
+            | FinishSessions { .. }
             | PreserveFds { .. }
             | RetrieveFds { .. }) => sessions::handle(&mut self.fds, r),
             r @ (Close { .. }

@@ -95,16 +95,25 @@ pub(super) fn handle(fds: &mut Fds, req: Request) -> R {
             device,
             prefix,
             count,
-            finish,
         } => {
             let call = ioctl_call(luo::CMD_RETRIEVE_SESSION);
             let dev = fds.get(&device, &call)?;
+            for i in 0..count {
+                fds.ensure_free(&format!("{prefix}{i}"), &call)?;
+            }
             timed(fds, count, &call, |i| {
-                let fd = luo::open_session(dev, &format!("{prefix}{i}"), true)?;
-                if finish {
-                    luo::finish(fd)?;
-                }
-                Ok(Some((format!("{prefix}{i}"), fd)))
+                luo::open_session(dev, &format!("{prefix}{i}"), true)
+                    .map(|fd| Some((format!("{prefix}{i}"), fd)))
+            })
+        }
+        Request::FinishSessions { prefix, count } => {
+            let call = ioctl_call(luo::CMD_FINISH);
+            let sessions = (0..count)
+                .map(|i| fds.get(&format!("{prefix}{i}"), &call))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Nothing new is opened: the batch only finishes.
+            timed(fds, count, &call, |i| {
+                luo::finish(sessions[i as usize]).map(|_| None)
             })
         }
         Request::PreserveFds {
