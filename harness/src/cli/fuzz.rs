@@ -2,12 +2,13 @@
 //! and written as a scenario under `--out`/findings. Exit 0 when nothing was found, 1 when
 //! something was, like `run`.
 
-use super::args::{KernelArgs, VmArgs};
+use super::args::{KernelArgs, VmArgs, parse_spec};
 use super::failed::Failed;
 use super::terminal::Terminal;
 use clap::Args;
 use luo_harness::fuzz::{self, FuzzOptions, program::Shape};
 use luo_harness::outcome::exit;
+use luo_kernels::spec::KernelSpec;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +18,14 @@ pub struct FuzzArgs {
     kernel: KernelArgs,
     #[command(flatten)]
     vm: VmArgs,
+    /// Live update from one kernel to another: boot the first, and every kexec goes into the
+    /// second (`debian:7.2,debian:7.3`).
+    #[arg(long, value_delimiter = ',', num_args = 1, value_parser = parse_spec,
+          conflicts_with_all = ["kernel", "tree"])]
+    kernels: Vec<KernelSpec>,
+    /// Where the corpus is read from and kept, on a `--gcov` kernel (default: OUT/corpus).
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
     /// The run's seed: the same seed and options, the same programs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -35,14 +44,30 @@ pub struct FuzzArgs {
     /// Programs a finding's shrinking may run.
     #[arg(long, default_value_t = 150)]
     shrink_runs: u32,
-    /// Where findings/ (each a scenario) and fuzz.json go.
+    /// Where findings/ (each a scenario), corpus/, coverage/ and fuzz.json go.
     #[arg(long, default_value = "luo-reports/fuzz")]
     out: PathBuf,
 }
 
 pub async fn fuzz(a: FuzzArgs) -> Result<u8, Failed> {
+    super::args::check_debug_memory(&a.kernel, &a.vm)?;
+    let mut kernel = a.vm.plan_request(&a.kernel)?;
+    match a.kernels.as_slice() {
+        [] => {}
+        [from, to] => {
+            kernel.kernel = from.clone();
+            kernel.next = Some(to.clone());
+        }
+        other => {
+            return Err(Failed::bad_input(format!(
+                "--kernels takes two kernels, the one booted and the one every kexec goes into \
+                 (debian:7.2,debian:7.3), not {}",
+                other.len()
+            )));
+        }
+    }
     let o = FuzzOptions {
-        kernel: a.vm.plan_request(&a.kernel)?,
+        kernel,
         seed: a.seed,
         runs: a.runs,
         duration: a
@@ -54,6 +79,7 @@ pub async fn fuzz(a: FuzzArgs) -> Result<u8, Failed> {
         },
         shrink_runs: a.shrink_runs,
         out: a.out.clone(),
+        corpus: a.corpus.clone().unwrap_or_else(|| a.out.join("corpus")),
     };
     let r = fuzz::fuzz(&o, &Terminal::default()).await?;
     let per_min = |n: u64| n as f64 * 60.0 / r.seconds.max(1e-3);
@@ -72,6 +98,23 @@ pub async fn fuzz(a: FuzzArgs) -> Result<u8, Failed> {
         r.findings.len(),
         if r.findings.len() == 1 { "" } else { "s" }
     );
+    if let Some(g) = &r.guidance {
+        println!(
+            "guided by gcov: {}/{} arcs reached; corpus {} programs ({} replayed) in {}{}",
+            g.arcs_reached,
+            g.arcs_known,
+            g.corpus,
+            g.replayed,
+            g.corpus_dir.display(),
+            g.coverage.as_ref().map_or(String::new(), |c| format!(
+                "; lines {}, functions {}, branches {} (table: {})",
+                c.lines.cell(),
+                c.functions.cell(),
+                c.branches.cell(),
+                a.out.join("coverage/summary.json").display()
+            ))
+        );
+    }
     for f in &r.findings {
         println!(
             "  {} ({} operations, from {}; {} more programs failed alike): {}",

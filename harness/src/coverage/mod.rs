@@ -12,6 +12,7 @@
 //! <out>/gcda/<kernel>/<scenario>/boot-<n>/   the raw counters and notes, for lcov by hand
 //! ```
 
+pub mod gcda;
 pub mod summary;
 mod tracefile;
 

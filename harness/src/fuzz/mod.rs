@@ -5,6 +5,7 @@
 //! hang is a finding, shrunk ([`shrink`]) to the fewest operations that still fail the same way
 //! and written as a scenario that `run`, `bisect` and `matrix` take as they are.
 
+pub mod guide;
 pub mod model;
 pub mod program;
 pub mod shrink;
@@ -13,6 +14,7 @@ use crate::events::{Event, EventSink};
 use crate::guest::GuestError;
 use crate::outcome::{Classify, Kind, Outcome};
 use crate::plan::{self, Needs, Plan, PlanError, PlanRequest};
+use crate::result::ScenarioResult;
 use crate::scenario;
 use crate::vm::timeouts::Timeouts;
 use model::Op;
@@ -33,8 +35,10 @@ pub struct FuzzOptions {
     pub shape: Shape,
     /// Programs a finding's shrinking may run at most.
     pub shrink_runs: u32,
-    /// findings/ goes here.
+    /// findings/ and coverage/ go here.
     pub out: PathBuf,
+    /// Where the corpus is read from and kept (on a gcov kernel).
+    pub corpus: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -54,6 +58,11 @@ pub enum FuzzError {
         #[source]
         source: GuestError,
     },
+    #[error(transparent)]
+    Guide(#[from] guide::GuideError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Coverage(#[from] crate::coverage::CoverageError),
     #[error("writing {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -67,7 +76,9 @@ impl Classify for FuzzError {
             FuzzError::Plan(e) => e.kind(),
             FuzzError::ModelRejected { .. } => Kind::BadInput,
             FuzzError::Harness { source, .. } => source.kind(),
-            FuzzError::Io { .. } => Kind::InfraFailure,
+            FuzzError::Coverage(e) => e.kind(),
+            FuzzError::Guide(guide::GuideError::Entry { .. }) => Kind::BadInput,
+            FuzzError::Guide(_) | FuzzError::Io { .. } => Kind::InfraFailure,
         }
     }
 }
@@ -99,6 +110,30 @@ pub struct FuzzReport {
     pub seconds: f64,
     /// Of those seconds, the ones spent shrinking findings.
     pub shrink_seconds: f64,
+    /// On a gcov kernel: what the programs reached.
+    pub guidance: Option<Guidance>,
+}
+
+/// What a guided run reached: arcs (the gcov counters the fuzzer steers by) and, from the corpus's
+/// gcov data through lcov, the lines, functions and branches `coverage` counts for the scenarios.
+#[derive(Debug, Clone, Serialize)]
+pub struct Guidance {
+    pub arcs_reached: usize,
+    pub arcs_known: usize,
+    /// Programs kept, those replayed from an earlier corpus among them.
+    pub corpus: usize,
+    pub replayed: usize,
+    pub corpus_dir: PathBuf,
+    /// Over every profiled file (lines, functions, branches); the per-file table is in
+    /// `<out>/coverage/summary.json`.
+    pub coverage: Option<crate::coverage::FileCoverage>,
+}
+
+/// How one program ended, and its run when it ran to an end (its gcov data for guidance).
+#[derive(Debug)]
+pub struct ProgramRun {
+    pub verdict: Verdict,
+    pub result: Option<ScenarioResult>,
 }
 
 /// How one program ended.
@@ -116,34 +151,52 @@ pub fn program_seed(seed: u64, i: u64) -> u64 {
 
 /// Runs one program as a scenario on `plan`. An error is the harness's own (QEMU, the host).
 #[tracing::instrument(name = "fuzz_program", skip(ops, plan), fields(operations = ops.len()))]
-pub async fn run_program(ops: &[Op], name: &str, plan: &Plan) -> Result<Verdict, GuestError> {
+pub async fn run_program(ops: &[Op], name: &str, plan: &Plan) -> Result<ProgramRun, GuestError> {
     let (yaml, _) = program::scenario(ops, "fuzz program");
     let s = scenario::parse(&format!("{name}.yaml"), &yaml)
         .expect("a program is written as a valid scenario");
     let limit = Timeouts::for_accel(plan.accel).scenario;
+    let disagrees = |why: String| ProgramRun {
+        verdict: Verdict::Disagrees(why),
+        result: None,
+    };
     match tokio::time::timeout(limit, scenario::run(&s, plan)).await {
-        Err(_) => Ok(Verdict::Disagrees(format!(
+        Err(_) => Ok(disagrees(format!(
             "hang: the program did not finish within {limit:?}"
         ))),
-        Ok(Ok(ran)) => Ok(match ran.outcome {
-            Outcome::Pass => Verdict::Agrees,
-            o => Verdict::Disagrees(format!("{}: {}", o.label(), o.reason())),
-        }),
+        Ok(Ok(ran)) => {
+            let verdict = match &ran.outcome {
+                Outcome::Pass => Verdict::Agrees,
+                o => Verdict::Disagrees(format!("{}: {}", o.label(), o.reason())),
+            };
+            let mut r =
+                ScenarioResult::new(format!("{name}.yaml").into(), name.into(), ran.outcome);
+            (r.report, r.metrics, r.gcov) = (Some(ran.report), Some(ran.metrics), ran.gcov);
+            Ok(ProgramRun {
+                verdict,
+                result: Some(r),
+            })
+        }
         Ok(Err(e)) if matches!(e.kind(), Kind::KernelFailure | Kind::Fail) => {
-            Ok(Verdict::Disagrees(format!("kernel failure: {e}")))
+            Ok(disagrees(format!("kernel failure: {e}")))
         }
         Ok(Err(e)) => Err(e),
     }
 }
 
 /// Generates, runs and checks programs until `runs` or `duration`; shrinks and writes each
-/// finding as it is found.
+/// finding as it is found. On a gcov kernel, first replays the corpus, and keeps every program
+/// that reaches new arcs in it.
 pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, FuzzError> {
     let plan = plan::resolve(&o.kernel, &Needs::default(), sink).await?;
     let t0 = Instant::now();
     let dir = o.out.join("findings");
+    let kernel = match &plan.next {
+        Some(next) => format!("{} -> {}", plan.boot.label(), next.label()),
+        None => plan.boot.label(),
+    };
     let mut r = FuzzReport {
-        kernel: plan.boot.label(),
+        kernel,
         seed: o.seed,
         programs: 0,
         kexecs: 0,
@@ -151,7 +204,17 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         findings: Vec::new(),
         seconds: 0.0,
         shrink_seconds: 0.0,
+        guidance: None,
     };
+    let guided = plan.boot.gcov.is_some();
+    let mut arcs = guide::Arcs::default();
+    let mut corpus = guide::Corpus::new(&o.corpus);
+    let mut seeds = match guided {
+        true => guide::Corpus::seeds(&o.corpus)?,
+        false => vec![],
+    };
+    let replayed = seeds.len();
+    seeds.reverse();
     let mut agreed = 0u64;
     // Each finding's signature, in the order of r.findings.
     let mut signatures: Vec<String> = Vec::new();
@@ -161,16 +224,37 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
             break;
         }
         let pseed = program_seed(o.seed, i);
-        let ops = program::generate(pseed, o.shape);
-        let name = format!("fuzz-{pseed:016x}");
-        let verdict = run_program(&ops, &name, &plan)
+        // A corpus entry first, then mutants of the corpus and new programs.
+        let (name, ops, from_corpus) = match seeds.pop() {
+            Some((name, ops)) => (name, ops, true),
+            None => {
+                let ops = match corpus.pick(pseed) {
+                    Some(base) => program::mutate(base, pseed, o.shape),
+                    None => program::generate(pseed, o.shape),
+                };
+                (format!("fuzz-{pseed:016x}"), ops, false)
+            }
+        };
+        let ran = run_program(&ops, &name, &plan)
             .await
             .map_err(|source| FuzzError::Harness { program: i, source })?;
         r.programs += 1;
         r.kexecs += ops.iter().filter(|op| **op == Op::Kexec).count() as u64;
         r.operations += ops.len() as u64;
-        match verdict {
-            Verdict::Agrees => agreed += 1,
+        match ran.verdict {
+            Verdict::Agrees => {
+                agreed += 1;
+                if let Some(result) = ran.result.filter(|_| guided)
+                    && arcs.add(&result)? > 0
+                {
+                    let (yaml, _) = program::scenario(
+                        &ops,
+                        "Kept by luo-harness fuzz: it reached code of kernel/liveupdate that no \
+                         program before it had. A seed of later runs (fuzz --corpus).",
+                    );
+                    corpus.keep(&name, &ops, &yaml, result, !from_corpus)?;
+                }
+            }
             Verdict::Disagrees(why) => {
                 if agreed == 0 && r.programs >= MODEL_REJECTED_AFTER {
                     // No program agreed: the first one's failure is the first finding's.
@@ -188,7 +272,7 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
                 signatures.push(sig);
                 let t = Instant::now();
                 sink.emit(Event::Note(format!(
-                    "fuzz: program {pseed:016x} ({} operations) disagrees: {why}; shrinking",
+                    "fuzz: program {name} ({} operations) disagrees: {why}; shrinking",
                     ops.len()
                 )));
                 let f = shrink_and_write(&ops, pseed, &why, o, &plan, &dir).await?;
@@ -202,12 +286,19 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
             }
         }
         let secs = t0.elapsed().as_secs_f64().max(1e-3);
+        let reached = match guided {
+            true => {
+                let (hit, known) = arcs.reached();
+                format!(", arcs {hit}/{known}, corpus {}", corpus.programs.len())
+            }
+            false => String::new(),
+        };
         sink.emit(Event::Progress {
             task: "fuzz".into(),
             done: r.programs,
             total: o.runs.unwrap_or(0),
             what: format!(
-                "{} programs ({:.0}/min), {} kexecs ({:.0}/min), {} findings",
+                "{} programs ({:.0}/min), {} kexecs ({:.0}/min){reached}, {} findings",
                 r.programs,
                 r.programs as f64 * 60.0 / secs,
                 r.kexecs,
@@ -217,6 +308,26 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         });
     }
     r.seconds = t0.elapsed().as_secs_f64();
+    if guided {
+        let (hit, known) = arcs.reached();
+        let report = match corpus.results.is_empty() {
+            true => None,
+            false => Some(crate::coverage::write(
+                &corpus.results,
+                &o.out.join("coverage"),
+            )?),
+        };
+        r.guidance = Some(Guidance {
+            arcs_reached: hit,
+            arcs_known: known,
+            corpus: corpus.programs.len(),
+            replayed,
+            corpus_dir: corpus.dir().to_path_buf(),
+            coverage: report
+                .and_then(|k| k.into_iter().next())
+                .map(|k| k.summary.total),
+        });
+    }
     Ok(r)
 }
 
@@ -240,7 +351,10 @@ async fn shrink_and_write(
             return false;
         }
         runs += 1;
-        match run_program(candidate, "fuzz-shrink", plan).await {
+        match run_program(candidate, "fuzz-shrink", plan)
+            .await
+            .map(|r| r.verdict)
+        {
             Ok(Verdict::Disagrees(w)) if shrink::signature(&w) == want => {
                 last = w;
                 true

@@ -6,11 +6,14 @@
 //!
 //! Where the model and the kernel disagree, either is wrong: a finding is triaged (docs/fuzzing.md).
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One operation of a program. Handles are the program's names for fds (`s3`, `m5`), chosen when
-/// the program is generated, so removing an operation leaves the others' names intact.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the program is generated, so removing an operation leaves the others' names intact. Serialised
+/// beside each corpus entry, so a corpus is read back as the programs it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     CreateSession {
         name: String,
@@ -46,6 +49,7 @@ pub enum Op {
     },
     Seal {
         fd: String,
+        #[serde(deserialize_with = "known_seals")]
         seals: Vec<&'static str>,
     },
     Preserve {
@@ -64,6 +68,33 @@ pub enum Op {
     },
     /// kexec into the next kernel, holding every fd; /dev/liveupdate is opened again there.
     Kexec,
+}
+
+/// The seals a program may add, by the names scenarios give them.
+pub const SEALS: &[&str] = &["seal", "shrink", "grow", "write", "future_write"];
+
+fn known_seals<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            SEALS.iter().copied().find(|k| k == s).ok_or_else(|| {
+                serde::de::Error::custom(format!("no seal {s:?}: one of {}", SEALS.join(", ")))
+            })
+        })
+        .collect()
+}
+
+impl Op {
+    /// The handle this operation opens, if it opens one.
+    pub fn opens(&self) -> Option<&str> {
+        match self {
+            Op::CreateSession { handle, .. }
+            | Op::RetrieveSession { handle, .. }
+            | Op::CreateMemfd { handle, .. }
+            | Op::RetrieveFd { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
 }
 
 /// What the kernel must answer.

@@ -3,7 +3,7 @@
 //! preserve names a live memfd), with colliding names and tokens and edge values on purpose; and a
 //! program written as an ordinary scenario, each step carrying the model's prediction.
 
-use super::model::{Expect, MAX_NAME, Model, Op};
+use super::model::{Expect, MAX_NAME, Model, Op, SEALS};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -35,7 +35,6 @@ fn token(rng: &mut StdRng) -> u64 {
 }
 
 const SIZES: &[u64] = &[0, 1, 4096, 5000, 12288, 65536, 1 << 20];
-const SEALS: &[&str] = &["seal", "shrink", "grow", "write", "future_write"];
 
 fn pick<'a>(rng: &mut StdRng, v: &[&'a str]) -> Option<&'a str> {
     (!v.is_empty()).then(|| v[rng.random_range(0..v.len())])
@@ -43,17 +42,48 @@ fn pick<'a>(rng: &mut StdRng, v: &[&'a str]) -> Option<&'a str> {
 
 /// A program from `seed`: the same seed, the same program.
 pub fn generate(seed: u64, shape: Shape) -> Vec<Op> {
+    grow(&mut StdRng::seed_from_u64(seed), Vec::new(), shape)
+}
+
+/// A program from a corpus entry: `base` up to a point drawn from `seed` (its closing checks
+/// dropped), then new operations and kexecs within `shape`, so the fuzzer goes on from a state
+/// that reached new code.
+pub fn mutate(base: &[Op], seed: u64, shape: Shape) -> Vec<Op> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let kexecs = rng.random_range(0..=shape.max_kexecs);
-    let len = rng.random_range(1..=shape.max_ops.max(1));
+    let mut body = base.to_vec();
+    while matches!(body.last(), Some(Op::Check { .. })) {
+        body.pop();
+    }
+    let cut = rng.random_range(0..=body.len());
+    body.truncate(cut);
+    grow(&mut rng, body, shape)
+}
+
+/// `prefix` (what of it applies), then operations drawn from the model until the program has a
+/// new length drawn within `shape`, then a check of every file there is.
+fn grow(rng: &mut StdRng, prefix: Vec<Op>, shape: Shape) -> Vec<Op> {
     let mut m = Model::default();
     let mut ops = Vec::new();
-    let mut next = 0u32;
+    for op in prefix {
+        if m.apply(&op).is_some() {
+            ops.push(op);
+        }
+    }
+    let had_kexecs = ops.iter().filter(|op| **op == Op::Kexec).count();
+    let had = ops.len() - had_kexecs;
+    let kexecs = rng.random_range(0..=shape.max_kexecs.saturating_sub(had_kexecs as u32));
+    let len = rng.random_range(1..=shape.max_ops.saturating_sub(had).max(1));
+    // New handles are numbered past the prefix's.
+    let mut next = ops
+        .iter()
+        .filter_map(|op| op.opens()?.get(1..)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
     let mut fresh = |p: &str| {
         next += 1;
         format!("{p}{next}")
     };
-    // Where the kexecs go: after that many operations, never first or last.
+    // Where the kexecs go: after that many new operations, never first or last.
     let mut at: Vec<usize> = (0..kexecs)
         .filter(|_| len > 1)
         .map(|_| rng.random_range(1..len))
@@ -67,7 +97,7 @@ pub fn generate(seed: u64, shape: Shape) -> Vec<Op> {
             m.apply(&Op::Kexec);
             continue;
         }
-        let Some(op) = one(&mut rng, &m, &mut fresh) else {
+        let Some(op) = one(rng, &m, &mut fresh) else {
             continue;
         };
         if m.apply(&op).is_some() {

@@ -1,0 +1,201 @@
+//! Guidance on a gcov kernel: the arcs of the profiled code (kernel/liveupdate/, mm/memfd_luo.c)
+//! that programs have reached, and the corpus: every program that reached an arc none before it
+//! did, kept as a scenario (with its operations beside it, so a later run starts from it) and
+//! mutated into new programs, so the fuzzer goes on from the states that reach new code.
+
+use super::model::Op;
+use crate::coverage::gcda::{self, GcdaError};
+use crate::result::ScenarioResult;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuideError {
+    #[error("gcov data of {path} from the guest: {source}")]
+    Gcda {
+        path: String,
+        #[source]
+        source: GcdaError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a corpus entry's operations: {source}")]
+    Entry {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Which arcs any program has run, per .gcda file.
+#[derive(Debug, Default)]
+pub struct Arcs {
+    hit: BTreeMap<String, Vec<bool>>,
+}
+
+impl Arcs {
+    /// Adds the counters of a program's boots; returns how many arcs no program had run before.
+    pub fn add(&mut self, r: &ScenarioResult) -> Result<usize, GuideError> {
+        let mut new = 0;
+        for boot in &r.gcov {
+            for f in &boot.files {
+                let err = |source| GuideError::Gcda {
+                    path: f.path.clone(),
+                    source,
+                };
+                let bytes = hex::decode(&f.hex).map_err(|_| err(GcdaError::Magic(0)))?;
+                let counts = gcda::arc_counters(&bytes).map_err(err)?;
+                let hit = self.hit.entry(f.path.clone()).or_default();
+                if hit.len() < counts.len() {
+                    hit.resize(counts.len(), false);
+                }
+                for (h, c) in hit.iter_mut().zip(&counts) {
+                    if *c > 0 && !*h {
+                        *h = true;
+                        new += 1;
+                    }
+                }
+            }
+        }
+        Ok(new)
+    }
+
+    /// (arcs run, arcs known) over every file seen.
+    pub fn reached(&self) -> (usize, usize) {
+        self.hit.values().fold((0, 0), |(r, k), v| {
+            (r + v.iter().filter(|h| **h).count(), k + v.len())
+        })
+    }
+}
+
+/// The programs that reached new arcs, in a directory of scenarios.
+pub struct Corpus {
+    dir: PathBuf,
+    pub programs: Vec<Vec<Op>>,
+    /// Their runs, whose gcov data together is everything the run reached.
+    pub results: Vec<ScenarioResult>,
+}
+
+impl Corpus {
+    pub fn new(dir: &Path) -> Corpus {
+        Corpus {
+            dir: dir.to_path_buf(),
+            programs: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The programs of an earlier run's corpus in `dir` (each `<name>.ops.json`), by name.
+    pub fn seeds(dir: &Path) -> Result<Vec<(String, Vec<Op>)>, GuideError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| GuideError::Io { path, source }
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            r => r.map_err(io(dir))?,
+        };
+        let mut seeds = Vec::new();
+        for e in entries {
+            let path = e.map_err(io(dir))?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ops.json"))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let ops = serde_json::from_str(&text).map_err(|source| GuideError::Entry {
+                path: path.clone(),
+                source,
+            })?;
+            seeds.push((name.to_string(), ops));
+        }
+        seeds.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(seeds)
+    }
+
+    /// Keeps a program that reached new arcs; writes it unless it came from this directory.
+    pub fn keep(
+        &mut self,
+        name: &str,
+        ops: &[Op],
+        scenario: &str,
+        r: ScenarioResult,
+        write: bool,
+    ) -> Result<(), GuideError> {
+        if write {
+            let io = |path: PathBuf| move |source| GuideError::Io { path, source };
+            std::fs::create_dir_all(&self.dir).map_err(io(self.dir.clone()))?;
+            let yaml = self.dir.join(format!("{name}.yaml"));
+            std::fs::write(&yaml, scenario).map_err(io(yaml.clone()))?;
+            let json = self.dir.join(format!("{name}.ops.json"));
+            let text = serde_json::to_string(ops).expect("operations serialise");
+            std::fs::write(&json, text + "\n").map_err(io(json.clone()))?;
+        }
+        self.programs.push(ops.to_vec());
+        self.results.push(r);
+        Ok(())
+    }
+
+    /// The entry a program seed mutates, or None to generate afresh (half of the programs, so
+    /// the fuzzer keeps looking where the corpus has not been).
+    pub fn pick(&self, pseed: u64) -> Option<&[Op]> {
+        if self.programs.is_empty() || pseed & 1 == 0 {
+            return None;
+        }
+        let i = (pseed >> 1) % self.programs.len() as u64;
+        Some(&self.programs[i as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::program::{self, Shape};
+
+    #[test]
+    fn entries_read_back_as_the_programs_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = program::generate(
+            3,
+            Shape {
+                max_ops: 20,
+                max_kexecs: 2,
+            },
+        );
+        let mut c = Corpus::new(dir.path());
+        let r = ScenarioResult::new("p.yaml".into(), "p".into(), crate::outcome::Outcome::Pass);
+        c.keep("fuzz-3", &ops, "steps: []\n", r, true).unwrap();
+        let seeds = Corpus::seeds(dir.path()).unwrap();
+        assert_eq!(seeds, vec![("fuzz-3".to_string(), ops)]);
+        assert!(dir.path().join("fuzz-3.yaml").is_file());
+        assert!(Corpus::seeds(&dir.path().join("none")).unwrap().is_empty());
+        std::fs::write(
+            dir.path().join("bad.ops.json"),
+            "[{\"seal\":{\"fd\":\"m1\",\"seals\":[\"glue\"]}}]",
+        )
+        .unwrap();
+        let e = Corpus::seeds(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.ops.json") && e.contains("no seal \"glue\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn half_the_programs_mutate_an_entry_once_there_is_one() {
+        let mut c = Corpus::new(Path::new("/nonexistent"));
+        assert!((0..10).all(|s| c.pick(s).is_none()));
+        c.programs.push(vec![Op::Kexec]);
+        assert!(c.pick(2).is_none());
+        assert_eq!(c.pick(3), Some(&[Op::Kexec][..]));
+    }
+}
