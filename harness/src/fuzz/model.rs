@@ -68,6 +68,82 @@ pub enum Op {
     },
     /// kexec into the next kernel, holding every fd; /dev/liveupdate is opened again there.
     Kexec,
+    /// A LUO ioctl on the device (`dev`) or a session with an argument it must refuse.
+    Raw {
+        handle: String,
+        call: Call,
+        bad: Bad,
+    },
+}
+
+/// A LUO command, by its number (include/uapi/linux/liveupdate.h of 7.3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Call {
+    CreateSession,
+    RetrieveSession,
+    PreserveFd,
+    RetrieveFd,
+    Finish,
+    GetName,
+    /// A number neither table has.
+    Unknown(u8),
+}
+
+impl Call {
+    pub const ALL: [Call; 10] = [
+        Call::CreateSession,
+        Call::RetrieveSession,
+        Call::PreserveFd,
+        Call::RetrieveFd,
+        Call::Finish,
+        Call::GetName,
+        Call::Unknown(0x02),
+        Call::Unknown(0x3f),
+        Call::Unknown(0x44),
+        Call::Unknown(0xff),
+    ];
+
+    pub fn nr(self) -> u8 {
+        match self {
+            Call::CreateSession => 0x00,
+            Call::RetrieveSession => 0x01,
+            Call::PreserveFd => 0x40,
+            Call::RetrieveFd => 0x41,
+            Call::Finish => 0x42,
+            Call::GetName => 0x43,
+            Call::Unknown(nr) => nr,
+        }
+    }
+
+    /// (the struct's size, the smallest size accepted: the end of its last field).
+    pub fn sizes(self) -> (u32, u32) {
+        match self {
+            Call::CreateSession | Call::RetrieveSession | Call::GetName => (72, 72),
+            Call::PreserveFd | Call::RetrieveFd => (16, 16),
+            Call::Finish => (8, 8),
+            Call::Unknown(_) => (16, 16),
+        }
+    }
+
+    /// Whether its struct has a `reserved` word after the size.
+    pub fn has_reserved(self) -> bool {
+        matches!(self, Call::Finish | Call::GetName)
+    }
+}
+
+/// What is wrong with the argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bad {
+    /// In unmapped memory: the size cannot be read.
+    Unmapped,
+    /// `size` one byte short of the last field's end.
+    Short,
+    /// `size` 8 bytes past the struct, with a non-zero byte in the tail.
+    LongTail,
+    /// The `reserved` word is not zero.
+    Reserved,
 }
 
 /// The seals a program may add, by the names scenarios give them.
@@ -442,6 +518,7 @@ impl Model {
                 Some(Expect::Ok)
             }
             Op::Check { fd } => self.memfd(fd).map(|_| Expect::Ok),
+            Op::Raw { handle, call, bad } => self.raw(handle, *call, *bad),
             Op::Kexec => {
                 self.incoming_files = self
                     .created
@@ -479,6 +556,43 @@ impl Model {
         }
     }
 
+    /// The order of luo_ioctl() and luo_session_ioctl(): the number is looked up in the
+    /// device's or the session's table (EINVAL when it is in neither), the size read (EFAULT),
+    /// for a session whether the command is for an outgoing or an incoming one (EINVAL), the size
+    /// checked against the last field (EINVAL), a longer struct's tail (E2BIG), then the command
+    /// itself, whose only refusal here is a non-zero reserved word (EINVAL). Nothing changes.
+    fn raw(&self, handle: &str, call: Call, bad: Bad) -> Option<Expect> {
+        if bad == Bad::Reserved && !call.has_reserved() {
+            return None;
+        }
+        let nr = call.nr();
+        let known = match (handle, self.handles.get(handle)) {
+            ("dev", _) => nr < 0x02,
+            (_, Some(Handle::Created(_) | Handle::Retrieved(_))) => (0x40..0x44).contains(&nr),
+            _ => return None,
+        };
+        if !known {
+            return err("EINVAL");
+        }
+        if bad == Bad::Unmapped {
+            return err("EFAULT");
+        }
+        let incoming = matches!(self.handles.get(handle), Some(Handle::Retrieved(_)));
+        let wrong_direction = match call {
+            Call::PreserveFd => incoming,
+            Call::RetrieveFd | Call::Finish => !incoming,
+            _ => false,
+        };
+        if handle != "dev" && wrong_direction {
+            return err("EINVAL");
+        }
+        match bad {
+            Bad::Short | Bad::Reserved => err("EINVAL"),
+            Bad::LongTail => err("E2BIG"),
+            Bad::Unmapped => unreachable!("answered above"),
+        }
+    }
+
     fn memfd(&self, h: &str) -> Option<usize> {
         match self.handles.get(h)? {
             Handle::Memfd(id) => Some(*id),
@@ -487,9 +601,11 @@ impl Model {
     }
 
     /// FINISH: the files retrieved are the process's now; those not retrieved are discarded.
+    /// Once: closing a finished session lets go of nothing more (its files may be preserved in
+    /// a new session by then: docs/fuzzing.md, model mistake 3).
     fn finish(&mut self, name: &str) {
         if let Some(Incoming::Retrieved {
-            finished,
+            finished: finished @ false,
             retrieved,
         }) = self.incoming.get_mut(name)
         {
@@ -497,6 +613,110 @@ impl Model {
             for id in retrieved.values() {
                 self.held.remove(id);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(m: &mut Model, ops: &[Op]) -> Vec<Option<Expect>> {
+        ops.iter().map(|op| m.apply(op)).collect()
+    }
+
+    fn s(v: &str) -> String {
+        v.to_string()
+    }
+
+    /// Model mistake 3 (docs/fuzzing.md): closing a finished session un-held a file that was
+    /// preserved again in a new session since, so a second preserve of it was predicted to work.
+    #[test]
+    fn closing_a_finished_session_does_not_free_its_files_again() {
+        let mut m = Model::default();
+        let before = [
+            Op::CreateMemfd {
+                handle: s("m1"),
+                size: 1,
+                seed: 2,
+            },
+            Op::CreateSession {
+                name: s("c"),
+                handle: s("s2"),
+            },
+            Op::Preserve {
+                session: s("s2"),
+                fd: s("m1"),
+                token: 1,
+            },
+            Op::Kexec,
+        ];
+        run(&mut m, &before);
+        let after = [
+            Op::RetrieveSession {
+                name: s("c"),
+                handle: s("r5"),
+            },
+            Op::RetrieveFd {
+                session: s("r5"),
+                token: 1,
+                handle: s("f6"),
+            },
+            Op::CreateSession {
+                name: s("c"),
+                handle: s("s7"),
+            },
+            Op::Finish { session: s("r5") },
+            Op::Preserve {
+                session: s("s7"),
+                fd: s("f6"),
+                token: 2,
+            },
+            Op::Close { handle: s("r5") },
+            Op::Preserve {
+                session: s("s7"),
+                fd: s("f6"),
+                token: 1,
+            },
+        ];
+        let got = run(&mut m, &after);
+        assert_eq!(got[6], Some(Expect::Errno("EBUSY")), "{got:?}");
+    }
+
+    /// luo_ioctl()/luo_session_ioctl()'s order of checks: table, size readable, direction,
+    /// size, tail, reserved.
+    #[test]
+    fn a_bad_raw_ioctl_is_refused_by_the_first_check_it_fails() {
+        let mut m = Model::default();
+        run(
+            &mut m,
+            &[Op::CreateSession {
+                name: s("a"),
+                handle: s("s1"),
+            }],
+        );
+        let raw = |h: &str, call, bad| Op::Raw {
+            handle: s(h),
+            call,
+            bad,
+        };
+        let e = |e| Some(Expect::Errno(e));
+        let cases = [
+            (raw("dev", Call::PreserveFd, Bad::Unmapped), e("EINVAL")),
+            (raw("dev", Call::CreateSession, Bad::Unmapped), e("EFAULT")),
+            (raw("dev", Call::RetrieveSession, Bad::Short), e("EINVAL")),
+            (raw("dev", Call::CreateSession, Bad::LongTail), e("E2BIG")),
+            (raw("dev", Call::CreateSession, Bad::Reserved), None),
+            (raw("s1", Call::Unknown(0x44), Bad::Unmapped), e("EINVAL")),
+            (raw("s1", Call::Finish, Bad::Unmapped), e("EFAULT")),
+            // FINISH is for an incoming session: refused before its size is looked at.
+            (raw("s1", Call::Finish, Bad::LongTail), e("EINVAL")),
+            (raw("s1", Call::PreserveFd, Bad::LongTail), e("E2BIG")),
+            (raw("s1", Call::GetName, Bad::Reserved), e("EINVAL")),
+            (raw("m9", Call::GetName, Bad::Short), None),
+        ];
+        for (op, want) in cases {
+            assert_eq!(m.apply(&op), want, "{op:?}");
         }
     }
 }

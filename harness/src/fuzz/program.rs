@@ -3,7 +3,7 @@
 //! preserve names a live memfd), with colliding names and tokens and edge values on purpose; and a
 //! program written as an ordinary scenario, each step carrying the model's prediction.
 
-use super::model::{Expect, MAX_NAME, Model, Op, SEALS};
+use super::model::{Bad, Call, Expect, MAX_NAME, Model, Op, SEALS};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -148,7 +148,7 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
     let created = m.created_sessions();
     let retrieved = m.retrieved_sessions();
     let sessions: Vec<&str> = created.iter().chain(&retrieved).copied().collect();
-    Some(match rng.random_range(0..16) {
+    Some(match rng.random_range(0..17) {
         0 | 1 => Op::CreateSession {
             name: name(rng),
             handle: fresh("s"),
@@ -212,10 +212,39 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
             fd: pick(rng, &memfds)?.into(),
             seals: vec![SEALS[rng.random_range(0..SEALS.len())]],
         },
+        15 => {
+            let targets: Vec<&str> = std::iter::once("dev").chain(sessions).collect();
+            let bads = [Bad::Unmapped, Bad::Short, Bad::LongTail, Bad::Reserved];
+            Op::Raw {
+                handle: pick(rng, &targets)?.into(),
+                call: Call::ALL[rng.random_range(0..Call::ALL.len())],
+                bad: bads[rng.random_range(0..bads.len())],
+            }
+        }
         _ => Op::Check {
             fd: pick(rng, &memfds)?.into(),
         },
     })
+}
+
+/// A raw ioctl's `size:` and `len:`, and its `words:` and `memory:`, for what is wrong with it.
+fn raw_argument(call: Call, bad: Bad) -> (String, String) {
+    let (size, min) = call.sizes();
+    match bad {
+        Bad::Unmapped => (
+            format!("size: {size}, len: {size}"),
+            ", memory: unmapped".into(),
+        ),
+        Bad::Short => (format!("size: {}, len: {size}", min - 1), String::new()),
+        Bad::LongTail => (
+            format!("size: {}, len: {}", size + 8, size + 8),
+            format!(", words: [[{}, 1]]", size + 4),
+        ),
+        Bad::Reserved => (
+            format!("size: {size}, len: {size}"),
+            ", words: [[4, 1]]".into(),
+        ),
+    }
 }
 
 /// YAML's double-quoted scalar is JSON's string.
@@ -299,6 +328,13 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
                 s
             }
             Op::Kexec => "kexec: {}\n  - open_device: {}".to_string(),
+            Op::Raw { handle, call, bad } => {
+                let (arg, rest) = raw_argument(*call, *bad);
+                format!(
+                    "raw_ioctl: {{handle: {handle}, nr: {:#04x}, {arg}{rest}{expect}}}",
+                    call.nr()
+                )
+            }
         };
         y.push_str(&format!("  - {line}\n"));
     }
@@ -353,8 +389,8 @@ mod tests {
                 retrieved_after_kexec += 1;
             }
         }
-        assert_eq!(seen.len(), 13, "{seen:?}");
-        assert!(retrieved_after_kexec > 20, "{retrieved_after_kexec}");
+        assert_eq!(seen.len(), 14, "{seen:?}");
+        assert!(retrieved_after_kexec > 12, "{retrieved_after_kexec}");
     }
 
     #[test]
