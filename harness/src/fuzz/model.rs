@@ -74,6 +74,9 @@ pub enum Op {
         call: Call,
         bad: Bad,
     },
+    /// open("/dev/liveupdate") as `dev` when it is closed, as `d2` (EBUSY: one opener at a time)
+    /// when it is open. `close` of `dev` closes it.
+    OpenDevice,
 }
 
 /// A LUO command, by its number (include/uapi/linux/liveupdate.h of 7.3.4).
@@ -235,6 +238,8 @@ pub struct Model {
     /// Files preserved in an open created session: frozen (no size change).
     frozen: BTreeSet<usize>,
     pub kexecs: u32,
+    /// The program closed `dev` (it is open at the start and after every kexec).
+    device_closed: bool,
 }
 
 fn err(e: &'static str) -> Option<Expect> {
@@ -305,6 +310,9 @@ impl Model {
         }
     }
     /// Memfds no session holds.
+    pub fn device_open(&self) -> bool {
+        !self.device_closed
+    }
     pub fn free_memfds(&self) -> Vec<&str> {
         self.handles
             .iter()
@@ -318,7 +326,7 @@ impl Model {
     pub fn apply(&mut self, op: &Op) -> Option<Expect> {
         match op {
             Op::CreateSession { name, handle } => {
-                if self.handles.contains_key(handle) {
+                if self.handles.contains_key(handle) || self.device_closed {
                     return None;
                 }
                 if name.is_empty() || name.len() > MAX_NAME {
@@ -333,7 +341,7 @@ impl Model {
                 Some(Expect::Ok)
             }
             Op::RetrieveSession { name, handle } => {
-                if self.handles.contains_key(handle) {
+                if self.handles.contains_key(handle) || self.device_closed {
                     return None;
                 }
                 // The name is only looked up (no check of its length): ENOENT for a bad one.
@@ -354,6 +362,21 @@ impl Model {
                     }
                 }
             }
+            Op::Close { handle } if handle == "dev" => match self.device_closed {
+                true => None,
+                false => {
+                    // luo_release() only lets the next opener in: sessions stay as they are.
+                    self.device_closed = true;
+                    Some(Expect::Ok)
+                }
+            },
+            Op::OpenDevice => match self.device_closed {
+                true => {
+                    self.device_closed = false;
+                    Some(Expect::Ok)
+                }
+                false => err("EBUSY"),
+            },
             Op::Close { handle } => {
                 match self.handles.remove(handle)? {
                     // Un-preserves everything in it.
@@ -551,6 +574,7 @@ impl Model {
                 self.held.clear();
                 self.frozen.clear();
                 self.kexecs += 1;
+                self.device_closed = false;
                 Some(Expect::Ok)
             }
         }
@@ -567,6 +591,7 @@ impl Model {
         }
         let nr = call.nr();
         let known = match (handle, self.handles.get(handle)) {
+            ("dev", _) if self.device_closed => return None,
             ("dev", _) => nr < 0x02,
             (_, Some(Handle::Created(_) | Handle::Retrieved(_))) => (0x40..0x44).contains(&nr),
             _ => return None,
@@ -602,7 +627,7 @@ impl Model {
 
     /// FINISH: the files retrieved are the process's now; those not retrieved are discarded.
     /// Once: closing a finished session lets go of nothing more (its files may be preserved in
-    /// a new session by then: docs/fuzzing.md, model mistake 3).
+    /// a new session by then: docs/fuzzing.md, finding 5).
     fn finish(&mut self, name: &str) {
         if let Some(Incoming::Retrieved {
             finished: finished @ false,
@@ -629,8 +654,9 @@ mod tests {
         v.to_string()
     }
 
-    /// Model mistake 3 (docs/fuzzing.md): closing a finished session un-held a file that was
-    /// preserved again in a new session since, so a second preserve of it was predicted to work.
+    /// Finding 5 (docs/fuzzing.md), a model mistake: closing a finished session un-held a file
+    /// that was preserved again in a new session since, so a second preserve of it was predicted
+    /// to work.
     #[test]
     fn closing_a_finished_session_does_not_free_its_files_again() {
         let mut m = Model::default();

@@ -148,7 +148,7 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
     let created = m.created_sessions();
     let retrieved = m.retrieved_sessions();
     let sessions: Vec<&str> = created.iter().chain(&retrieved).copied().collect();
-    Some(match rng.random_range(0..17) {
+    Some(match rng.random_range(0..18) {
         0 | 1 => Op::CreateSession {
             name: name(rng),
             handle: fresh("s"),
@@ -195,7 +195,8 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
             session: pick(rng, &sessions)?.into(),
         },
         11 => {
-            let all: Vec<&str> = sessions.iter().chain(&memfds).copied().collect();
+            let dev = m.device_open().then_some("dev");
+            let all: Vec<&str> = sessions.iter().chain(&memfds).copied().chain(dev).collect();
             Op::Close {
                 handle: pick(rng, &all)?.into(),
             }
@@ -212,6 +213,7 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
             fd: pick(rng, &memfds)?.into(),
             seals: vec![SEALS[rng.random_range(0..SEALS.len())]],
         },
+        16 => Op::OpenDevice,
         15 => {
             let targets: Vec<&str> = std::iter::once("dev").chain(sessions).collect();
             let bads = [Bad::Unmapped, Bad::Short, Bad::LongTail, Bad::Reserved];
@@ -328,6 +330,8 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
                 s
             }
             Op::Kexec => "kexec: {}\n  - open_device: {}".to_string(),
+            Op::OpenDevice if e == Expect::Ok => "open_device: {}".to_string(),
+            Op::OpenDevice => format!("open_device: {{as: d2{expect}}}"),
             Op::Raw { handle, call, bad } => {
                 let (arg, rest) = raw_argument(*call, *bad);
                 format!(
@@ -389,8 +393,38 @@ mod tests {
                 retrieved_after_kexec += 1;
             }
         }
-        assert_eq!(seen.len(), 14, "{seen:?}");
+        assert_eq!(seen.len(), 15, "{seen:?}");
         assert!(retrieved_after_kexec > 12, "{retrieved_after_kexec}");
+    }
+
+    #[test]
+    fn the_device_closed_and_opened_again_is_a_valid_scenario_and_a_second_opener_is_ebusy() {
+        let create = |h: &str| Op::CreateSession {
+            name: "a".into(),
+            handle: h.into(),
+        };
+        let ops = [
+            Op::Close {
+                handle: "dev".into(),
+            },
+            create("s1"),
+            Op::OpenDevice,
+            Op::OpenDevice,
+            create("s2"),
+        ];
+        let (yaml, kept) = scenario(&ops, "x");
+        assert_eq!(
+            kept,
+            [&ops[..1], &ops[2..]].concat(),
+            "no session without the device"
+        );
+        assert!(
+            yaml.contains("open_device: {as: d2, expect: EBUSY}"),
+            "{yaml}"
+        );
+        let s = crate::scenario::parse("x.yaml", &yaml).unwrap();
+        let problems = crate::scenario::load::validate(&s, &yaml);
+        assert!(problems.is_empty(), "{problems:?}\n{yaml}");
     }
 
     #[test]
