@@ -170,7 +170,13 @@ fn on_a_gcov_kernel_programs_that_reach_new_code_are_kept_and_replayed() {
         g2["arcs_reached"].as_u64().unwrap() >= reached,
         "{g2} after {g}"
     );
-    assert!(corpus(out.path()).len() >= kept.len());
+    let now = corpus(out.path());
+    assert_eq!(g2["corpus"].as_u64(), Some(now.len() as u64), "{g2}");
+    assert_eq!(
+        g2["added"].as_u64(),
+        Some((now.len() - kept.len()) as u64),
+        "{g2}"
+    );
 }
 
 #[test]

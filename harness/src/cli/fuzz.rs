@@ -100,11 +100,12 @@ pub async fn fuzz(a: FuzzArgs) -> Result<u8, Failed> {
     );
     if let Some(g) = &r.guidance {
         println!(
-            "guided by gcov: {}/{} arcs reached; corpus {} programs ({} replayed) in {}{}",
+            "guided by gcov: {}/{} arcs reached; corpus {} programs ({} replayed, {} added) in {}{}",
             g.arcs_reached,
             g.arcs_known,
             g.corpus,
             g.replayed,
+            g.added,
             g.corpus_dir.display(),
             g.coverage.as_ref().map_or(String::new(), |c| format!(
                 "; lines {}, functions {}, branches {} (table: {})",

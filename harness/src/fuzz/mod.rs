@@ -120,9 +120,10 @@ pub struct FuzzReport {
 pub struct Guidance {
     pub arcs_reached: usize,
     pub arcs_known: usize,
-    /// Programs kept, those replayed from an earlier corpus among them.
+    /// Programs in the corpus now: those replayed from it and those this run added.
     pub corpus: usize,
     pub replayed: usize,
+    pub added: usize,
     pub corpus_dir: PathBuf,
     /// Over every profiled file (lines, functions, branches); the per-file table is in
     /// `<out>/coverage/summary.json`.
@@ -214,6 +215,7 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         false => vec![],
     };
     let replayed = seeds.len();
+    let mut added = 0;
     seeds.reverse();
     let mut agreed = 0u64;
     // Each finding's signature, in the order of r.findings.
@@ -253,6 +255,7 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
                          program before it had. A seed of later runs (fuzz --corpus).",
                     );
                     corpus.keep(&name, &ops, &yaml, result, !from_corpus)?;
+                    added += usize::from(!from_corpus);
                 }
             }
             Verdict::Disagrees(why) => {
@@ -289,7 +292,7 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         let reached = match guided {
             true => {
                 let (hit, known) = arcs.reached();
-                format!(", arcs {hit}/{known}, corpus {}", corpus.programs.len())
+                format!(", arcs {hit}/{known}, corpus {}", replayed + added)
             }
             false => String::new(),
         };
@@ -320,7 +323,8 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
         r.guidance = Some(Guidance {
             arcs_reached: hit,
             arcs_known: known,
-            corpus: corpus.programs.len(),
+            corpus: replayed + added,
+            added,
             replayed,
             corpus_dir: corpus.dir().to_path_buf(),
             coverage: report

@@ -464,8 +464,13 @@ impl Model {
                 }
                 // F_SEAL_WRITE waits for the pages' extra references to go; preserving pins
                 // every page (memfd_pin_folios) until the session lets go of the file. An empty
-                // file has no page to pin.
-                if seals.contains(&"write") && self.frozen.contains(&id) && self.files[id].size > 0
+                // file has no page to pin, and a file sealed so already is not waited on
+                // (memfd_add_seals(); docs/fuzzing.md, finding 6).
+                let f = &self.files[id];
+                if seals.contains(&"write")
+                    && !f.seals.contains("write")
+                    && self.frozen.contains(&id)
+                    && f.size > 0
                 {
                     return err("EBUSY");
                 }
@@ -707,6 +712,38 @@ mod tests {
         ];
         let got = run(&mut m, &after);
         assert_eq!(got[6], Some(Expect::Errno("EBUSY")), "{got:?}");
+    }
+
+    /// Finding 6: F_SEAL_WRITE again on a preserved file that has it is no wait, so no EBUSY.
+    #[test]
+    fn a_write_seal_a_preserved_file_already_has_is_added_again_without_ebusy() {
+        let mut m = Model::default();
+        let seal = || Op::Seal {
+            fd: s("m2"),
+            seals: vec!["write"],
+        };
+        let ops = [
+            Op::CreateMemfd {
+                handle: s("m2"),
+                size: 1,
+                seed: 636,
+            },
+            seal(),
+            Op::CreateSession {
+                name: s("a"),
+                handle: s("s4"),
+            },
+            Op::Preserve {
+                session: s("s4"),
+                fd: s("m2"),
+                token: 3,
+            },
+            seal(),
+        ];
+        assert_eq!(run(&mut m, &ops)[4], Some(Expect::Ok));
+        let mut m = Model::default();
+        let fresh = [&ops[..1], &ops[2..]].concat();
+        assert_eq!(run(&mut m, &fresh)[3], Some(Expect::Errno("EBUSY")));
     }
 
     /// luo_ioctl()/luo_session_ioctl()'s order of checks: table, size readable, direction,
