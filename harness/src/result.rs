@@ -56,4 +56,15 @@ impl ScenarioResult {
             gcov: vec![],
         }
     }
+
+    /// The result of a scenario the engine ran to its end (snapshot not compared yet).
+    pub fn from_ran(file: PathBuf, name: String, ran: crate::scenario::Ran) -> ScenarioResult {
+        ScenarioResult {
+            report: Some(ran.report),
+            metrics: Some(ran.metrics),
+            artifacts: ran.artifacts,
+            gcov: ran.gcov,
+            ..ScenarioResult::new(file, name, ran.outcome)
+        }
+    }
 }

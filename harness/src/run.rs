@@ -162,15 +162,15 @@ async fn run_one<R: Runner>(
 ) -> ScenarioResult {
     let t0 = Instant::now();
     let limit = Timeouts::for_accel(plan.accel).scenario;
-    let mut r = ScenarioResult::new(l.file.clone(), l.scenario.name().to_string(), Outcome::Pass);
+    let name = l.scenario.name().to_string();
+    let mut r = ScenarioResult::new(l.file.clone(), name.clone(), Outcome::Pass);
     match tokio::time::timeout(limit, runner.run(l, plan)).await {
         Ok(Ok(ran)) => {
-            r.outcome = ran.outcome;
-            r.artifacts = ran.artifacts;
-            if let Some(snaps) = &opts.snapshots
+            r = ScenarioResult::from_ran(l.file.clone(), name, ran);
+            if let (Some(snaps), Some(report)) = (&opts.snapshots, &r.report)
                 && matches!(r.outcome.kind(), Kind::Pass | Kind::Fail)
             {
-                match snaps.check(&ran.report, &l.file) {
+                match snaps.check(report, &l.file) {
                     Ok(status) => {
                         if let SnapshotStatus::Differs { path, .. } = &status
                             && r.outcome.passed()
@@ -188,9 +188,6 @@ async fn run_one<R: Runner>(
                     }
                 }
             }
-            r.report = Some(ran.report);
-            r.metrics = Some(ran.metrics);
-            r.gcov = ran.gcov;
         }
         Ok(Err(e)) => {
             r.artifacts = e.artifacts().map(PathBuf::from);

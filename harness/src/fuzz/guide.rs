@@ -17,6 +17,12 @@ pub enum GuideError {
         #[source]
         source: GcdaError,
     },
+    #[error("gcov data of {path} from the guest is not hex: {source}")]
+    Hex {
+        path: String,
+        #[source]
+        source: hex::FromHexError,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -28,6 +34,11 @@ pub enum GuideError {
         source: serde_json::Error,
     },
 }
+
+/// Why an entry is in the corpus, at the top of its file.
+const KEPT_BECAUSE: &str = "# Kept by luo-harness fuzz: it reached code of kernel/liveupdate or \
+                            mm/memfd_luo.c\n# that no program before it had. A seed of later \
+                            runs (fuzz --corpus).\n";
 
 /// Which arcs any program has run, per .gcda file.
 #[derive(Debug, Default)]
@@ -41,12 +52,14 @@ impl Arcs {
         let mut new = 0;
         for boot in &r.gcov {
             for f in &boot.files {
-                let err = |source| GuideError::Gcda {
+                let bytes = hex::decode(&f.hex).map_err(|source| GuideError::Hex {
                     path: f.path.clone(),
                     source,
-                };
-                let bytes = hex::decode(&f.hex).map_err(|_| err(GcdaError::Magic(0)))?;
-                let counts = gcda::arc_counters(&bytes).map_err(err)?;
+                })?;
+                let counts = gcda::arc_counters(&bytes).map_err(|source| GuideError::Gcda {
+                    path: f.path.clone(),
+                    source,
+                })?;
                 let hit = self.hit.entry(f.path.clone()).or_default();
                 if hit.len() < counts.len() {
                     hit.resize(counts.len(), false);
@@ -135,7 +148,8 @@ impl Corpus {
             let io = |path: PathBuf| move |source| GuideError::Io { path, source };
             std::fs::create_dir_all(&self.dir).map_err(io(self.dir.clone()))?;
             let yaml = self.dir.join(format!("{name}.yaml"));
-            std::fs::write(&yaml, scenario).map_err(io(yaml.clone()))?;
+            let text = format!("{KEPT_BECAUSE}{scenario}");
+            std::fs::write(&yaml, text).map_err(io(yaml.clone()))?;
             let json = self.dir.join(format!("{name}.ops.json"));
             let text = serde_json::to_string(ops).expect("operations serialise");
             std::fs::write(&json, text + "\n").map_err(io(json.clone()))?;

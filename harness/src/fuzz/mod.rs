@@ -135,7 +135,13 @@ pub struct Guidance {
 pub struct ProgramRun {
     pub verdict: Verdict,
     pub result: Option<ScenarioResult>,
+    /// The scenario it ran as.
+    pub yaml: String,
 }
+
+/// How a generated program describes itself (the corpus keeps it so).
+const PROGRAM: &str = "A program luo-harness fuzz generated from its model of LUO: each step \
+                       expects what the model predicts.";
 
 /// How one program ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,15 +159,17 @@ pub fn program_seed(seed: u64, i: u64) -> u64 {
 /// Runs one program as a scenario on `plan`. An error is the harness's own (QEMU, the host).
 #[tracing::instrument(name = "fuzz_program", skip(ops, plan), fields(operations = ops.len()))]
 pub async fn run_program(ops: &[Op], name: &str, plan: &Plan) -> Result<ProgramRun, GuestError> {
-    let (yaml, _) = program::scenario(ops, "fuzz program");
+    let (yaml, _) = program::scenario(ops, PROGRAM);
     let s = scenario::parse(&format!("{name}.yaml"), &yaml)
         .expect("a program is written as a valid scenario");
     let limit = Timeouts::for_accel(plan.accel).scenario;
+    let ran = tokio::time::timeout(limit, scenario::run(&s, plan)).await;
     let disagrees = |why: String| ProgramRun {
         verdict: Verdict::Disagrees(why),
         result: None,
+        yaml: yaml.clone(),
     };
-    match tokio::time::timeout(limit, scenario::run(&s, plan)).await {
+    match ran {
         Err(_) => Ok(disagrees(format!(
             "hang: the program did not finish within {limit:?}"
         ))),
@@ -170,12 +178,14 @@ pub async fn run_program(ops: &[Op], name: &str, plan: &Plan) -> Result<ProgramR
                 Outcome::Pass => Verdict::Agrees,
                 o => Verdict::Disagrees(format!("{}: {}", o.label(), o.reason())),
             };
-            let mut r =
-                ScenarioResult::new(format!("{name}.yaml").into(), name.into(), ran.outcome);
-            (r.report, r.metrics, r.gcov) = (Some(ran.report), Some(ran.metrics), ran.gcov);
             Ok(ProgramRun {
                 verdict,
-                result: Some(r),
+                result: Some(ScenarioResult::from_ran(
+                    format!("{name}.yaml").into(),
+                    name.into(),
+                    ran,
+                )),
+                yaml,
             })
         }
         Ok(Err(e)) if matches!(e.kind(), Kind::KernelFailure | Kind::Fail) => {
@@ -249,12 +259,7 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
                 if let Some(result) = ran.result.filter(|_| guided)
                     && arcs.add(&result)? > 0
                 {
-                    let (yaml, _) = program::scenario(
-                        &ops,
-                        "Kept by luo-harness fuzz: it reached code of kernel/liveupdate that no \
-                         program before it had. A seed of later runs (fuzz --corpus).",
-                    );
-                    corpus.keep(&name, &ops, &yaml, result, !from_corpus)?;
+                    corpus.keep(&name, &ops, &ran.yaml, result, !from_corpus)?;
                     added += usize::from(!from_corpus);
                 }
             }

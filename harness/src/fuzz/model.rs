@@ -6,6 +6,7 @@
 //!
 //! Where the model and the kernel disagree, either is wrong: a finding is triaged (docs/fuzzing.md).
 
+use crate::scenario::steps::device::DEVICE;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -362,7 +363,7 @@ impl Model {
                     }
                 }
             }
-            Op::Close { handle } if handle == "dev" => match self.device_closed {
+            Op::Close { handle } if handle == DEVICE => match self.device_closed {
                 true => None,
                 false => {
                     // luo_release() only lets the next opener in: sessions stay as they are.
@@ -596,8 +597,8 @@ impl Model {
         }
         let nr = call.nr();
         let known = match (handle, self.handles.get(handle)) {
-            ("dev", _) if self.device_closed => return None,
-            ("dev", _) => nr < 0x02,
+            (DEVICE, _) if self.device_closed => return None,
+            (DEVICE, _) => nr < 0x02,
             (_, Some(Handle::Created(_) | Handle::Retrieved(_))) => (0x40..0x44).contains(&nr),
             _ => return None,
         };
@@ -613,7 +614,7 @@ impl Model {
             Call::RetrieveFd | Call::Finish => !incoming,
             _ => false,
         };
-        if handle != "dev" && wrong_direction {
+        if handle != DEVICE && wrong_direction {
             return err("EINVAL");
         }
         match bad {
@@ -765,11 +766,11 @@ mod tests {
         };
         let e = |e| Some(Expect::Errno(e));
         let cases = [
-            (raw("dev", Call::PreserveFd, Bad::Unmapped), e("EINVAL")),
-            (raw("dev", Call::CreateSession, Bad::Unmapped), e("EFAULT")),
-            (raw("dev", Call::RetrieveSession, Bad::Short), e("EINVAL")),
-            (raw("dev", Call::CreateSession, Bad::LongTail), e("E2BIG")),
-            (raw("dev", Call::CreateSession, Bad::Reserved), None),
+            (raw(DEVICE, Call::PreserveFd, Bad::Unmapped), e("EINVAL")),
+            (raw(DEVICE, Call::CreateSession, Bad::Unmapped), e("EFAULT")),
+            (raw(DEVICE, Call::RetrieveSession, Bad::Short), e("EINVAL")),
+            (raw(DEVICE, Call::CreateSession, Bad::LongTail), e("E2BIG")),
+            (raw(DEVICE, Call::CreateSession, Bad::Reserved), None),
             (raw("s1", Call::Unknown(0x44), Bad::Unmapped), e("EINVAL")),
             (raw("s1", Call::Finish, Bad::Unmapped), e("EFAULT")),
             // FINISH is for an incoming session: refused before its size is looked at.

@@ -4,6 +4,7 @@
 //! program written as an ordinary scenario, each step carrying the model's prediction.
 
 use super::model::{Bad, Call, Expect, MAX_NAME, Model, Op, SEALS};
+use crate::scenario::steps::device::DEVICE;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -195,7 +196,7 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
             session: pick(rng, &sessions)?.into(),
         },
         11 => {
-            let dev = m.device_open().then_some("dev");
+            let dev = m.device_open().then_some(DEVICE);
             let all: Vec<&str> = sessions.iter().chain(&memfds).copied().chain(dev).collect();
             Op::Close {
                 handle: pick(rng, &all)?.into(),
@@ -215,7 +216,7 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
         },
         16 => Op::OpenDevice,
         15 => {
-            let targets: Vec<&str> = std::iter::once("dev").chain(sessions).collect();
+            let targets: Vec<&str> = std::iter::once(DEVICE).chain(sessions).collect();
             let bads = [Bad::Unmapped, Bad::Short, Bad::LongTail, Bad::Reserved];
             Op::Raw {
                 handle: pick(rng, &targets)?.into(),
@@ -405,7 +406,7 @@ mod tests {
         };
         let ops = [
             Op::Close {
-                handle: "dev".into(),
+                handle: DEVICE.into(),
             },
             create("s1"),
             Op::OpenDevice,

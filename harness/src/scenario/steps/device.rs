@@ -10,8 +10,11 @@ use luo_protocol::Request;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+/// The handle the opened device goes by unless a step names another (`as:`).
+pub const DEVICE: &str = "dev";
+
 pub(super) fn dev() -> String {
-    "dev".into()
+    DEVICE.into()
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -3,7 +3,7 @@
 //! it, and the requests it makes. A new step is one file here and one line in the list (list.rs), plus its
 //! request in the protocol and the agent.
 
-mod device;
+pub mod device;
 mod exec;
 mod handle;
 mod kexec;
