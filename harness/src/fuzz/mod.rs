@@ -251,7 +251,7 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
             .await
             .map_err(|source| FuzzError::Harness { program: i, source })?;
         r.programs += 1;
-        r.kexecs += ops.iter().filter(|op| **op == Op::Kexec).count() as u64;
+        r.kexecs += ops.iter().filter(|op| op.is_kexec()).count() as u64;
         r.operations += ops.len() as u64;
         match ran.verdict {
             Verdict::Agrees => {

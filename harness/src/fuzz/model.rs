@@ -69,11 +69,48 @@ pub enum Op {
     },
     /// kexec into the next kernel, holding every fd; /dev/liveupdate is opened again there.
     Kexec,
+    /// The same, with KHO's parameters (or malformed ones, which the next kernel ignores) on
+    /// its command line: the state crosses all the same.
+    KexecWith {
+        cmdline: String,
+    },
+    /// dup(2) of a session or a memfd: a session closes (is unpreserved, or finished) only
+    /// when its last fd is closed.
+    Dup {
+        handle: String,
+        new_handle: String,
+    },
+    /// Read one of KHO's debugfs files (its scratch areas); it must list at least one.
+    ReadKho {
+        file: String,
+    },
     /// A LUO ioctl on the device (`dev`) or a session with an argument it must refuse.
     Raw {
         handle: String,
         call: Call,
         bad: Bad,
+    },
+    /// A valid LUO command whose argument lies in read-only memory: the kernel reads it, does
+    /// the work and cannot write its answer (EFAULT). What is left of the work differs by
+    /// command (see [`Model::unanswerable`]).
+    Unanswerable {
+        handle: String,
+        request: Request,
+    },
+    /// `count` sessions, each named and held as `{prefix}-{i}`, created in a row: more than one
+    /// of KHO's serialization blocks holds (kho_block.c), which a few sessions never fill.
+    ManySessions {
+        prefix: String,
+        count: u32,
+    },
+    /// `count` one-page memfds `{prefix}-{i}` (contents of `seed`), each preserved in `session`
+    /// as token `token + i`: a session's file set over more than one block.
+    ManyFiles {
+        session: String,
+        prefix: String,
+        count: u32,
+        token: u64,
+        seed: u64,
     },
     /// open("/dev/liveupdate") as `dev` when it is closed, as `d2` (EBUSY: one opener at a time)
     /// when it is open. `close` of `dev` closes it.
@@ -136,6 +173,32 @@ impl Call {
     }
 }
 
+/// A command's valid request, for [`Op::Unanswerable`]: on the device (create, retrieve) or on a
+/// session (the other four).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    CreateSession { name: String },
+    RetrieveSession { name: String },
+    PreserveFd { fd: String, token: u64 },
+    RetrieveFd { token: u64 },
+    Finish,
+    GetName,
+}
+
+impl Request {
+    pub fn call(&self) -> Call {
+        match self {
+            Request::CreateSession { .. } => Call::CreateSession,
+            Request::RetrieveSession { .. } => Call::RetrieveSession,
+            Request::PreserveFd { .. } => Call::PreserveFd,
+            Request::RetrieveFd { .. } => Call::RetrieveFd,
+            Request::Finish => Call::Finish,
+            Request::GetName => Call::GetName,
+        }
+    }
+}
+
 /// What is wrong with the argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -164,14 +227,38 @@ fn known_seals<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'static st
         .collect()
 }
 
+/// KHO's command-line parameters a kexec may pass: scales of scratch memory, and values its
+/// parser refuses (too long, one size of three, a zero total, a bad number, a trailing byte).
+pub const KHO_CMDLINES: &[&str] = &[
+    "kho=on",
+    "kho_scratch=50%",
+    "kho_scratch=25%",
+    "kho_scratch=123456789012%",
+    "kho_scratch=64M",
+    "kho_scratch=0,0,0",
+    "kho_scratch=16M,x",
+    "kho_scratch=16M,64M,16Mz",
+];
+
+/// KHO's debugfs files a program reads (under /sys/kernel/debug/kho/out/).
+pub const KHO_FILES: &[&str] = &["scratch_len", "scratch_phys"];
+
 impl Op {
+    pub fn is_kexec(&self) -> bool {
+        matches!(self, Op::Kexec | Op::KexecWith { .. })
+    }
+
     /// The handle this operation opens, if it opens one.
     pub fn opens(&self) -> Option<&str> {
         match self {
             Op::CreateSession { handle, .. }
             | Op::RetrieveSession { handle, .. }
             | Op::CreateMemfd { handle, .. }
-            | Op::RetrieveFd { handle, .. } => Some(handle),
+            | Op::RetrieveFd { handle, .. }
+            | Op::Dup {
+                new_handle: handle, ..
+            } => Some(handle),
+            Op::ManySessions { prefix, .. } | Op::ManyFiles { prefix, .. } => Some(prefix),
             _ => None,
         }
     }
@@ -378,8 +465,28 @@ impl Model {
                 }
                 false => err("EBUSY"),
             },
+            Op::Dup { handle, new_handle } => {
+                let h = self.handles.get(handle)?.clone();
+                if self.handles.contains_key(new_handle) {
+                    return None;
+                }
+                self.handles.insert(new_handle.clone(), h);
+                Some(Expect::Ok)
+            }
+            Op::ReadKho { file } => KHO_FILES.contains(&file.as_str()).then_some(Expect::Ok),
+            Op::KexecWith { cmdline } => {
+                if !KHO_CMDLINES.contains(&cmdline.as_str()) {
+                    return None;
+                }
+                self.apply(&Op::Kexec)
+            }
             Op::Close { handle } => {
-                match self.handles.remove(handle)? {
+                let h = self.handles.remove(handle)?;
+                // Another fd of the same file keeps it open.
+                if self.handles.values().any(|o| *o == h) {
+                    return Some(Expect::Ok);
+                }
+                match h {
                     // Un-preserves everything in it.
                     Handle::Created(name) => {
                         let c = self
@@ -548,6 +655,8 @@ impl Model {
             }
             Op::Check { fd } => self.memfd(fd).map(|_| Expect::Ok),
             Op::Raw { handle, call, bad } => self.raw(handle, *call, *bad),
+            Op::Unanswerable { handle, request } => self.unanswerable(handle, request),
+            Op::ManySessions { .. } | Op::ManyFiles { .. } => self.batch(op),
             Op::Kexec => {
                 self.incoming_files = self
                     .created
@@ -622,6 +731,124 @@ impl Model {
             Bad::LongTail => err("E2BIG"),
             Bad::Unmapped => unreachable!("answered above"),
         }
+    }
+
+    /// The command as the ordinary operation would do it; when that succeeds, the answer cannot
+    /// be written, and each command leaves its work as luo_core.c and luo_session.c do on a
+    /// failed luo_ucmd_respond() (scenarios/ioctl-faults.yaml shows each):
+    /// - create_session: the new session's file is put, its release removes it: undone;
+    /// - retrieve_session: the same put releases the retrieved session, an implicit finish of
+    ///   nothing: the session is consumed, gone from the kernel's list;
+    /// - preserve_fd: kept (only a warning);
+    /// - retrieve_fd: the fd is not installed, but the session holds the file as retrieved, so
+    ///   the next retrieve of the token gets it;
+    /// - finish: done; get_name: nothing to undo.
+    pub fn unanswerable(&mut self, handle: &str, request: &Request) -> Option<Expect> {
+        // A handle no program names: the fd the kernel made and could not hand out.
+        const UNANSWERED: &str = "\0unanswered";
+        let on_device = matches!(
+            request,
+            Request::CreateSession { .. } | Request::RetrieveSession { .. }
+        );
+        if on_device != (handle == DEVICE) {
+            return None;
+        }
+        let op = match request.clone() {
+            Request::CreateSession { name } => Op::CreateSession {
+                name,
+                handle: UNANSWERED.into(),
+            },
+            Request::RetrieveSession { name } => Op::RetrieveSession {
+                name,
+                handle: UNANSWERED.into(),
+            },
+            Request::PreserveFd { fd, token } => Op::Preserve {
+                session: handle.into(),
+                fd,
+                token,
+            },
+            Request::RetrieveFd { token } => Op::RetrieveFd {
+                session: handle.into(),
+                token,
+                handle: UNANSWERED.into(),
+            },
+            Request::Finish => Op::Finish {
+                session: handle.into(),
+            },
+            Request::GetName => Op::GetName {
+                session: handle.into(),
+            },
+        };
+        let mut done = self.clone();
+        if let Expect::Errno(e) = done.apply(&op)? {
+            return err(e);
+        }
+        match request {
+            Request::CreateSession { .. } => {}
+            Request::RetrieveSession { name } => {
+                self.incoming.insert(name.clone(), Incoming::Closed);
+            }
+            _ => {
+                done.handles.remove(UNANSWERED);
+                *self = done;
+            }
+        }
+        err("EFAULT")
+    }
+
+    /// A batch as the operations it repeats. It applies when each of them does and the kernel
+    /// must answer each the same (one `expect` for the repeat), which is then the answer.
+    fn batch(&mut self, op: &Op) -> Option<Expect> {
+        let each: Vec<Op> = match op {
+            Op::ManySessions { prefix, count } => (0..*count)
+                .map(|i| Op::CreateSession {
+                    name: format!("{prefix}-{i}"),
+                    handle: format!("{prefix}-{i}"),
+                })
+                .collect(),
+            Op::ManyFiles {
+                session,
+                prefix,
+                count,
+                token,
+                seed,
+            } => (0..*count as u64)
+                .flat_map(|i| {
+                    let fd = format!("{prefix}-{i}");
+                    [
+                        Op::CreateMemfd {
+                            handle: fd.clone(),
+                            size: 4096,
+                            seed: *seed,
+                        },
+                        Op::Preserve {
+                            session: session.clone(),
+                            fd,
+                            // As a repeat offsets it (scenario::template).
+                            token: token.saturating_add(i),
+                        },
+                    ]
+                })
+                .collect(),
+            _ => unreachable!("not a batch"),
+        };
+        if each.is_empty() {
+            return None;
+        }
+        let mut after = self.clone();
+        let mut answer = None;
+        for op in &each {
+            let e = after.apply(op)?;
+            if matches!(op, Op::CreateMemfd { .. }) {
+                continue;
+            }
+            if answer.is_some_and(|a| a != e) {
+                return None;
+            }
+            answer = Some(e);
+        }
+        *self = after;
+        answer
     }
 
     fn memfd(&self, h: &str) -> Option<usize> {
@@ -782,5 +1009,205 @@ mod tests {
         for (op, want) in cases {
             assert_eq!(m.apply(&op), want, "{op:?}");
         }
+    }
+
+    /// What scenarios/ioctl-faults.yaml shows each command leaves behind when its answer
+    /// cannot be written.
+    #[test]
+    fn an_unanswerable_request_leaves_its_work_as_each_command_does() {
+        let mut m = Model::default();
+        let ro = |h: &str, request| Op::Unanswerable {
+            handle: s(h),
+            request,
+        };
+        let e = |e| Some(Expect::Errno(e));
+        let create = |n: &str, h: &str| Op::CreateSession {
+            name: s(n),
+            handle: s(h),
+        };
+        let cases = [
+            (create("kept", "s"), Some(Expect::Ok)),
+            // Created and undone: the name is free again.
+            (
+                ro(DEVICE, Request::CreateSession { name: s("ro") }),
+                e("EFAULT"),
+            ),
+            (create("ro", "ro"), Some(Expect::Ok)),
+            // Refused before the work: the errno, nothing to undo.
+            (
+                ro(DEVICE, Request::CreateSession { name: s("ro") }),
+                e("EEXIST"),
+            ),
+            (ro("s", Request::Finish), e("EINVAL")),
+            (
+                Op::CreateMemfd {
+                    handle: s("m"),
+                    size: 8192,
+                    seed: 41,
+                },
+                Some(Expect::Ok),
+            ),
+            // Preserved although unanswered.
+            (
+                ro(
+                    "s",
+                    Request::PreserveFd {
+                        fd: s("m"),
+                        token: 1,
+                    },
+                ),
+                e("EFAULT"),
+            ),
+            (
+                Op::Preserve {
+                    session: s("s"),
+                    fd: s("m"),
+                    token: 1,
+                },
+                e("EEXIST"),
+            ),
+            (ro("s", Request::GetName), e("EFAULT")),
+            (create("lost", "lost"), Some(Expect::Ok)),
+            (ro("m", Request::GetName), None),
+            (ro("s", Request::CreateSession { name: s("x") }), None),
+            (Op::Kexec, Some(Expect::Ok)),
+            // Consumed: the session is gone.
+            (
+                ro(DEVICE, Request::RetrieveSession { name: s("lost") }),
+                e("EFAULT"),
+            ),
+            (
+                Op::RetrieveSession {
+                    name: s("lost"),
+                    handle: s("l2"),
+                },
+                e("ENOENT"),
+            ),
+            (
+                Op::RetrieveSession {
+                    name: s("kept"),
+                    handle: s("s2"),
+                },
+                Some(Expect::Ok),
+            ),
+            // Retrieved, not handed out; the next retrieve gets the file.
+            (ro("s2", Request::RetrieveFd { token: 1 }), e("EFAULT")),
+            (ro("s2", Request::RetrieveFd { token: 7 }), e("ENOENT")),
+            (
+                Op::RetrieveFd {
+                    session: s("s2"),
+                    token: 1,
+                    handle: s("m2"),
+                },
+                Some(Expect::Ok),
+            ),
+            // Finished although unanswered.
+            (ro("s2", Request::Finish), e("EFAULT")),
+            (
+                Op::RetrieveFd {
+                    session: s("s2"),
+                    token: 1,
+                    handle: s("m3"),
+                },
+                e("ENOENT"),
+            ),
+        ];
+        for (op, want) in cases {
+            assert_eq!(m.apply(&op), want, "{op:?}");
+        }
+        assert_eq!(m.file("m2").map(|f| f.seed), Some(41));
+        assert!(m.file("\0unanswered").is_none());
+    }
+
+    #[test]
+    fn a_session_stays_until_its_last_fd_is_closed() {
+        let mut m = Model::default();
+        let ops = [
+            Op::CreateSession {
+                name: s("a"),
+                handle: s("s1"),
+            },
+            Op::Dup {
+                handle: s("s1"),
+                new_handle: s("d2"),
+            },
+            Op::Close { handle: s("s1") },
+            // Still open: its name is taken.
+            Op::CreateSession {
+                name: s("a"),
+                handle: s("s3"),
+            },
+            Op::Close { handle: s("d2") },
+            Op::CreateSession {
+                name: s("a"),
+                handle: s("s4"),
+            },
+            Op::KexecWith {
+                cmdline: s("kho_scratch=64M"),
+            },
+            Op::RetrieveSession {
+                name: s("a"),
+                handle: s("r5"),
+            },
+            Op::KexecWith {
+                cmdline: s("kho_scratch=any"),
+            },
+        ];
+        let e = |e| Some(Expect::Errno(e));
+        assert_eq!(
+            run(&mut m, &ops),
+            [
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                e("EEXIST"),
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_applies_when_the_kernel_answers_each_of_its_steps_alike() {
+        let mut m = Model::default();
+        let files = |prefix: &str, count, token| Op::ManyFiles {
+            session: s("s1"),
+            prefix: s(prefix),
+            count,
+            token,
+            seed: 9,
+        };
+        let ops = [
+            Op::CreateSession {
+                name: s("a"),
+                handle: s("s1"),
+            },
+            Op::ManySessions {
+                prefix: s("b2"),
+                count: 130,
+            },
+            files("b3", 130, 1000),
+            // Every token taken: EEXIST for each.
+            files("b4", 130, 1000),
+            // Half of them taken: no one answer, so no batch.
+            files("b5", 130, 1065),
+        ];
+        assert_eq!(
+            run(&mut m, &ops),
+            [
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                Some(Expect::Ok),
+                Some(Expect::Errno("EEXIST")),
+                None,
+            ]
+        );
+        assert_eq!(m.created_sessions().len(), 131);
+        assert_eq!(m.tokens("s1").len(), 130);
+        m.apply(&Op::Kexec);
+        assert_eq!(m.waiting().len(), 131);
     }
 }

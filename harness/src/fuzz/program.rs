@@ -3,7 +3,9 @@
 //! preserve names a live memfd), with colliding names and tokens and edge values on purpose; and a
 //! program written as an ordinary scenario, each step carrying the model's prediction.
 
-use super::model::{Bad, Call, Expect, MAX_NAME, Model, Op, SEALS};
+use super::model::{
+    Bad, Call, Expect, KHO_CMDLINES, KHO_FILES, MAX_NAME, Model, Op, Request, SEALS,
+};
 use crate::scenario::steps::device::DEVICE;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -34,6 +36,9 @@ fn token(rng: &mut StdRng) -> u64 {
         i => 1 + i % 3,
     }
 }
+
+/// One operation in this many is a batch of sessions or files.
+const BATCH_ONE_IN: u32 = 120;
 
 const SIZES: &[u64] = &[0, 1, 4096, 5000, 12288, 65536, 1 << 20];
 
@@ -70,7 +75,7 @@ fn grow(rng: &mut StdRng, prefix: Vec<Op>, shape: Shape) -> Vec<Op> {
             ops.push(op);
         }
     }
-    let had_kexecs = ops.iter().filter(|op| **op == Op::Kexec).count();
+    let had_kexecs = ops.iter().filter(|op| op.is_kexec()).count();
     let had = ops.len() - had_kexecs;
     let kexecs = rng.random_range(0..=shape.max_kexecs.saturating_sub(had_kexecs as u32));
     let len = rng.random_range(1..=shape.max_ops.saturating_sub(had).max(1));
@@ -94,8 +99,15 @@ fn grow(rng: &mut StdRng, prefix: Vec<Op>, shape: Shape) -> Vec<Op> {
     while done < len {
         if at.first() == Some(&done) {
             at.remove(0);
-            ops.push(Op::Kexec);
-            m.apply(&Op::Kexec);
+            // A kexec in four with KHO's parameters.
+            let kexec = match rng.random_range(0..4) {
+                0 => Op::KexecWith {
+                    cmdline: KHO_CMDLINES[rng.random_range(0..KHO_CMDLINES.len())].into(),
+                },
+                _ => Op::Kexec,
+            };
+            m.apply(&kexec);
+            ops.push(kexec);
             continue;
         }
         let Some(op) = one(rng, &m, &mut fresh) else {
@@ -149,7 +161,24 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
     let created = m.created_sessions();
     let retrieved = m.retrieved_sessions();
     let sessions: Vec<&str> = created.iter().chain(&retrieved).copied().collect();
-    Some(match rng.random_range(0..18) {
+    // Rare: a batch costs a request per session or file, and a check per file at the end.
+    if rng.random_range(0..BATCH_ONE_IN) == 0 {
+        let count = [64, 130][rng.random_range(0..2)];
+        return Some(match rng.random_range(0..2) {
+            0 => Op::ManySessions {
+                prefix: fresh("b"),
+                count,
+            },
+            _ => Op::ManyFiles {
+                session: pick(rng, &sessions)?.into(),
+                prefix: fresh("b"),
+                count,
+                token: 1000 * rng.random_range(1..4),
+                seed: rng.random_range(1..1000),
+            },
+        });
+    }
+    Some(match rng.random_range(0..23) {
         0 | 1 => Op::CreateSession {
             name: name(rng),
             handle: fresh("s"),
@@ -224,9 +253,58 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
                 bad: bads[rng.random_range(0..bads.len())],
             }
         }
+        18 | 19 => unanswerable(rng, m, &sessions, &memfds)?,
+        20 | 21 => {
+            let all: Vec<&str> = sessions.iter().chain(&memfds).copied().collect();
+            Op::Dup {
+                handle: pick(rng, &all)?.into(),
+                new_handle: fresh("d"),
+            }
+        }
+        22 => Op::ReadKho {
+            file: KHO_FILES[rng.random_range(0..KHO_FILES.len())].into(),
+        },
         _ => Op::Check {
             fd: pick(rng, &memfds)?.into(),
         },
+    })
+}
+
+/// A valid request in read-only memory, mostly one the kernel carries out before it cannot
+/// answer: a session handed over, a token the session holds.
+fn unanswerable(rng: &mut StdRng, m: &Model, sessions: &[&str], memfds: &[&str]) -> Option<Op> {
+    let on = |handle: &str, request| Op::Unanswerable {
+        handle: handle.into(),
+        request,
+    };
+    Some(match rng.random_range(0..6) {
+        0 => on(DEVICE, Request::CreateSession { name: name(rng) }),
+        1 => {
+            let incoming = m.incoming_names();
+            let name = match pick(rng, &incoming) {
+                Some(n) if rng.random_range(0..4) > 0 => n.to_string(),
+                _ => name(rng),
+            };
+            on(DEVICE, Request::RetrieveSession { name })
+        }
+        2 => on(
+            pick(rng, sessions)?,
+            Request::PreserveFd {
+                fd: pick(rng, memfds)?.into(),
+                token: token(rng),
+            },
+        ),
+        3 => {
+            let session = pick(rng, sessions)?;
+            let held = m.tokens(session);
+            let token = match held.get(rng.random_range(0..held.len().max(1))) {
+                Some(t) => *t,
+                None => token(rng),
+            };
+            on(session, Request::RetrieveFd { token })
+        }
+        4 => on(pick(rng, sessions)?, Request::Finish),
+        _ => on(pick(rng, sessions)?, Request::GetName),
     })
 }
 
@@ -248,6 +326,47 @@ fn raw_argument(call: Call, bad: Bad) -> (String, String) {
             ", words: [[4, 1]]".into(),
         ),
     }
+}
+
+/// An unanswerable request's `size:`, `len:`, `words:` and `fds:` (the struct's fields at their
+/// offsets in include/uapi/linux/liveupdate.h: a name from byte 8, an fd at 4, a token at 8).
+fn request_argument(r: &Request) -> String {
+    let (size, _) = r.call().sizes();
+    let mut words: Vec<(u32, u32)> = Vec::new();
+    let mut fds = String::new();
+    let mut put = |at: u32, bytes: &[u8]| {
+        for (i, chunk) in bytes.chunks(4).enumerate() {
+            let mut w = [0u8; 4];
+            w[..chunk.len()].copy_from_slice(chunk);
+            let v = u32::from_le_bytes(w);
+            if v != 0 {
+                words.push((at + 4 * i as u32, v));
+            }
+        }
+    };
+    match r {
+        Request::CreateSession { name } | Request::RetrieveSession { name } => {
+            put(8, &name.as_bytes()[..name.len().min(64)]);
+        }
+        Request::PreserveFd { fd, token } => {
+            fds = format!(", fds: [[4, {fd}]]");
+            put(8, &token.to_le_bytes());
+        }
+        Request::RetrieveFd { token } => put(8, &token.to_le_bytes()),
+        Request::Finish | Request::GetName => {}
+    }
+    let words = match words.is_empty() {
+        true => String::new(),
+        false => format!(
+            ", words: [{}]",
+            words
+                .iter()
+                .map(|(o, v)| format!("[{o}, {v:#x}]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!("size: {size}, len: {size}{fds}{words}, memory: read_only")
 }
 
 /// YAML's double-quoted scalar is JSON's string.
@@ -331,8 +450,38 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
                 s
             }
             Op::Kexec => "kexec: {}\n  - open_device: {}".to_string(),
+            Op::KexecWith { cmdline } => format!(
+                "kexec: {{cmdline: {}}}\n  - open_device: {{}}",
+                quote(cmdline)
+            ),
+            Op::Dup { handle, new_handle } => {
+                format!("dup: {{handle: {handle}, as: {new_handle}{expect}}}")
+            }
+            Op::ReadKho { file } => {
+                format!("read_file: {{path: /sys/kernel/debug/kho/out/{file}, contains: [\"0x\"]}}")
+            }
             Op::OpenDevice if e == Expect::Ok => "open_device: {}".to_string(),
             Op::OpenDevice => format!("open_device: {{as: d2{expect}}}"),
+            Op::ManySessions { prefix, count } => format!(
+                "repeat:\n      count: {count}\n      steps:\n        - create_session: \
+                 {{name: \"{prefix}-{{i}}\", as: \"{prefix}-{{i}}\"{expect}}}"
+            ),
+            Op::ManyFiles {
+                session,
+                prefix,
+                count,
+                token,
+                seed,
+            } => format!(
+                "repeat:\n      count: {count}\n      steps:\n        - create_memfd: \
+                 {{as: \"{prefix}-{{i}}\", size: 4096, seed: {seed}}}\n        - preserve: \
+                 {{session: {session}, fd: \"{prefix}-{{i}}\", token: {token}{expect}}}"
+            ),
+            Op::Unanswerable { handle, request } => format!(
+                "raw_ioctl: {{handle: {handle}, nr: {:#04x}, {}{expect}}}",
+                request.call().nr(),
+                request_argument(request)
+            ),
             Op::Raw { handle, call, bad } => {
                 let (arg, rest) = raw_argument(*call, *bad);
                 format!(
@@ -394,7 +543,34 @@ mod tests {
                 retrieved_after_kexec += 1;
             }
         }
-        assert_eq!(seen.len(), 15, "{seen:?}");
+        let every = [
+            "Check",
+            "Close",
+            "CreateMemfd",
+            "CreateSession",
+            "Finish",
+            "GetName",
+            "Kexec",
+            "OpenDevice",
+            "Preserve",
+            "Raw",
+            "RetrieveFd",
+            "RetrieveSession",
+            "Seal",
+            "Truncate",
+            "Unanswerable",
+            "Write",
+            "ManySessions",
+            "ManyFiles",
+            "KexecWith",
+            "Dup",
+            "ReadKho",
+        ];
+        assert_eq!(
+            seen,
+            every.iter().map(|s| s.to_string()).collect(),
+            "{seen:?}"
+        );
         assert!(retrieved_after_kexec > 12, "{retrieved_after_kexec}");
     }
 

@@ -64,6 +64,8 @@ pub struct Validator {
     closed: BTreeMap<String, u64>,
     /// Created sessions open now: session name -> handle.
     open_sessions: BTreeMap<String, String>,
+    /// Handle -> the handle it is a dup of (the first of its open file's fds).
+    dups: BTreeMap<String, String>,
     /// Sessions that were open at the last kexec.
     carried: BTreeSet<String>,
     last_kexec: Option<u64>,
@@ -92,6 +94,7 @@ impl Default for Validator {
             gone: BTreeMap::new(),
             closed: BTreeMap::new(),
             open_sessions: BTreeMap::new(),
+            dups: BTreeMap::new(),
             carried: BTreeSet::new(),
             last_kexec: None,
             closed_sessions: BTreeMap::new(),
@@ -172,6 +175,11 @@ impl Validator {
         }
     }
 
+    /// The kind of a live handle.
+    pub fn kind_of(&self, name: &str) -> Option<Kind> {
+        self.handles.get(name).map(|h| h.kind)
+    }
+
     /// The step opens `name`; a step expected to fail opens nothing.
     pub fn define(&mut self, at: &Site, name: &str, kind: Kind, expects_error: bool) {
         self.handle_name(at, "the handle", name);
@@ -241,9 +249,33 @@ impl Validator {
         }
     }
 
+    /// `to` is a dup of `from`: the same open file, of the same kind, which stays open (a
+    /// session too) until the last of its fds is closed.
+    pub fn dup(&mut self, at: &Site, from: &str, to: &str, expects_error: bool) {
+        self.need(at, from, None, expects_error);
+        let kind = self.kind_of(from).unwrap_or(Kind::File);
+        self.define(at, to, kind, expects_error);
+        if !expects_error {
+            let first = self.dups.get(from).cloned().unwrap_or(from.to_string());
+            self.dups.insert(to.to_string(), first);
+        }
+    }
+
     pub fn close(&mut self, at: &Site, handle: &str) {
         if self.handles.remove(handle).is_some() {
             self.closed.insert(handle.to_string(), at.line);
+            let file = self.dups.remove(handle).unwrap_or(handle.to_string());
+            let other = self
+                .handles
+                .keys()
+                .find(|h| **h == file || self.dups.get(*h) == Some(&file))
+                .cloned();
+            if let Some(other) = other {
+                for h in self.open_sessions.values_mut().filter(|h| *h == handle) {
+                    *h = other.clone();
+                }
+                return;
+            }
             let names: Vec<String> = self
                 .open_sessions
                 .iter()
@@ -456,6 +488,7 @@ impl Validator {
             GuestImage::Systemd => BTreeSet::new(),
         };
         self.open_sessions.clear();
+        self.dups.clear();
         self.closed_sessions
             .retain(|n, _| !self.carried.contains(n));
         self.last_kexec = Some(at.line);

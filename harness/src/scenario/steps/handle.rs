@@ -1,5 +1,5 @@
-//! Steps on handles as such: `close` any handle, `open_path` any file (e.g. /dev/null, a file type
-//! LUO cannot preserve).
+//! Steps on handles as such: `close` any handle, `dup` it, `open_path` any file (e.g. /dev/null, a
+//! file type LUO cannot preserve), `read_file` a file of proc, sys or debugfs.
 
 use super::kind::StepKind;
 use crate::scenario::context::{StepContext, StepResult, done};
@@ -90,5 +90,99 @@ impl StepKind for OpenPath {
         let r = cx.call(req, self.expect()).await?;
         let what = format!("{} {}", self.handle, self.path);
         Ok(done(Self::KEYWORD, &what, &r, self.expect()))
+    }
+}
+
+/// dup(2): a second fd of the same open file. A session closes when its last fd does.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dup {
+    pub handle: String,
+    #[serde(rename = "as")]
+    pub new_handle: String,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+impl StepKind for Dup {
+    const KEYWORD: &'static str = "dup";
+    fn expect(&self) -> Option<&str> {
+        self.expect.as_deref()
+    }
+    fn expand(&self, t: &Template) -> Self {
+        Dup {
+            handle: t.text(&self.handle),
+            new_handle: t.text(&self.new_handle),
+            ..self.clone()
+        }
+    }
+    fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
+        v.dup(at, &self.handle, &self.new_handle, self.expect.is_some());
+    }
+    async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
+        let req = Request::Dup {
+            handle: self.handle.clone(),
+            new_handle: self.new_handle.clone(),
+        };
+        let r = cx.call(req, self.expect()).await?;
+        if cx.session_handles.contains(&self.handle) {
+            cx.session_handles.insert(self.new_handle.clone());
+        }
+        let what = format!("{} as {}", self.handle, self.new_handle);
+        Ok(done(Self::KEYWORD, &what, &r, self.expect()))
+    }
+}
+
+/// Reads a file of proc, sys or debugfs as text; the step fails unless it has every line of
+/// `contains`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFile {
+    pub path: String,
+    #[serde(default)]
+    pub contains: Vec<String>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+impl StepKind for ReadFile {
+    const KEYWORD: &'static str = "read_file";
+    fn expect(&self) -> Option<&str> {
+        self.expect.as_deref()
+    }
+    fn expand(&self, t: &Template) -> Self {
+        ReadFile {
+            path: t.text(&self.path),
+            ..self.clone()
+        }
+    }
+    fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
+        if !self.path.starts_with('/') || self.path.len() > 4096 {
+            v.problem(
+                at,
+                format!(
+                    "`{}` is not a path in the guest: an absolute path, at most 4096 bytes",
+                    self.path
+                ),
+                None,
+            );
+        }
+    }
+    async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
+        let req = Request::ReadFile {
+            path: self.path.clone(),
+            max_bytes: 1 << 20,
+        };
+        let r = cx.call(req, self.expect()).await?;
+        if let Some(luo_protocol::Reply::Text { text, .. }) = &r
+            && let Some(missing) = self.contains.iter().find(|c| !text.contains(c.as_str()))
+        {
+            return Err(crate::scenario::context::StepFailure::Check(format!(
+                "{} has no `{missing}`: {}",
+                self.path,
+                text.trim()
+            )));
+        }
+        Ok(done(Self::KEYWORD, &self.path, &r, self.expect()))
     }
 }

@@ -2,7 +2,7 @@
 
 use super::device::OpenDevice;
 use super::exec::Exec;
-use super::handle::{Close, OpenPath};
+use super::handle::{Close, Dup, OpenPath, ReadFile};
 use super::kexec::Kexec;
 use super::kind::StepKind;
 use super::memfd::{self, CreateMemfd, Pattern, Seal, Seek, Truncate};
@@ -76,6 +76,10 @@ steps! {
     CreateMemfd(CreateMemfd),
     /// Open any path (e.g. /dev/null, an unsupported fd type).
     OpenPath(OpenPath),
+    /// dup(2) of any handle.
+    Dup(Dup),
+    /// Read a file of proc, sys or debugfs; it must contain each of `contains`.
+    ReadFile(ReadFile),
     WritePattern(Pattern<memfd::Write>),
     Verify(Pattern<memfd::Verify>),
     Seal(Seal),

@@ -20,7 +20,7 @@ mod unit;
 pub use device::OpenDevice;
 pub use exec::Exec;
 pub(crate) use exec::{base_name, tail};
-pub use handle::{Close, OpenPath};
+pub use handle::{Close, Dup, OpenPath, ReadFile};
 pub use kexec::Kexec;
 pub use kind::StepKind;
 pub use list::{
