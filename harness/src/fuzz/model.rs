@@ -48,6 +48,11 @@ pub enum Op {
         fd: String,
         size: u64,
     },
+    /// lseek(2) to `offset`: a position the next kernel must give the retrieved file.
+    Seek {
+        fd: String,
+        offset: u64,
+    },
     Seal {
         fd: String,
         #[serde(deserialize_with = "known_seals")]
@@ -79,6 +84,10 @@ pub enum Op {
     Dup {
         handle: String,
         new_handle: String,
+    },
+    /// open("/dev/null"): a file no LUO handler preserves.
+    OpenNull {
+        handle: String,
     },
     /// Read one of KHO's debugfs files (its scratch areas); it must list at least one.
     ReadKho {
@@ -112,7 +121,7 @@ pub enum Op {
         token: u64,
         seed: u64,
     },
-    /// open("/dev/liveupdate") as `dev` when it is closed, as `d2` (EBUSY: one opener at a time)
+    /// open("/dev/liveupdate") as `dev` when it is closed, as `busy` (EBUSY: one opener at a time)
     /// when it is open. `close` of `dev` closes it.
     OpenDevice,
 }
@@ -211,6 +220,8 @@ pub enum Bad {
     LongTail,
     /// The `reserved` word is not zero.
     Reserved,
+    /// PRESERVE_FD of an fd number no file has (token 0).
+    BadFd,
 }
 
 /// The seals a program may add, by the names scenarios give them.
@@ -279,6 +290,8 @@ pub struct File {
     pub seed: u64,
     pub pattern_len: u64,
     pub seals: BTreeSet<&'static str>,
+    /// Its position, which its dups share, and which crosses a kexec as it was then.
+    pub pos: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +299,8 @@ enum Handle {
     Created(String),
     Retrieved(String),
     Memfd(usize),
+    /// /dev/null, by the handle it was opened as (its dups are equal to it).
+    Null(String),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -346,6 +361,10 @@ impl Model {
     /// Live handles of each kind, for the generator.
     pub fn memfds(&self) -> Vec<&str> {
         self.of(|h| matches!(h, Handle::Memfd(_)))
+    }
+    /// Handles of /dev/null.
+    pub fn nulls(&self) -> Vec<&str> {
+        self.of(|h| matches!(h, Handle::Null(_)))
     }
     pub fn created_sessions(&self) -> Vec<&str> {
         self.of(|h| matches!(h, Handle::Created(_)))
@@ -473,6 +492,14 @@ impl Model {
                 self.handles.insert(new_handle.clone(), h);
                 Some(Expect::Ok)
             }
+            Op::OpenNull { handle } => {
+                if self.handles.contains_key(handle) {
+                    return None;
+                }
+                self.handles
+                    .insert(handle.clone(), Handle::Null(handle.clone()));
+                Some(Expect::Ok)
+            }
             Op::ReadKho { file } => KHO_FILES.contains(&file.as_str()).then_some(Expect::Ok),
             Op::KexecWith { cmdline } => {
                 if !KHO_CMDLINES.contains(&cmdline.as_str()) {
@@ -503,7 +530,7 @@ impl Model {
                         self.finish(&name);
                         self.incoming.insert(name, Incoming::Closed);
                     }
-                    Handle::Memfd(_) => {}
+                    Handle::Memfd(_) | Handle::Null(_) => {}
                 }
                 Some(Expect::Ok)
             }
@@ -514,10 +541,10 @@ impl Model {
                     self.finish(&name);
                     Some(Expect::Ok)
                 }
-                Handle::Memfd(_) => None,
+                Handle::Memfd(_) | Handle::Null(_) => None,
             },
             Op::GetName { session } => match self.handles.get(session)? {
-                Handle::Memfd(_) => None,
+                Handle::Memfd(_) | Handle::Null(_) => None,
                 _ => Some(Expect::Ok),
             },
             Op::CreateMemfd { handle, size, seed } => {
@@ -529,6 +556,7 @@ impl Model {
                     seed: *seed,
                     pattern_len: *size,
                     seals: BTreeSet::new(),
+                    pos: 0,
                 });
                 self.handles
                     .insert(handle.clone(), Handle::Memfd(self.files.len() - 1));
@@ -588,15 +616,19 @@ impl Model {
             }
             Op::Preserve { session, fd, token } => {
                 let s = self.handles.get(session)?.clone();
-                let id = self.memfd(fd)?;
+                let file = self.handles.get(fd)?.clone();
                 let name = match s {
                     Handle::Created(name) => name,
                     Handle::Retrieved(_) => return err("EINVAL"),
-                    Handle::Memfd(_) => return None,
+                    Handle::Memfd(_) | Handle::Null(_) => return None,
                 };
                 if self.created[&name].files.contains_key(token) {
                     return err("EEXIST");
                 }
+                // No handler's can_preserve() takes it (luo_preserve_file()).
+                let Handle::Memfd(id) = file else {
+                    return err("ENOENT");
+                };
                 if self.held.contains(&id) {
                     return err("EBUSY");
                 }
@@ -621,7 +653,7 @@ impl Model {
                 let name = match self.handles.get(session)? {
                     Handle::Created(_) => return err("EINVAL"),
                     Handle::Retrieved(name) => name.clone(),
-                    Handle::Memfd(_) => return None,
+                    Handle::Memfd(_) | Handle::Null(_) => return None,
                 };
                 let Some(Incoming::Retrieved {
                     finished,
@@ -654,6 +686,11 @@ impl Model {
                 Some(Expect::Ok)
             }
             Op::Check { fd } => self.memfd(fd).map(|_| Expect::Ok),
+            Op::Seek { fd, offset } => {
+                let id = self.memfd(fd)?;
+                self.files[id].pos = *offset;
+                Some(Expect::Ok)
+            }
             Op::Raw { handle, call, bad } => self.raw(handle, *call, *bad),
             Op::Unanswerable { handle, request } => self.unanswerable(handle, request),
             Op::ManySessions { .. } | Op::ManyFiles { .. } => self.batch(op),
@@ -662,7 +699,8 @@ impl Model {
                     .created
                     .iter()
                     .map(|(name, c)| {
-                        // Contents, size and position as they are now; the seals as they were
+                        // Contents, size and position as they are now (memfd_luo_freeze()
+                        // records the position again); the seals as they were
                         // at PRESERVE_FD: memfd_luo records them then and F_ADD_SEALS stays
                         // allowed after it, so later seals do not reach the next kernel
                         // (docs/fuzzing.md, finding 1).
@@ -699,9 +737,12 @@ impl Model {
     /// device's or the session's table (EINVAL when it is in neither), the size read (EFAULT),
     /// for a session whether the command is for an outgoing or an incoming one (EINVAL), the size
     /// checked against the last field (EINVAL), a longer struct's tail (E2BIG), then the command
-    /// itself, whose only refusal here is a non-zero reserved word (EINVAL). Nothing changes.
+    /// itself: a non-zero reserved word (EINVAL), a used token (EEXIST), an fd number with no
+    /// file (EBADF). Nothing changes.
     fn raw(&self, handle: &str, call: Call, bad: Bad) -> Option<Expect> {
-        if bad == Bad::Reserved && !call.has_reserved() {
+        if (bad == Bad::Reserved && !call.has_reserved())
+            || (bad == Bad::BadFd && call != Call::PreserveFd)
+        {
             return None;
         }
         let nr = call.nr();
@@ -729,6 +770,13 @@ impl Model {
         match bad {
             Bad::Short | Bad::Reserved => err("EINVAL"),
             Bad::LongTail => err("E2BIG"),
+            // luo_preserve_file(): the token first, then fget().
+            Bad::BadFd => match self.handles.get(handle) {
+                Some(Handle::Created(name)) if self.created[name].files.contains_key(&0) => {
+                    err("EEXIST")
+                }
+                _ => err("EBADF"),
+            },
             Bad::Unmapped => unreachable!("answered above"),
         }
     }
@@ -1004,6 +1052,9 @@ mod tests {
             (raw("s1", Call::Finish, Bad::LongTail), e("EINVAL")),
             (raw("s1", Call::PreserveFd, Bad::LongTail), e("E2BIG")),
             (raw("s1", Call::GetName, Bad::Reserved), e("EINVAL")),
+            (raw("s1", Call::PreserveFd, Bad::BadFd), e("EBADF")),
+            (raw(DEVICE, Call::PreserveFd, Bad::BadFd), e("EINVAL")),
+            (raw("s1", Call::Finish, Bad::BadFd), None),
             (raw("m9", Call::GetName, Bad::Short), None),
         ];
         for (op, want) in cases {

@@ -40,6 +40,9 @@ fn token(rng: &mut StdRng) -> u64 {
 /// One operation in this many is a batch of sessions or files.
 const BATCH_ONE_IN: u32 = 120;
 
+/// File positions: the start, inside a page, past the first, past the end of most files.
+const OFFSETS: &[u64] = &[0, 1, 100, 4096, 70000, 1 << 33];
+
 const SIZES: &[u64] = &[0, 1, 4096, 5000, 12288, 65536, 1 << 20];
 
 fn pick<'a>(rng: &mut StdRng, v: &[&'a str]) -> Option<&'a str> {
@@ -178,7 +181,7 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
             },
         });
     }
-    Some(match rng.random_range(0..23) {
+    Some(match rng.random_range(0..25) {
         0 | 1 => Op::CreateSession {
             name: name(rng),
             handle: fresh("s"),
@@ -188,11 +191,19 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
             size: SIZES[rng.random_range(0..SIZES.len())],
             seed: rng.random_range(1..1000),
         },
-        3 | 4 => Op::Preserve {
-            session: pick(rng, &sessions)?.into(),
-            fd: pick(rng, &memfds)?.into(),
-            token: token(rng),
-        },
+        3 | 4 => {
+            // Now and then a file no handler takes: /dev/null, a session's own fd.
+            let others: Vec<&str> = m.nulls().into_iter().chain(sessions.clone()).collect();
+            let fds = match rng.random_range(0..8) {
+                0 => &others,
+                _ => &memfds,
+            };
+            Op::Preserve {
+                session: pick(rng, &sessions)?.into(),
+                fd: pick(rng, fds)?.into(),
+                token: token(rng),
+            }
+        }
         5 | 6 => {
             // Mostly a name the last kernel handed over.
             let incoming = m.incoming_names();
@@ -246,11 +257,22 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
         16 => Op::OpenDevice,
         15 => {
             let targets: Vec<&str> = std::iter::once(DEVICE).chain(sessions).collect();
-            let bads = [Bad::Unmapped, Bad::Short, Bad::LongTail, Bad::Reserved];
+            let bads = [
+                Bad::Unmapped,
+                Bad::Short,
+                Bad::LongTail,
+                Bad::Reserved,
+                Bad::BadFd,
+            ];
+            let bad = bads[rng.random_range(0..bads.len())];
+            let call = match bad {
+                Bad::BadFd => Call::PreserveFd,
+                _ => Call::ALL[rng.random_range(0..Call::ALL.len())],
+            };
             Op::Raw {
                 handle: pick(rng, &targets)?.into(),
-                call: Call::ALL[rng.random_range(0..Call::ALL.len())],
-                bad: bads[rng.random_range(0..bads.len())],
+                call,
+                bad,
             }
         }
         18 | 19 => unanswerable(rng, m, &sessions, &memfds)?,
@@ -261,6 +283,11 @@ fn one(rng: &mut StdRng, m: &Model, fresh: &mut impl FnMut(&str) -> String) -> O
                 new_handle: fresh("d"),
             }
         }
+        23 => Op::Seek {
+            fd: pick(rng, &memfds)?.into(),
+            offset: OFFSETS[rng.random_range(0..OFFSETS.len())],
+        },
+        24 => Op::OpenNull { handle: fresh("n") },
         22 => Op::ReadKho {
             file: KHO_FILES[rng.random_range(0..KHO_FILES.len())].into(),
         },
@@ -324,6 +351,10 @@ fn raw_argument(call: Call, bad: Bad) -> (String, String) {
         Bad::Reserved => (
             format!("size: {size}, len: {size}"),
             ", words: [[4, 1]]".into(),
+        ),
+        Bad::BadFd => (
+            format!("size: {size}, len: {size}"),
+            ", words: [[4, 1000000]]".into(),
         ),
     }
 }
@@ -418,6 +449,10 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
             }
             Op::Write { fd, seed } => format!("write_pattern: {{fd: {fd}, seed: {seed}{expect}}}"),
             Op::Truncate { fd, size } => format!("truncate: {{fd: {fd}, size: {size}{expect}}}"),
+            Op::OpenNull { handle } => {
+                format!("open_path: {{path: /dev/null, as: {handle}{expect}}}")
+            }
+            Op::Seek { fd, offset } => format!("seek: {{fd: {fd}, offset: {offset}{expect}}}"),
             Op::Seal { fd, seals } => {
                 format!("seal: {{fd: {fd}, seals: [{}]{expect}}}", seals.join(", "))
             }
@@ -443,8 +478,9 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
                 }
                 let seals: Vec<&str> = f.seals.iter().copied().collect();
                 s.push_str(&format!(
-                    "observe: {{handle: {fd}, size: {}, seals: [{}]}}",
+                    "observe: {{handle: {fd}, size: {}, position: {}, seals: [{}]}}",
                     f.size,
+                    f.pos,
                     seals.join(", ")
                 ));
                 s
@@ -461,7 +497,8 @@ pub fn scenario(ops: &[Op], description: &str) -> (String, Vec<Op>) {
                 format!("read_file: {{path: /sys/kernel/debug/kho/out/{file}, contains: [\"0x\"]}}")
             }
             Op::OpenDevice if e == Expect::Ok => "open_device: {}".to_string(),
-            Op::OpenDevice => format!("open_device: {{as: d2{expect}}}"),
+            // A name no generated handle has (those are a letter and a number).
+            Op::OpenDevice => format!("open_device: {{as: busy{expect}}}"),
             Op::ManySessions { prefix, count } => format!(
                 "repeat:\n      count: {count}\n      steps:\n        - create_session: \
                  {{name: \"{prefix}-{{i}}\", as: \"{prefix}-{{i}}\"{expect}}}"
@@ -565,6 +602,8 @@ mod tests {
             "KexecWith",
             "Dup",
             "ReadKho",
+            "Seek",
+            "OpenNull",
         ];
         assert_eq!(
             seen,
@@ -596,7 +635,7 @@ mod tests {
             "no session without the device"
         );
         assert!(
-            yaml.contains("open_device: {as: d2, expect: EBUSY}"),
+            yaml.contains("open_device: {as: busy, expect: EBUSY}"),
             "{yaml}"
         );
         let s = crate::scenario::parse("x.yaml", &yaml).unwrap();

@@ -1,6 +1,6 @@
 //! Delta debugging of a failing program: drop ever smaller chunks of operations (a kexec is an
 //! operation like any other), keep a candidate when it still fails the same way, then make the
-//! files small. A candidate is first replayed through the model, which leaves out what no longer
+//! files small, batches short and kexecs plain. A candidate is first replayed through the model, which leaves out what no longer
 //! applies (a preserve whose memfd was dropped) and predicts afresh what the rest must answer.
 
 use super::model::Op;
@@ -40,7 +40,8 @@ pub fn signature(reason: &str) -> String {
     out.trim_end().to_string()
 }
 
-/// Files shrunk to these sizes, largest first, while the failure stays.
+/// Files shrunk to these sizes, largest first, while the failure stays (and batches to 32 and
+/// 1 sessions or files).
 const SMALL_SIZES: &[u64] = &[4096, 1];
 
 /// The smallest program found that still `fails` (which runs it).
@@ -75,6 +76,13 @@ pub async fn shrink(ops: &[Op], mut fails: impl AsyncFnMut(&[Op]) -> bool) -> Ve
                 Op::CreateMemfd { size, .. } | Op::Truncate { size, .. } if *size > small => {
                     *size = small
                 }
+                // A batch as small as the failure lets it be (one block's worth, or one).
+                Op::ManySessions { count, .. } | Op::ManyFiles { count, .. }
+                    if *count > small.min(32) as u32 =>
+                {
+                    *count = small.min(32) as u32
+                }
+                Op::KexecWith { .. } => candidate[i] = Op::Kexec,
                 _ => continue,
             }
             let (_, kept) = program::scenario(&candidate, "");

@@ -25,6 +25,9 @@ pub struct Observe {
     /// The seals the file must have, all and only these (`[]`: none); the step fails otherwise.
     #[serde(default)]
     pub seals: Option<Vec<String>>,
+    /// The file position it must have (lseek(fd, 0, SEEK_CUR)); the step fails otherwise.
+    #[serde(default)]
+    pub position: Option<u64>,
     #[serde(default)]
     pub expect: Expect,
 }
@@ -79,7 +82,7 @@ impl StepKind for Observe {
 }
 
 impl Observe {
-    /// The size and seals the step names, against what the kernel shows.
+    /// The size, position and seals the step names, against what the kernel shows.
     fn assert(&self, o: &luo_protocol::Observation) -> Result<(), StepFailure> {
         if let Some(Size(want)) = self.size
             && o.st_size != want as i64
@@ -87,6 +90,15 @@ impl Observe {
             return Err(StepFailure::Check(format!(
                 "{}: expected size {want}, got {}",
                 self.handle, o.st_size
+            )));
+        }
+        if let Some(want) = self.position
+            && o.position != Some(want as i64)
+        {
+            return Err(StepFailure::Check(format!(
+                "{}: expected position {want}, got {}",
+                self.handle,
+                o.position.map_or("none".into(), |p| p.to_string())
             )));
         }
         if let Some(want) = &self.seals {
