@@ -46,6 +46,17 @@ impl StepKind for Close {
     }
 }
 
+/// A path in the guest: absolute, at most PATH_MAX.
+fn guest_path(v: &mut Validator, at: &Site, path: &str) {
+    if !path.starts_with('/') || path.len() > 4096 {
+        v.problem(
+            at,
+            format!("`{path}` is not a path in the guest: an absolute path, at most 4096 bytes"),
+            None,
+        );
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenPath {
@@ -69,16 +80,7 @@ impl StepKind for OpenPath {
         }
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
-        if !self.path.starts_with('/') || self.path.len() > 4096 {
-            v.problem(
-                at,
-                format!(
-                    "`{}` is not a path in the guest: an absolute path, at most 4096 bytes",
-                    self.path
-                ),
-                None,
-            );
-        }
+        guest_path(v, at, &self.path);
         v.define(at, &self.handle, Kind::File, self.expect.is_some());
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
@@ -157,16 +159,7 @@ impl StepKind for ReadFile {
         }
     }
     fn check(&self, v: &mut Validator, at: &Site, _: &Template) {
-        if !self.path.starts_with('/') || self.path.len() > 4096 {
-            v.problem(
-                at,
-                format!(
-                    "`{}` is not a path in the guest: an absolute path, at most 4096 bytes",
-                    self.path
-                ),
-                None,
-            );
-        }
+        guest_path(v, at, &self.path);
     }
     async fn run<G: GuestDriver>(&self, cx: &mut StepContext<'_, G>) -> StepResult {
         let req = Request::ReadFile {
