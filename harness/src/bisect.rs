@@ -275,7 +275,14 @@ async fn metric_step(
         samples.extend(more);
         let good_values = metric::values(m.metric, &samples, "good", m.sessions);
         let commit_values = metric::values(m.metric, &samples, "commit", m.sessions);
-        let change = stats::change(&good_values, &commit_values, alpha, m.metric.better);
+        let resolution = metric::resolution(m.metric, &samples, m.sessions);
+        let change = stats::change(
+            &good_values,
+            &commit_values,
+            alpha,
+            m.metric.better,
+            resolution,
+        );
         let judged = change.as_ref().and_then(|c| judge(c, m.threshold));
         let last = attempts > m.retries;
         if judged.is_some() || last {
@@ -537,7 +544,7 @@ mod tests {
     use crate::measure::stats::Better;
 
     fn judged(good: &[f64], commit: &[f64], threshold: f64) -> Option<bool> {
-        let c = stats::change(good, commit, 0.05, Better::Lower).unwrap();
+        let c = stats::change(good, commit, 0.05, Better::Lower, 0.0).unwrap();
         judge(&c, threshold)
     }
 

@@ -380,6 +380,11 @@ pub struct MemorySnapshot {
     /// /proc/meminfo in kB, by field name.
     pub meminfo: Vec<(String, u64)>,
     pub slabs: Vec<SlabCache>,
+    /// Free pages held in the per-cpu lists (/proc/zoneinfo's pagesets), in bytes: free memory
+    /// that MemFree does not count. A figure that leaves them out moves by a batch of pages with
+    /// the state the allocator booted into, not with what was allocated.
+    #[serde(default)]
+    pub pcp_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -248,7 +248,8 @@ pub struct DeltaReport {
 }
 
 pub const METHOD: &str = "Mann-Whitney U; interval: Hodges-Lehmann shift with Moses' \
-    distribution-free interval; Bonferroni over the table's figures";
+    distribution-free interval; Bonferroni over the table's figures; a memory figure changes only \
+    beyond a slab of each cache it touched (one boot's slabs set it for every VM restored from it)";
 
 impl DeltaReport {
     /// Rows that got significantly worse by more than `threshold` (0.05 = 5%).
@@ -351,7 +352,7 @@ pub fn rows(samples: &[Sample], sessions: &[u32], files: u32, level: Level) -> V
             sessions: n,
             files: if m.per == Per::File { files } else { 0 },
             unit: m.unit.into(),
-            change: stats::change(&b, &p, alpha, m.better),
+            change: stats::change(&b, &p, alpha, m.better, metric::resolution(m, samples, n)),
         }
     };
     let of = |per| metric::ALL.iter().filter(move |m| m.per == per);

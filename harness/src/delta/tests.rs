@@ -16,6 +16,8 @@ fn samples(runs: u32, extra_slab: i64) -> Vec<Sample> {
                 sunreclaim_bytes: 768 + extra,
                 memfree_drop_bytes: 4096 + extra,
                 grown_caches: Default::default(),
+                // Less than a page: these samples stand for many sessions, one at a time.
+                slab_slack_bytes: 512,
                 create_ns: 20_000 + jitter as u64 * 100,
                 blackout_host_ms: 540.0 + jitter,
                 old_kernel_ms: Some(120.0 + jitter / 2.0),
@@ -27,6 +29,7 @@ fn samples(runs: u32, extra_slab: i64) -> Vec<Sample> {
                 files_slab_bytes: 100 * 160 + jitter as i64 * 64,
                 files_memfree_drop_bytes: 100 * 4300 + jitter as i64 * 256,
                 files_grown_caches: Default::default(),
+                files_slab_slack_bytes: 4096,
                 preserve_ns: 100 * 9_000 + jitter as u64 * 1000,
                 retrieve_files_ns: 100 * 7_000 + jitter as u64 * 1000,
             });

@@ -17,6 +17,9 @@ pub struct Metric {
     pub what: &'static str,
     pub per: Per,
     value: fn(&Sample) -> Option<f64>,
+    /// The smallest change a sample can show, in the figure's unit; None where the rank test
+    /// alone decides (times).
+    resolution: Option<fn(&Sample) -> Option<f64>>,
 }
 
 /// What a figure is a cost of, which says which samples it is compared over.
@@ -32,6 +35,17 @@ impl Metric {
     pub fn of(&self, s: &Sample) -> Option<f64> {
         (self.value)(s).filter(|v| v.is_finite())
     }
+}
+
+/// A memory figure's resolution over samples: the largest slack of any of them, so a step that
+/// one boot's slabs can make is never called a change.
+pub fn resolution(m: &Metric, samples: &[Sample], sessions: u32) -> f64 {
+    let Some(of) = m.resolution else { return 0.0 };
+    samples
+        .iter()
+        .filter(|s| m.per == Per::File || s.sessions == sessions)
+        .filter_map(of)
+        .fold(0.0, f64::max)
 }
 
 fn per_session(s: &Sample, v: f64) -> f64 {
@@ -53,15 +67,17 @@ pub const ALL: &[Metric] = &[
         what: "growth of Slab in /proc/meminfo over creating the sessions, per session",
         per: Per::Session,
         value: |s| Some(per_session(s, s.slab_bytes as f64)),
+        resolution: Some(|s| Some(per_session(s, s.slab_slack_bytes as f64))),
     },
     Metric {
         name: "memfree_bytes_per_session",
         short: "memfree B/sess",
         unit: "B",
         better: Better::Lower,
-        what: "drop of MemFree over creating the sessions, per session (slab and pages)",
+        what: "drop of free memory (MemFree and the per-cpu free lists) over creating the sessions, per session (slab and pages)",
         per: Per::Session,
         value: |s| Some(per_session(s, s.memfree_drop_bytes as f64)),
+        resolution: Some(|s| Some(per_session(s, s.slab_slack_bytes as f64))),
     },
     Metric {
         name: "create_us_per_session",
@@ -71,6 +87,7 @@ pub const ALL: &[Metric] = &[
         what: "LIVEUPDATE_IOCTL_CREATE_SESSION, timed in the guest, per session",
         per: Per::Session,
         value: |s| Some(per_session(s, s.create_ns as f64 / 1000.0)),
+        resolution: None,
     },
     Metric {
         name: "retrieve_us_per_session",
@@ -80,6 +97,7 @@ pub const ALL: &[Metric] = &[
         what: "LIVEUPDATE_IOCTL_RETRIEVE_SESSION in the next kernel, timed in the guest, per session",
         per: Per::Session,
         value: |s| s.retrieve_ns.map(|ns| per_session(s, ns as f64 / 1000.0)),
+        resolution: None,
     },
     Metric {
         name: "finish_us_per_session",
@@ -89,6 +107,7 @@ pub const ALL: &[Metric] = &[
         what: "LIVEUPDATE_SESSION_FINISH of the retrieved sessions, timed in the guest, per session",
         per: Per::Session,
         value: |s| s.finish_ns.map(|ns| per_session(s, ns as f64 / 1000.0)),
+        resolution: None,
     },
     Metric {
         name: "slab_bytes_per_file",
@@ -98,15 +117,17 @@ pub const ALL: &[Metric] = &[
         what: "growth of Slab over preserving one-page memfds, per file",
         per: Per::File,
         value: |s| per_file(s, s.files_slab_bytes as f64),
+        resolution: Some(|s| per_file(s, s.files_slab_slack_bytes as f64)),
     },
     Metric {
         name: "memfree_bytes_per_file",
         short: "memfree B/file",
         unit: "B",
         better: Better::Lower,
-        what: "drop of MemFree over preserving them (contents already written), per file",
+        what: "drop of free memory (MemFree and the per-cpu free lists) over preserving them (contents already written), per file",
         per: Per::File,
         value: |s| per_file(s, s.files_memfree_drop_bytes as f64),
+        resolution: Some(|s| per_file(s, s.files_slab_slack_bytes as f64)),
     },
     Metric {
         name: "preserve_us_per_file",
@@ -116,6 +137,7 @@ pub const ALL: &[Metric] = &[
         what: "LIVEUPDATE_SESSION_PRESERVE_FD, timed in the guest, per file",
         per: Per::File,
         value: |s| per_file(s, s.preserve_ns as f64 / 1000.0),
+        resolution: None,
     },
     Metric {
         name: "retrieve_us_per_file",
@@ -125,6 +147,7 @@ pub const ALL: &[Metric] = &[
         what: "LIVEUPDATE_SESSION_RETRIEVE_FD in the next kernel, timed in the guest, per file",
         per: Per::File,
         value: |s| per_file(s, s.retrieve_files_ns as f64 / 1000.0),
+        resolution: None,
     },
     Metric {
         name: "blackout_ms",
@@ -134,6 +157,7 @@ pub const ALL: &[Metric] = &[
         what: "reboot(KEXEC) asked to the next kernel's agent answering, seen from the host",
         per: Per::Session,
         value: |s| Some(s.blackout_host_ms),
+        resolution: None,
     },
     Metric {
         name: "old_kernel_ms",
@@ -143,6 +167,7 @@ pub const ALL: &[Metric] = &[
         what: "blackout, old kernel: the agent's reboot mark to \"Starting new kernel\"",
         per: Per::Session,
         value: |s| s.old_kernel_ms,
+        resolution: None,
     },
     Metric {
         name: "new_kernel_ms",
@@ -152,6 +177,7 @@ pub const ALL: &[Metric] = &[
         what: "blackout, new kernel: its boot to its agent's hello (CLOCK_BOOTTIME)",
         per: Per::Session,
         value: |s| Some(s.new_kernel_ms),
+        resolution: None,
     },
 ];
 
@@ -242,6 +268,7 @@ mod tests {
             sunreclaim_bytes: 0,
             memfree_drop_bytes: 0,
             grown_caches: map(caches),
+            slab_slack_bytes: 0,
             create_ns: 0,
             blackout_host_ms: 0.0,
             old_kernel_ms: None,
@@ -253,6 +280,7 @@ mod tests {
             files_slab_bytes: 0,
             files_memfree_drop_bytes: 0,
             files_grown_caches: map(file_caches),
+            files_slab_slack_bytes: 0,
             preserve_ns: 0,
             retrieve_files_ns: 0,
         }

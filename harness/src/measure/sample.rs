@@ -32,10 +32,16 @@ pub struct Sample {
     pub slab_bytes: i64,
     /// Growth of SUnreclaim, bytes.
     pub sunreclaim_bytes: i64,
-    /// Drop of MemFree, bytes (all kernel memory the sessions took, slab or pages).
+    /// Drop of free memory (MemFree and the per-cpu free lists), bytes: all kernel memory the
+    /// sessions took, slab or pages.
     pub memfree_drop_bytes: i64,
     /// Slab caches whose active objects grew, by objects.
     pub grown_caches: BTreeMap<String, i64>,
+    /// A slab of each cache the sessions touched, bytes: where the first new slab of a cache
+    /// comes depends on how full the boot left its partial slab, so the memory figures can move
+    /// by this much from one boot to another, and not at all between VMs restored from one.
+    #[serde(default)]
+    pub slab_slack_bytes: i64,
     pub create_ns: u64,
     pub blackout_host_ms: f64,
     /// Old kernel: agent's reboot(KEXEC) mark -> "Starting new kernel" (kernel log timestamps).
@@ -57,12 +63,15 @@ pub struct Sample {
     /// Growth of Slab over preserving the files, bytes.
     #[serde(default)]
     pub files_slab_bytes: i64,
-    /// Drop of MemFree over preserving the files (their pages were written before), bytes.
+    /// Drop of free memory over preserving the files (their pages were written before), bytes.
     #[serde(default)]
     pub files_memfree_drop_bytes: i64,
     /// Slab caches whose active objects grew over preserving the files, by objects.
     #[serde(default)]
     pub files_grown_caches: BTreeMap<String, i64>,
+    /// The same slack over preserving the files.
+    #[serde(default)]
+    pub files_slab_slack_bytes: i64,
     #[serde(default)]
     pub preserve_ns: u64,
     /// RETRIEVE_FD of every file in the next kernel.
@@ -84,11 +93,32 @@ fn meminfo(s: &MemorySnapshot, k: &str) -> i64 {
         .map_or(0, |(_, v)| *v as i64 * 1024)
 }
 
+/// Free memory as the allocator has it: MemFree and the pages the cpus keep in their free lists.
+fn free(s: &MemorySnapshot) -> i64 {
+    meminfo(s, "MemFree") + s.pcp_free_bytes as i64
+}
+
 async fn snapshot(guest: &mut Guest) -> Result<MemorySnapshot, MeasureError> {
     match guest.request(Request::MemorySnapshot).await? {
         Reply::Memory(m) => Ok(m),
         other => Err(unexpected("memory_snapshot", other)),
     }
+}
+
+/// The guest's page (x86_64's, and arm64's 4K configurations).
+const PAGE_BYTES: i64 = 4096;
+
+/// One slab of every cache whose active objects changed from `before` to `after`, in bytes.
+fn slab_slack(before: &MemorySnapshot, after: &MemorySnapshot) -> i64 {
+    after
+        .slabs
+        .iter()
+        .filter(|c| {
+            let was = before.slabs.iter().find(|p| p.name == c.name);
+            was.is_none_or(|p| p.active_objs != c.active_objs)
+        })
+        .map(|c| c.pages_per_slab as i64 * PAGE_BYTES)
+        .sum()
 }
 
 /// Caches whose active objects grew by at least half of `n` from `before` to `after`.
@@ -213,8 +243,9 @@ pub async fn take(
         rep,
         slab_bytes: meminfo(&after, "Slab") - meminfo(&before, "Slab"),
         sunreclaim_bytes: meminfo(&after, "SUnreclaim") - meminfo(&before, "SUnreclaim"),
-        memfree_drop_bytes: meminfo(&before, "MemFree") - meminfo(&after, "MemFree"),
+        memfree_drop_bytes: free(&before) - free(&after),
         grown_caches: grown(&before, &after, n),
+        slab_slack_bytes: slab_slack(&before, &after),
         create_ns,
         blackout_host_ms: blackout.as_secs_f64() * 1000.0,
         old_kernel_ms,
@@ -224,9 +255,9 @@ pub async fn take(
         finish_ns: Some(finish_ns),
         files: f,
         files_slab_bytes: files.map_or(0, |a| meminfo(a, "Slab") - meminfo(&after, "Slab")),
-        files_memfree_drop_bytes: files
-            .map_or(0, |a| meminfo(&after, "MemFree") - meminfo(a, "MemFree")),
+        files_memfree_drop_bytes: files.map_or(0, |a| free(&after) - free(a)),
         files_grown_caches: files.map_or_else(BTreeMap::new, |a| grown(&after, a, f)),
+        files_slab_slack_bytes: files.map_or(0, |a| slab_slack(&after, a)),
         preserve_ns,
         retrieve_files_ns,
     })

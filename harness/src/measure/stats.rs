@@ -53,6 +53,10 @@ pub struct Change {
     /// `shift` and its interval relative to the base median (0.05 = 5%); None for a zero base.
     pub relative: Option<f64>,
     pub relative_interval: Option<(f64, f64)>,
+    /// The smallest shift the figure can show (memory: a slab of each cache that grew, per
+    /// object); a change is called only when its interval clears it on one side.
+    #[serde(default)]
+    pub resolution: f64,
     pub verdict: Verdict,
 }
 
@@ -198,9 +202,16 @@ pub fn min_runs(alpha: f64) -> usize {
         .unwrap_or(EXACT_LIMIT)
 }
 
-/// The change of one figure from `base` to `patched` at error rate `alpha` (already corrected).
-/// `None` when either side has no finite value.
-pub fn change(base: &[f64], patched: &[f64], alpha: f64, better: Better) -> Option<Change> {
+/// The change of one figure from `base` to `patched` at error rate `alpha` (already corrected),
+/// called only when its interval lies beyond `resolution` on one side (0 for figures the test
+/// alone decides). `None` when either side has no finite value.
+pub fn change(
+    base: &[f64],
+    patched: &[f64],
+    alpha: f64,
+    better: Better,
+    resolution: f64,
+) -> Option<Change> {
     let x: Vec<f64> = base.iter().copied().filter(|v| v.is_finite()).collect();
     let y: Vec<f64> = patched.iter().copied().filter(|v| v.is_finite()).collect();
     if x.is_empty() || y.is_empty() {
@@ -218,8 +229,8 @@ pub fn change(base: &[f64], patched: &[f64], alpha: f64, better: Better) -> Opti
     } else {
         (d[k - 1], d[d.len() - k])
     };
-    let verdict = if interval.0 > 0.0 || interval.1 < 0.0 {
-        let up = interval.0 > 0.0;
+    let verdict = if interval.0 > resolution || interval.1 < -resolution {
+        let up = interval.0 > resolution;
         match (up, better) {
             (true, Better::Lower) | (false, Better::Higher) => Verdict::Worse,
             _ => Verdict::Better,
@@ -237,6 +248,7 @@ pub fn change(base: &[f64], patched: &[f64], alpha: f64, better: Better) -> Opti
         shift_interval: interval,
         relative,
         relative_interval: relative.map(|_| (rel(interval.0), rel(interval.1))),
+        resolution,
         verdict,
     })
 }
@@ -299,7 +311,14 @@ mod tests {
         // 1/C(2n, n) <= alpha/2: at 0.05 / 8 figures, C(10,5) = 252 is not enough, C(12,6) = 924 is.
         assert_eq!(min_runs(0.05 / 8.0), 6);
         assert_eq!(min_runs(0.05), 4);
-        let c = change(&[1.0, 2.0, 3.0], &[10.0, 11.0, 12.0], 0.05, Better::Lower).unwrap();
+        let c = change(
+            &[1.0, 2.0, 3.0],
+            &[10.0, 11.0, 12.0],
+            0.05,
+            Better::Lower,
+            0.0,
+        )
+        .unwrap();
         assert_eq!(
             c.verdict,
             Verdict::NoChange,
@@ -309,17 +328,30 @@ mod tests {
 
     #[test]
     fn identical_constant_figures_are_no_change_and_a_constant_step_is_called() {
-        let same = change(&[800.0; 8], &[800.0; 8], 0.01, Better::Lower).unwrap();
+        let same = change(&[800.0; 8], &[800.0; 8], 0.01, Better::Lower, 0.0).unwrap();
         assert_eq!(same.verdict, Verdict::NoChange);
         assert_eq!(same.shift_interval, (0.0, 0.0));
-        let fat = change(&[800.0; 8], &[1824.0; 8], 0.01, Better::Lower).unwrap();
+        let fat = change(&[800.0; 8], &[1824.0; 8], 0.01, Better::Lower, 0.0).unwrap();
         assert_eq!(fat.verdict, Verdict::Worse);
         assert_eq!(fat.shift, 1024.0);
         assert!((fat.relative.unwrap() - 1.28).abs() < 1e-9);
-        let faster = change(&[10.0; 8], &[5.0; 8], 0.01, Better::Lower).unwrap();
+        let faster = change(&[10.0; 8], &[5.0; 8], 0.01, Better::Lower, 0.0).unwrap();
         assert_eq!(faster.verdict, Verdict::Better);
-        let more = change(&[10.0; 8], &[5.0; 8], 0.01, Better::Higher).unwrap();
+        let more = change(&[10.0; 8], &[5.0; 8], 0.01, Better::Higher, 0.0).unwrap();
         assert_eq!(more.verdict, Verdict::Worse);
+    }
+
+    /// Memory figures are the same in every VM restored from one boot, so a page that boot put
+    /// elsewhere is a certain step of 4096 / N: no change while it is within the resolution.
+    #[test]
+    fn a_step_within_the_resolution_is_no_change_and_one_beyond_it_is_called() {
+        let page = change(&[774.1; 9], &[778.2; 9], 0.001, Better::Lower, 8.2).unwrap();
+        assert_eq!(page.verdict, Verdict::NoChange);
+        assert!((page.shift - 4.1).abs() < 1e-9 && page.resolution == 8.2);
+        let fat = change(&[774.1; 9], &[1331.0; 9], 0.001, Better::Lower, 8.2).unwrap();
+        assert_eq!(fat.verdict, Verdict::Worse);
+        let smaller = change(&[774.1; 9], &[700.0; 9], 0.001, Better::Lower, 8.2).unwrap();
+        assert_eq!(smaller.verdict, Verdict::Better);
     }
 
     /// The property the null target rests on: with no change, a table of 8 figures corrected
@@ -337,7 +369,7 @@ mod tests {
             let any = (0..level.comparisons).any(|_| {
                 let x: Vec<f64> = (0..10).map(|_| noise.blackout()).collect();
                 let y: Vec<f64> = (0..10).map(|_| noise.blackout()).collect();
-                change(&x, &y, level.per_figure_alpha(), Better::Lower)
+                change(&x, &y, level.per_figure_alpha(), Better::Lower, 0.0)
                     .unwrap()
                     .verdict
                     != Verdict::NoChange
@@ -363,7 +395,7 @@ mod tests {
             .filter(|_| {
                 let x: Vec<f64> = (0..20).map(|_| noise.blackout()).collect();
                 let y: Vec<f64> = (0..20).map(|_| noise.blackout() + 20.0).collect();
-                change(&x, &y, level.per_figure_alpha(), Better::Lower)
+                change(&x, &y, level.per_figure_alpha(), Better::Lower, 0.0)
                     .unwrap()
                     .verdict
                     == Verdict::Worse
@@ -379,11 +411,12 @@ mod tests {
             &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
             0.05,
             Better::Lower,
+            0.0,
         )
         .unwrap();
         assert_eq!(c.shift, 2.0);
         assert!(c.shift_interval.0 <= 2.0 && 2.0 <= c.shift_interval.1);
         assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), 2.5);
-        assert!(change(&[f64::NAN], &[1.0], 0.05, Better::Lower).is_none());
+        assert!(change(&[f64::NAN], &[1.0], 0.05, Better::Lower, 0.0).is_none());
     }
 }

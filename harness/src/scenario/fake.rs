@@ -125,6 +125,7 @@ impl FakeGuest {
             Request::MemorySnapshot => Reply::Memory(MemorySnapshot {
                 meminfo: vec![],
                 slabs: vec![],
+                pcp_free_bytes: 0,
             }),
             Request::Exec { .. } => Reply::Exited(ExitStatus {
                 code: Some(0),
