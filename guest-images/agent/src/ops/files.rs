@@ -279,7 +279,8 @@ fn observe(fd: i32) -> Result<Observation, AgentError> {
         st_dev: st.st_dev,
         st_ino: st.st_ino,
         st_mode: st.st_mode,
-        st_nlink: st.st_nlink,
+        // nlink_t is u64 on x86_64 and u32 on aarch64.
+        st_nlink: st.st_nlink as u64,
         st_size: st.st_size,
         st_rdev: st.st_rdev,
         fs_magic: sf.f_type as u64,
