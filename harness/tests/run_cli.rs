@@ -351,3 +351,35 @@ fn a_debug_kernel_asked_to_fit_in_too_little_memory_is_refused_before_anything_i
         "nothing was built or looked up: {stderr}"
     );
 }
+
+#[test]
+fn a_file_kernel_that_is_not_an_x86_64_bzimage_is_refused_by_name_before_any_vm() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = common::project("scenarios/memfd-roundtrip.yaml");
+    let mut arm64 = vec![0u8; 0x1000];
+    arm64[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("Image", arm64, "an arm64 Image; the guest is x86-64"),
+        ("Image.gz", vec![0x1f, 0x8b, 8, 0, 0, 0], "gzip-compressed"),
+        ("vmlinux", b"\x7fELF\x02\x01\x01".to_vec(), "an ELF"),
+    ];
+    for (name, bytes, says) in cases {
+        let kernel = out.path().join(name);
+        std::fs::write(&kernel, bytes).unwrap();
+        let spec = format!("file:{}", kernel.display());
+        let o = run(&["--kernel", &spec, scenario.to_str().unwrap()], out.path());
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}\n{stdout}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{}: ", kernel.display())) && stderr.contains(says),
+            "{name}: {stderr}"
+        );
+        assert!(
+            !out.path()
+                .join("luo-reports")
+                .join("memfd-roundtrip.report.yaml")
+                .exists(),
+            "no scenario ran on {name}"
+        );
+    }
+}

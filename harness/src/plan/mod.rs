@@ -8,6 +8,7 @@ mod agent;
 pub mod guest_program;
 pub mod image;
 mod kernel;
+pub mod kernel_image;
 pub mod stage;
 
 pub use image::GuestImage;
@@ -189,6 +190,11 @@ pub enum PlanError {
     Image(#[from] image::ImageError),
     #[error("{0}: no such kernel image")]
     NoKernelFile(PathBuf),
+    #[diagnostic(help(
+        "give the bzImage of an x86-64 build (arch/x86/boot/bzImage), or a source: debian:, tree:, git:"
+    ))]
+    #[error("{}: {why}", path.display())]
+    NotABzImage { path: PathBuf, why: String },
     #[error("{what} needs a kernel source, but {} is only a bzImage (use a source: debian:, tree:, git:)", kernel.display())]
     NeedsSource { what: String, kernel: PathBuf },
     #[diagnostic(help(
@@ -210,6 +216,7 @@ impl Classify for PlanError {
             | PlanError::Selftest { source, .. }
             | PlanError::Program { source, .. } => source.kind(),
             PlanError::NoKernelFile(_)
+            | PlanError::NotABzImage { .. }
             | PlanError::NeedsSource { .. }
             | PlanError::Unbound { .. } => Kind::BadInput,
             PlanError::Image(_) | PlanError::Accel(_) | PlanError::Stage(_) => Kind::InfraFailure,
@@ -385,7 +392,13 @@ impl<'a> Resolver<'a> {
                 })?
         };
         let mut k = match resolved {
-            Resolved::File(p) if p.is_file() => PlannedKernel::prebuilt(&p),
+            Resolved::File(p) if p.is_file() => {
+                kernel_image::check(&p).map_err(|why| PlanError::NotABzImage {
+                    path: p.clone(),
+                    why,
+                })?;
+                PlannedKernel::prebuilt(&p)
+            }
             Resolved::File(p) => return Err(PlanError::NoKernelFile(p)),
             Resolved::Source(source) => {
                 let req = self.template.with_source(source).with_variant(&variant);
