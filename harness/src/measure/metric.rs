@@ -41,11 +41,32 @@ impl Metric {
 /// one boot's slabs can make is never called a change.
 pub fn resolution(m: &Metric, samples: &[Sample], sessions: u32) -> f64 {
     let Some(of) = m.resolution else { return 0.0 };
-    samples
-        .iter()
-        .filter(|s| m.per == Per::File || s.sessions == sessions)
+    compared(m, samples, sessions)
         .filter_map(of)
         .fold(0.0, f64::max)
+}
+
+/// The samples a figure is compared over: those at one session count for a [`Per::Session`]
+/// figure, all of them for a [`Per::File`] one.
+fn compared<'a>(
+    m: &Metric,
+    samples: &'a [Sample],
+    sessions: u32,
+) -> impl Iterator<Item = &'a Sample> {
+    let per = m.per;
+    samples
+        .iter()
+        .filter(move |s| per == Per::File || s.sessions == sessions)
+}
+
+/// A slab of each cache the sessions touched, per session: the step the session figures can make.
+fn session_slack(s: &Sample) -> Option<f64> {
+    Some(per_session(s, s.slab_slack_bytes as f64))
+}
+
+/// The same over preserving the files, per file.
+fn file_slack(s: &Sample) -> Option<f64> {
+    per_file(s, s.files_slab_slack_bytes as f64)
 }
 
 fn per_session(s: &Sample, v: f64) -> f64 {
@@ -67,7 +88,7 @@ pub const ALL: &[Metric] = &[
         what: "growth of Slab in /proc/meminfo over creating the sessions, per session",
         per: Per::Session,
         value: |s| Some(per_session(s, s.slab_bytes as f64)),
-        resolution: Some(|s| Some(per_session(s, s.slab_slack_bytes as f64))),
+        resolution: Some(session_slack),
     },
     Metric {
         name: "memfree_bytes_per_session",
@@ -77,7 +98,7 @@ pub const ALL: &[Metric] = &[
         what: "drop of free memory (MemFree and the per-cpu free lists) over creating the sessions, per session (slab and pages)",
         per: Per::Session,
         value: |s| Some(per_session(s, s.memfree_drop_bytes as f64)),
-        resolution: Some(|s| Some(per_session(s, s.slab_slack_bytes as f64))),
+        resolution: Some(session_slack),
     },
     Metric {
         name: "create_us_per_session",
@@ -117,7 +138,7 @@ pub const ALL: &[Metric] = &[
         what: "growth of Slab over preserving one-page memfds, per file",
         per: Per::File,
         value: |s| per_file(s, s.files_slab_bytes as f64),
-        resolution: Some(|s| per_file(s, s.files_slab_slack_bytes as f64)),
+        resolution: Some(file_slack),
     },
     Metric {
         name: "memfree_bytes_per_file",
@@ -127,7 +148,7 @@ pub const ALL: &[Metric] = &[
         what: "drop of free memory (MemFree and the per-cpu free lists) over preserving them (contents already written), per file",
         per: Per::File,
         value: |s| per_file(s, s.files_memfree_drop_bytes as f64),
-        resolution: Some(|s| per_file(s, s.files_slab_slack_bytes as f64)),
+        resolution: Some(file_slack),
     },
     Metric {
         name: "preserve_us_per_file",
@@ -197,12 +218,10 @@ pub fn find(name: &str) -> Result<&'static Metric, UnknownMetric> {
         .ok_or_else(|| UnknownMetric { name: name.into() })
 }
 
-/// A metric's values over the samples of one kernel (`label`): at one session count for a
-/// [`Per::Session`] figure, at all of them for a [`Per::File`] one.
+/// A metric's values over the samples of one kernel (`label`) that it is compared over.
 pub fn values(m: &Metric, samples: &[Sample], label: &str, sessions: u32) -> Vec<f64> {
-    samples
-        .iter()
-        .filter(|s| s.label == label && (m.per == Per::File || s.sessions == sessions))
+    compared(m, samples, sessions)
+        .filter(|s| s.label == label)
         .filter_map(|s| m.of(s))
         .collect()
 }
