@@ -15,6 +15,7 @@ fn main() {
     for (name, dir) in [
         ("FRAGMENTS", root.join("fragments")),
         ("FLAVOUR_FRAGMENTS", root.join("fragments/flavours")),
+        ("AARCH64_FRAGMENTS", root.join("fragments/aarch64")),
     ] {
         writeln!(out, "pub static {name}: &[(&str, &str)] = &[").unwrap();
         for f in sorted(&dir) {

@@ -132,7 +132,7 @@ fn a_truncated_kernel_is_rebuilt_once_by_two_setups_at_once_and_never_booted() {
         Lookup::Hit(k) => k,
         other => panic!("the rebuilt kernel must be served: {other:?}"),
     };
-    assert!(std::fs::metadata(rebuilt.bzimage()).unwrap().len() > len / 2);
+    assert!(std::fs::metadata(rebuilt.boot_image()).unwrap().len() > len / 2);
 
     // And it boots: the scenario passes on the private cache.
     let run = common::building()

@@ -67,6 +67,9 @@ pub struct KernelMeta {
     /// published under `gcov/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiled: Vec<String>,
+    /// The architecture it was built for (x86_64 in entries from before arm64).
+    #[serde(default)]
+    pub arch: crate::Arch,
 }
 
 /// Why a published entry is not served.
@@ -129,12 +132,14 @@ pub struct BuiltKernel {
     pub meta: KernelMeta,
 }
 
-/// What every published kernel has (a vmlinux only when it was built with a PVH entry).
-pub const PUBLISHED_FILES: &[&str] = &["bzImage", "System.map", "config", "build.log"];
+/// What every published kernel has besides its boot image (a vmlinux only when it was built
+/// with a PVH entry, or for symbols).
+pub const PUBLISHED_FILES: &[&str] = &["System.map", "config", "build.log"];
 
 impl BuiltKernel {
-    pub fn bzimage(&self) -> PathBuf {
-        self.dir.join("bzImage")
+    /// The image kexec_file_load and QEMU's -kernel take: x86's bzImage, arm64's Image.
+    pub fn boot_image(&self) -> PathBuf {
+        self.dir.join(self.meta.arch.image_target())
     }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config")
@@ -266,7 +271,7 @@ impl Cache {
         let dir = self.kernels_dir().join(key);
         let meta: KernelMeta =
             serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
-        dir.join("bzImage")
+        dir.join(meta.arch.image_target())
             .is_file()
             .then_some(BuiltKernel { dir, meta })
     }
@@ -356,7 +361,11 @@ impl Cache {
 
 /// Checks an entry's files against the hashes it was published with.
 fn verify(k: &BuiltKernel) -> Result<(), Damage> {
-    if let Some(f) = PUBLISHED_FILES.iter().find(|f| !k.dir.join(f).is_file()) {
+    let image = k.meta.arch.image_target();
+    if let Some(f) = std::iter::once(&image)
+        .chain(PUBLISHED_FILES)
+        .find(|f| !k.dir.join(f).is_file())
+    {
         return Err(Damage::Missing(f.to_string()));
     }
     if k.meta.sha256.is_empty() {
@@ -422,6 +431,7 @@ mod tests {
             flavour: Default::default(),
             source_root: String::new(),
             profiled: vec![],
+            arch: Default::default(),
         }
     }
 
@@ -442,14 +452,14 @@ mod tests {
         let stale = cache.kernels_dir().join(".tmp-k0-999999999");
         std::fs::create_dir_all(&stale).unwrap();
         std::fs::write(stale.join("bzImage"), b"half").unwrap();
-        let all: Vec<(&str, &Path)> = PUBLISHED_FILES
-            .iter()
+        let all: Vec<(&str, &Path)> = std::iter::once(&"bzImage")
+            .chain(PUBLISHED_FILES)
             .map(|f| (*f, img.as_path()))
             .collect();
         cache.publish(meta("k1", 1), &all).unwrap();
         cache.publish(meta("k2", 2), &all).unwrap();
         assert_eq!(
-            std::fs::read(cache.lookup("k1").hit().unwrap().bzimage()).unwrap(),
+            std::fs::read(cache.lookup("k1").hit().unwrap().boot_image()).unwrap(),
             b"kernel"
         );
         assert_eq!(
@@ -498,14 +508,14 @@ mod tests {
     #[test]
     fn a_truncated_or_changed_file_is_never_served() {
         let (_dir, cache, img) = cache_with_image();
-        let all: Vec<(&str, &Path)> = PUBLISHED_FILES
-            .iter()
+        let all: Vec<(&str, &Path)> = std::iter::once(&"bzImage")
+            .chain(PUBLISHED_FILES)
             .map(|f| (*f, img.as_path()))
             .collect();
         let k = cache.publish(meta("k", 1), &all).unwrap();
         assert!(cache.lookup("k").hit().is_some());
         // Same length, one byte changed: only the hash can tell.
-        std::fs::write(k.bzimage(), b"kernal").unwrap();
+        std::fs::write(k.boot_image(), b"kernal").unwrap();
         assert!(matches!(
             cache.lookup("k"),
             Lookup::Damaged { damage: Damage::Changed { file }, .. } if file == "bzImage"

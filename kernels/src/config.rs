@@ -44,14 +44,24 @@ impl Fragment {
     }
 }
 
-/// The fragments shipped in kernels/fragments/, in name order.
-pub fn builtin_fragments() -> Vec<Fragment> {
+/// The fragments shipped in kernels/fragments/, in name order, then the architecture's own
+/// (fragments/aarch64/ for arm64), which come last so that they can say what of the shared ones
+/// the architecture does not have.
+pub fn builtin_fragments(arch: crate::Arch) -> Vec<Fragment> {
+    let own: &[(&str, &str)] = match arch {
+        crate::Arch::X86_64 => &[],
+        crate::Arch::Aarch64 => crate::embedded::AARCH64_FRAGMENTS,
+    };
     crate::embedded::FRAGMENTS
         .iter()
         .map(|(n, t)| Fragment {
             name: n.to_string(),
             text: t.to_string(),
         })
+        .chain(own.iter().map(|(n, t)| Fragment {
+            name: format!("{}/{n}", arch.name()),
+            text: t.to_string(),
+        }))
         .collect()
 }
 

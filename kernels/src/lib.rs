@@ -4,6 +4,7 @@
 //! makes a second build free.
 
 pub mod apt;
+pub mod arch;
 pub mod cache;
 pub mod config;
 mod configure;
@@ -26,6 +27,7 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 }
 
+pub use arch::Arch;
 pub use cache::{BuiltKernel, Cache};
 pub use error::KernelError;
 pub use flavour::Flavour;

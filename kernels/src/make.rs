@@ -4,7 +4,7 @@
 use crate::cache::Cache;
 use crate::error::{IoContext, KernelError};
 use crate::hosttools;
-use crate::request::ARCH_ARGS;
+use crate::Arch;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,10 +16,16 @@ pub(crate) struct Make {
     env: Vec<(String, String)>,
     log: std::fs::File,
     pub log_path: PathBuf,
+    arch: Arch,
 }
 
 impl Make {
-    pub fn new(cache: &Cache, tree: &Path, build_dir: &Path) -> Result<Make, KernelError> {
+    pub fn new(
+        cache: &Cache,
+        arch: Arch,
+        tree: &Path,
+        build_dir: &Path,
+    ) -> Result<Make, KernelError> {
         std::fs::create_dir_all(build_dir).at(build_dir)?;
         let log_path = build_dir.join("build.log");
         let log = std::fs::File::create(&log_path).at(&log_path)?;
@@ -29,13 +35,14 @@ impl Make {
             env: ccache_env(cache)?,
             log,
             log_path,
+            arch,
         })
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("make");
         c.current_dir(&self.tree)
-            .args(ARCH_ARGS)
+            .args(self.arch.make_args())
             .arg(format!("O={}", self.build_dir.display()))
             .args(args)
             .envs(self.env.iter().cloned());
@@ -75,10 +82,13 @@ fn ccache_env(cache: &Cache) -> Result<Vec<(String, String)>, KernelError> {
     };
     let bin = cache.root().join("ccache-bin");
     std::fs::create_dir_all(&bin).at(&bin)?;
-    let gcc = bin.join("gcc");
-    if std::fs::read_link(&gcc).ok().as_deref() != Some(ccache.as_path()) {
-        let _ = std::fs::remove_file(&gcc);
-        std::os::unix::fs::symlink(&ccache, &gcc).at(&gcc)?;
+    // Every architecture's compiler: kbuild calls the cross compiler by its CROSS_COMPILE name.
+    for arch in crate::arch::ALL {
+        let gcc = bin.join(arch.gcc());
+        if std::fs::read_link(&gcc).ok().as_deref() != Some(ccache.as_path()) {
+            let _ = std::fs::remove_file(&gcc);
+            std::os::unix::fs::symlink(&ccache, &gcc).at(&gcc)?;
+        }
     }
     let path = format!(
         "{}:{}",

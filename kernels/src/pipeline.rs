@@ -109,7 +109,7 @@ pub fn build(
 ) -> Result<BuiltKernel, KernelError> {
     let started = Instant::now();
     let variant = variant::find(&req.variant)?;
-    let toolchain = toolchain();
+    let toolchain = toolchain(req.arch);
     let key = req.key_for(&req.source.identity()?, &variant, &toolchain);
     match cache.lookup(&key) {
         Lookup::Hit(hit) => {
@@ -120,6 +120,7 @@ pub fn build(
         Lookup::Miss => {}
     }
     crate::hosttools::require(crate::hosttools::KERNEL_BUILD)?;
+    crate::hosttools::require(&[(req.arch.gcc(), req.arch.gcc_package())])?;
     if req.flavour.debug
         && let Some(missing) = crate::hosttools::gcc_plugins()
     {
@@ -138,9 +139,14 @@ pub fn build(
     let tree = staged.staging.tree();
     let build_dir = cache.build_dir(
         &staged.family,
-        &format!("{}{}", req.recipe.name(), req.flavour.dir_suffix()),
+        &format!(
+            "{}{}{}",
+            req.recipe.name(),
+            req.flavour.dir_suffix(),
+            arch_suffix(req.arch)
+        ),
     );
-    let mut make = Make::new(cache, &tree, &build_dir)?;
+    let mut make = Make::new(cache, req.arch, &tree, &build_dir)?;
     on_event(BuildEvent::Configuring {
         build_dir: build_dir.clone(),
     });
@@ -170,8 +176,9 @@ pub fn build(
         flavour: req.flavour,
         source_root: tree.display().to_string(),
         profiled,
+        arch: req.arch,
     };
-    let built = publish(cache, meta, &tree, &build_dir, &make.log_path)?;
+    let built = publish(cache, meta, req.arch, &tree, &build_dir, &make.log_path)?;
     on_event(BuildEvent::Published {
         key,
         seconds: started.elapsed().as_secs_f64(),
@@ -197,7 +204,7 @@ fn compile(
         .unwrap_or(COLD_BUILD_STEPS);
     let mut done = 0u64;
     let jobs = format!("-j{jobs}");
-    let mut args = vec![jobs.as_str(), "bzImage"];
+    let mut args = vec![jobs.as_str(), req.arch.image_target()];
     args.extend(extra.iter().map(String::as_str));
     make.run(&args, &mut |line| {
         if let Some(what) = build_step(line) {
@@ -226,12 +233,13 @@ fn release(build_dir: &Path) -> String {
 fn publish(
     cache: &Cache,
     meta: KernelMeta,
+    arch: crate::Arch,
     tree: &Path,
     build_dir: &Path,
     log: &Path,
 ) -> Result<BuiltKernel, KernelError> {
     let mut files: Vec<(String, PathBuf)> = vec![
-        ("bzImage".into(), build_dir.join("arch/x86/boot/bzImage")),
+        (arch.image_target().into(), build_dir.join(arch.image_path())),
         ("vmlinux".into(), build_dir.join("vmlinux")),
         ("System.map".into(), build_dir.join("System.map")),
         ("config".into(), build_dir.join(".config")),
@@ -250,4 +258,12 @@ fn publish(
         .map(|(n, p)| (n.as_str(), p.as_path()))
         .collect();
     cache.publish(meta, &files)
+}
+
+/// An architecture's build directory beside x86's (x86 keeps the name it always had).
+fn arch_suffix(arch: crate::Arch) -> String {
+    match arch {
+        crate::Arch::X86_64 => String::new(),
+        other => format!("-{other}"),
+    }
 }

@@ -23,7 +23,7 @@ pub enum Libc {
 
 /// What goes into the cache key: every source and every header beside one, by content.
 fn key(identity: &str, name: &str, sources: &[PathBuf], libc: Libc) -> Result<String, KernelError> {
-    hash(&[identity, &toolchain()], name, sources, libc)
+    hash(&[identity, &toolchain(crate::Arch::X86_64)], name, sources, libc)
 }
 
 /// The program's own inputs (sources and headers by content, name, C library), not the tree or

@@ -42,6 +42,8 @@ pub struct BuildRequest {
     pub base_config: Option<Fragment>,
     /// make -j; default: cores + 1.
     pub jobs: Option<usize>,
+    /// The guest architecture (an arm64 kernel is cross-built).
+    pub arch: crate::Arch,
 }
 
 impl Default for BuildRequest {
@@ -54,11 +56,10 @@ impl Default for BuildRequest {
             extra_fragments: vec![],
             base_config: None,
             jobs: None,
+            arch: crate::Arch::X86_64,
         }
     }
 }
-
-pub(crate) const ARCH_ARGS: &[&str] = &["ARCH=x86_64"];
 
 impl BuildRequest {
     /// The same source, recipe and fragments with another variant: what a scenario's
@@ -89,7 +90,7 @@ impl BuildRequest {
     /// The fragments the minimal recipe configures with: the built-in ones, the flavour's, then
     /// the user's (the last word is the user's).
     pub(crate) fn fragments(&self) -> Vec<Fragment> {
-        let mut f = config::builtin_fragments();
+        let mut f = config::builtin_fragments(self.arch);
         f.extend(self.flavour.fragments());
         f.extend(self.extra_fragments.iter().cloned());
         f
@@ -98,7 +99,7 @@ impl BuildRequest {
     /// The cache key (computing the source's identity, which for a tree outside git stats it).
     pub fn key(&self) -> Result<String, KernelError> {
         let variant = variant::find(&self.variant)?;
-        Ok(self.key_for(&self.source.identity()?, &variant, &toolchain()))
+        Ok(self.key_for(&self.source.identity()?, &variant, &toolchain(self.arch)))
     }
 
     /// What decides the kernel besides its source and toolchain: recipe, fragments, base config,
@@ -125,7 +126,7 @@ impl BuildRequest {
         if let Some(base) = &self.base_config {
             merged = format!("base-config:\n{}\n{merged}", base.text);
         }
-        let mut make_args: Vec<String> = ARCH_ARGS.iter().map(|s| s.to_string()).collect();
+        let mut make_args: Vec<String> = self.arch.make_args().iter().map(|s| s.to_string()).collect();
         make_args.extend(self.flavour.make_rule().map(String::from));
         let mut patches = variant.patches.to_vec();
         patches.extend(self.flavour.patches());
@@ -145,9 +146,10 @@ impl BuildRequest {
     }
 }
 
-/// `gcc --version` and `ld --version` first lines: a compiler upgrade must not serve stale objects.
-pub fn toolchain() -> String {
-    ["gcc", "ld"]
+/// `gcc --version` and `ld --version` first lines (the cross compiler's for arm64): a compiler
+/// upgrade must not serve stale objects.
+pub fn toolchain(arch: crate::Arch) -> String {
+    [arch.gcc(), arch.ld()]
         .iter()
         .map(|t| {
             Command::new(t)

@@ -45,7 +45,7 @@ pub(crate) const DIR: &str = "tools/testing/selftests/liveupdate";
 
 fn key(identity: &str, test: &str) -> String {
     let mut h = Sha256::new();
-    for part in ["luo-selftests-v1", identity, test, &toolchain()] {
+    for part in ["luo-selftests-v1", identity, test, &toolchain(crate::Arch::X86_64)] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -140,6 +140,7 @@ pub(crate) fn install_headers(
     let tree = staged.staging.tree();
     let mut make = Make::new(
         cache,
+        crate::Arch::X86_64,
         &tree,
         &cache.build_dir(&staged.family, "uapi-headers"),
     )?;

@@ -154,7 +154,7 @@ async fn upstream_recipe_kernel(sink: &dyn EventSink) -> Result<PathBuf, BenchEr
         recipe: luo_kernels::Recipe::UpstreamSelftest,
         ..Default::default()
     };
-    Ok(plan::build_kernel(&req, sink).await?.bzimage)
+    Ok(plan::build_kernel(&req, sink).await?.boot_image)
 }
 
 pub async fn roundtrip(
@@ -169,7 +169,7 @@ pub async fn roundtrip(
     let p = plan::resolve(&req, &Needs::default(), sink).await?;
     let mut flows = Vec::new();
     if !a.no_upstream {
-        let same = super::upstream::UpstreamFlow::prepare(&p, &p.boot.bzimage, sink).await?;
+        let same = super::upstream::UpstreamFlow::prepare(&p, &p.boot.boot_image, sink).await?;
         flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
         let theirs = upstream_recipe_kernel(sink).await?;
         let own = super::upstream::UpstreamFlow::prepare(&p, &theirs, sink).await?;
@@ -199,7 +199,7 @@ pub async fn roundtrip(
     Ok(RoundtripFigures {
         runs: a.runs,
         accel: p.accel.to_string(),
-        kernel: p.boot.bzimage.display().to_string(),
+        kernel: p.boot.boot_image.display().to_string(),
         ours,
         cold,
         bare: bare_boots,

@@ -38,6 +38,15 @@ pub struct BuildArgs {
     /// (what `coverage` boots; here for `kernel build/path/key`).
     #[arg(long)]
     pub gcov: bool,
+    /// The guest's architecture: x86_64 (the default) or aarch64 (arm64, QEMU's virt board under
+    /// TCG; kernels cross-built). Every kernel of a run is the run's architecture: a kexec cannot
+    /// change it.
+    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    pub arch: Option<luo_kernels::Arch>,
+}
+
+fn parse_arch(s: &str) -> Result<luo_kernels::Arch, String> {
+    s.parse().map_err(|e: luo_kernels::arch::UnknownArch| e.to_string())
 }
 
 impl BuildArgs {
@@ -57,6 +66,7 @@ impl BuildArgs {
         }
         req.flavour.debug = self.debug;
         req.flavour.gcov = self.gcov;
+        req.arch = self.arch.unwrap_or_default();
         Ok(req)
     }
 
@@ -83,6 +93,9 @@ impl BuildArgs {
         }
         if self.gcov {
             w.push("--gcov".into());
+        }
+        if let Some(a) = self.arch {
+            w.extend(["--arch".into(), a.to_string()]);
         }
         w
     }

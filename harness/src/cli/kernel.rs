@@ -32,13 +32,13 @@ pub async fn run(cmd: KernelCommand) -> Result<u8, Failed> {
         KernelCommand::Build(args) => {
             let req = args.build_request()?;
             let built = luo_harness::plan::build_kernel(&req, &Terminal::default()).await?;
-            println!("{}", built.bzimage.display());
+            println!("{}", built.boot_image.display());
         }
         KernelCommand::Path(args) => {
             let req = args.build_request()?;
             let location = req.source.location();
             match req.cached(&cache)? {
-                Some(k) => println!("{}", k.bzimage().display()),
+                Some(k) => println!("{}", k.boot_image().display()),
                 None => {
                     return Err(luo_kernels::KernelError::NotBuilt(format!(
                         "{location} variant {}",

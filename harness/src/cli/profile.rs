@@ -54,7 +54,7 @@ pub async fn profile(args: ProfileArgs) -> Result<u8, Failed> {
         None => {
             return Err(Failed::bad_input(format!(
                 "{} has no System.map beside it: pass --system-map",
-                plan.boot.bzimage.display()
+                plan.boot.boot_image.display()
             )));
         }
     };

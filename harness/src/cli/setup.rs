@@ -56,13 +56,13 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
         "setup: the default VM booted to its agent's hello and saved ({start}) in {:.1} s",
         t1.elapsed().as_secs_f64()
     );
-    println!("kernel:  {}", p.boot.bzimage.display());
+    println!("kernel:  {}", p.boot.boot_image.display());
     for (name, k) in &p.kernels {
-        println!("kernel {name:<14} {}  ({})", k.bzimage.display(), k.source);
+        println!("kernel {name:<14} {}  ({})", k.boot_image.display(), k.source);
     }
     for k in &flavoured {
         let name = format!("{} {}", k.variant, k.flavour);
-        println!("kernel {name:<14} {}  ({})", k.bzimage.display(), k.source);
+        println!("kernel {name:<14} {}  ({})", k.boot_image.display(), k.source);
     }
     for (name, path) in &p.selftests {
         println!("selftest {name:<12} {}", path.display());

@@ -147,7 +147,7 @@ fn why_no_data(r: &ScenarioResult) -> String {
 /// A kernel's name in file names: variant and the key of its cache entry.
 fn slug(k: &PlannedKernel) -> String {
     let key = k
-        .bzimage
+        .boot_image
         .parent()
         .and_then(|d| d.file_name())
         .map(|n| n.to_string_lossy().chars().take(12).collect::<String>())

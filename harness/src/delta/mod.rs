@@ -145,7 +145,7 @@ impl KernelInfo {
             source: p.boot.source.clone(),
             variant: p.boot.variant.clone(),
             release: p.boot.release.clone(),
-            bzimage: p.boot.bzimage.display().to_string(),
+            bzimage: p.boot.boot_image.display().to_string(),
         }
     }
 }
@@ -290,11 +290,11 @@ pub async fn delta(o: &DeltaOptions, sink: &dyn EventSink) -> Result<DeltaReport
     }
     let base = plan::resolve(&side_plan(&o.base, o.accel), &needs, sink).await?;
     let patched = plan::resolve(&side_plan(&o.patched, o.accel), &needs, sink).await?;
-    let same_build = base.boot.bzimage == patched.boot.bzimage;
+    let same_build = base.boot.boot_image == patched.boot.boot_image;
     if same_build {
         sink.emit(Event::Note(format!(
             "base and patched are the same build ({}): this run measures the noise",
-            base.boot.bzimage.display()
+            base.boot.boot_image.display()
         )));
     }
     let prepare_s = t0.elapsed().as_secs_f64();

@@ -17,7 +17,7 @@ pub async fn choose(
     initrd: &Path,
     sink: &dyn EventSink,
 ) -> Result<Accel, KernelError> {
-    let qemu_version = crate::vm::qemu_binary()
+    let qemu_version = crate::vm::qemu_binary(luo_kernels::Arch::X86_64)
         .and_then(|q| std::process::Command::new(q).arg("--version").output().ok())
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)

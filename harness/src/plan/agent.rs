@@ -1,8 +1,11 @@
-//! The guest agent binary: the static build embedded at compile time (harness/build.rs), or the
-//! file `LUO_HARNESS_AGENT` names (a development or fault-injecting build).
+//! The guest agent binary. For x86_64: the static build embedded at compile time
+//! (harness/build.rs), or the file `LUO_HARNESS_AGENT` names (a development or fault-injecting
+//! build). For arm64: the file `LUO_HARNESS_AGENT_AARCH64` names, or the cross-built one
+//! (luo-cross), which the resolver finds or builds (plan/mod.rs).
 
+use luo_kernels::Arch;
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/luo-agent"));
 
@@ -18,24 +21,50 @@ pub struct Unreadable {
     pub source: std::io::Error,
 }
 
+/// The variable that names a prebuilt agent for `arch`.
+pub fn override_var(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "LUO_HARNESS_AGENT",
+        Arch::Aarch64 => "LUO_HARNESS_AGENT_AARCH64",
+    }
+}
+
+/// The agent file the environment names for `arch`, if any.
+pub fn overridden(arch: Arch) -> Option<PathBuf> {
+    std::env::var_os(override_var(arch))
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The x86_64 agent: the named file, or the embedded build.
 pub fn agent() -> Result<Agent, Unreadable> {
-    match std::env::var_os("LUO_HARNESS_AGENT").filter(|v| !v.is_empty()) {
-        Some(p) => {
-            let path = PathBuf::from(p);
-            let bytes = std::fs::read(&path).map_err(|source| Unreadable {
-                path: path.clone(),
-                source,
-            })?;
-            Ok(Agent {
-                bytes: Cow::Owned(bytes),
-                from: path.display().to_string(),
-            })
-        }
+    match overridden(Arch::X86_64) {
+        Some(path) => from_file(&path),
         None => Ok(Agent {
             bytes: Cow::Borrowed(EMBEDDED),
             from: "embedded".into(),
         }),
     }
+}
+
+/// The agent at `path` (for `arch`: named by the environment, staged or cross-built).
+pub fn from_file(path: &Path) -> Result<Agent, Unreadable> {
+    let bytes = std::fs::read(path).map_err(|source| Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Agent {
+        bytes: Cow::Owned(bytes),
+        from: path.display().to_string(),
+    })
+}
+
+/// Where the workspace the harness was built from is: the arm64 agent is built from its sources.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness/ is inside the workspace")
+        .to_path_buf()
 }
 
 #[cfg(test)]

@@ -51,6 +51,19 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Initramfs(#[from] luo_initramfs::InitramfsError),
+    #[diagnostic(help(
+        "{var} names the agent for {arch}: give a static {arch} build of guest-images/agent, or unset it"
+    ))]
+    #[error("the guest agent {from} is not for this run's machine: {why}")]
+    WrongAgent {
+        from: String,
+        arch: luo_kernels::Arch,
+        var: &'static str,
+        why: String,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cross(#[from] luo_cross::CrossError),
     #[diagnostic(help("install Debian's busybox-static (bash ci/install-deps does)"))]
     #[error("`shell: true` needs a static busybox: {0}")]
     NoBusybox(String),
@@ -101,13 +114,13 @@ pub fn initramfs_bytes(agent: &[u8], shell: Option<&Busybox>) -> Result<Vec<u8>,
     Ok(i.to_bytes())
 }
 
-/// Writes the initramfs for the agent (with the busybox at `busybox`, when given) into `dir`
-/// under its content hash (once) and returns it.
-pub fn initramfs(dir: &Path, busybox: Option<&Path>) -> Result<PathBuf, ImageError> {
-    let agent = super::agent::agent().map_err(|u| ImageError::Io {
-        path: u.path,
-        source: u.source,
-    })?;
+/// Writes the initramfs for `agent` (with the busybox at `busybox`, when given) into `dir` under
+/// its content hash (once) and returns it.
+pub fn initramfs(
+    dir: &Path,
+    agent: &super::agent::Agent,
+    busybox: Option<&Path>,
+) -> Result<PathBuf, ImageError> {
     tracing::debug!(agent = agent.from, "guest agent");
     let busybox = busybox.map(Busybox::at).transpose()?;
     let bytes = initramfs_bytes(&agent.bytes, busybox.as_ref())?;

@@ -12,8 +12,10 @@ pub struct PlannedKernel {
     pub source: String,
     /// Its session-inode design (kernels/variants), or `prebuilt` for a kernel built elsewhere.
     pub variant: String,
-    /// What kexec loads (and a cold boot, without a PVH entry).
-    pub bzimage: PathBuf,
+    /// What kexec loads (and a cold boot, without a PVH entry): a bzImage, or arm64's Image.
+    pub boot_image: PathBuf,
+    /// The machine it runs on.
+    pub arch: luo_kernels::Arch,
     /// The same kernel as an ELF with a PVH entry: cold boots start from it.
     pub pvh_vmlinux: Option<PathBuf>,
     pub config: Option<PathBuf>,
@@ -47,7 +49,8 @@ impl PlannedKernel {
             spec: k.meta.source.clone(),
             source: k.meta.source.clone(),
             variant: k.meta.variant.clone(),
-            bzimage: k.bzimage(),
+            boot_image: k.boot_image(),
+            arch: k.meta.arch,
             pvh_vmlinux: k.pvh_vmlinux(),
             config: Some(k.config()),
             system_map: Some(k.system_map()),
@@ -62,9 +65,9 @@ impl PlannedKernel {
         }
     }
 
-    /// A bzImage built elsewhere. It brings no System.map, config or PVH vmlinux unless they lie
-    /// beside it (`System.map`, `config` or `.config`, `vmlinux`).
-    pub fn prebuilt(bzimage: &Path) -> PlannedKernel {
+    /// A kernel image built elsewhere for `arch`. It brings no System.map, config or PVH vmlinux
+    /// unless they lie beside it (`System.map`, `config` or `.config`, `vmlinux`).
+    pub fn prebuilt(bzimage: &Path, arch: luo_kernels::Arch) -> PlannedKernel {
         let beside = |names: &[&str]| {
             names
                 .iter()
@@ -83,7 +86,8 @@ impl PlannedKernel {
             spec: format!("file:{}", bzimage.display()),
             source: format!("file:{}", bzimage.display()),
             variant: PREBUILT.into(),
-            bzimage: bzimage.to_path_buf(),
+            boot_image: bzimage.to_path_buf(),
+            arch,
             pvh_vmlinux: pvh,
             config,
             system_map: beside(&["System.map"]),
@@ -136,7 +140,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let bz = d.path().join("bzImage");
         std::fs::write(&bz, b"k").unwrap();
-        let bare = PlannedKernel::prebuilt(&bz);
+        let bare = PlannedKernel::prebuilt(&bz, luo_kernels::Arch::X86_64);
         assert_eq!(
             (bare.config, bare.system_map, bare.pvh_vmlinux),
             (None, None, None)
@@ -145,13 +149,13 @@ mod tests {
         std::fs::write(d.path().join("System.map"), b"").unwrap();
         std::fs::write(d.path().join("vmlinux"), b"").unwrap();
         std::fs::write(d.path().join(".config"), "CONFIG_X=y\n").unwrap();
-        let k = PlannedKernel::prebuilt(&bz);
+        let k = PlannedKernel::prebuilt(&bz, luo_kernels::Arch::X86_64);
         assert!(k.system_map.is_some() && k.config.is_some());
         assert_eq!(
             k.pvh_vmlinux, None,
             "a vmlinux without CONFIG_PVH cannot be booted directly"
         );
         std::fs::write(d.path().join(".config"), "CONFIG_PVH=y\n").unwrap();
-        assert!(PlannedKernel::prebuilt(&bz).pvh_vmlinux.is_some());
+        assert!(PlannedKernel::prebuilt(&bz, luo_kernels::Arch::X86_64).pvh_vmlinux.is_some());
     }
 }

@@ -1,8 +1,9 @@
-//! What a `file:` kernel is, read from its first bytes. The guest is x86-64 and kexecs with
-//! kexec_file_load, which on x86 takes a bzImage and nothing else; anything else would boot into
-//! a QEMU error or, worse, a guest that never prints, so it is refused before any VM, named by
-//! what it is.
+//! What a `file:` kernel is, read from its first bytes. The guest kexecs with kexec_file_load,
+//! which on x86 takes a bzImage and on arm64 the uncompressed Image, and nothing else on either;
+//! anything else would boot into a QEMU error or, worse, a guest that never prints, so it is
+//! refused before any VM, named by what it is and what the run's architecture wanted.
 
+use luo_kernels::Arch;
 use std::io::Read;
 use std::path::Path;
 
@@ -63,29 +64,56 @@ pub fn identify(head: &[u8]) -> Format {
     Format::Unknown
 }
 
-/// Why the guest cannot boot this format, or nothing when it is a 64-bit bzImage.
-pub fn refusal(format: Format) -> Option<String> {
-    let why = match format {
-        Format::BzImage => return None,
-        Format::BzImage32 => "a bzImage of a 32-bit kernel; the guest is x86-64".into(),
-        Format::Arm64Image => "an arm64 Image; the guest is x86-64 (arm64 guests: docs/arm64.md)".into(),
-        Format::Zboot => "an EFI zboot image (arm64's vmlinuz.efi); the guest is x86-64".into(),
-        Format::Gzip => "gzip-compressed (an Image.gz or a vmlinux.gz?); the guest boots a bzImage, which carries its own compression".into(),
-        Format::Elf(EM_X86_64) => "an ELF vmlinux; kexec on x86 loads a bzImage (arch/x86/boot/bzImage of the same build)".into(),
-        Format::Elf(EM_AARCH64) => "an arm64 ELF vmlinux; the guest is x86-64".into(),
-        Format::Elf(m) => format!("an ELF file for machine {m}; the guest boots an x86-64 bzImage"),
-        Format::Unknown => "not a kernel image the harness knows (no bzImage header)".into(),
+/// Why a guest of `arch` cannot boot this format, or nothing when it is that architecture's image.
+pub fn refusal(format: Format, arch: Arch) -> Option<String> {
+    let why = match (arch, format) {
+        (Arch::X86_64, Format::BzImage) | (Arch::Aarch64, Format::Arm64Image) => return None,
+        (_, Format::BzImage32) => format!("a bzImage of a 32-bit kernel; the guest is {arch}"),
+        (Arch::X86_64, Format::Arm64Image) => {
+            "an arm64 Image; the guest is x86_64 (run it with --arch aarch64)".into()
+        }
+        (Arch::Aarch64, Format::BzImage) => {
+            "an x86-64 bzImage; the guest is aarch64 (run it with --arch x86_64)".into()
+        }
+        (Arch::X86_64, Format::Zboot) => {
+            "an EFI zboot image (arm64's vmlinuz.efi); the guest is x86_64".into()
+        }
+        (Arch::Aarch64, Format::Zboot) => "an EFI zboot image (vmlinuz.efi); arm64's \
+            kexec_file_load takes only the uncompressed Image (arch/arm64/boot/Image)"
+            .into(),
+        (Arch::X86_64, Format::Gzip) => "gzip-compressed (an Image.gz or a vmlinux.gz?); the \
+            guest boots a bzImage, which carries its own compression"
+            .into(),
+        (Arch::Aarch64, Format::Gzip) => "gzip-compressed (an Image.gz?); arm64's \
+            kexec_file_load takes only the uncompressed Image (arch/arm64/boot/Image)"
+            .into(),
+        (Arch::X86_64, Format::Elf(EM_X86_64)) => "an ELF vmlinux; kexec on x86 loads a bzImage \
+            (arch/x86/boot/bzImage of the same build)"
+            .into(),
+        (Arch::Aarch64, Format::Elf(EM_AARCH64)) => "an ELF vmlinux; kexec on arm64 loads the \
+            Image (arch/arm64/boot/Image of the same build)"
+            .into(),
+        (_, Format::Elf(m)) => match Arch::from_elf_machine(m) {
+            Some(other) => format!("an ELF vmlinux for {other}; the guest is {arch}"),
+            None => format!("an ELF file for machine {m}; the guest is {arch}"),
+        },
+        (Arch::X86_64, Format::Unknown) => {
+            "not a kernel image the harness knows (no bzImage header)".into()
+        }
+        (Arch::Aarch64, Format::Unknown) => {
+            "not a kernel image the harness knows (no arm64 Image header)".into()
+        }
     };
     Some(why)
 }
 
 /// Reads the head of `path` and says why it cannot be the guest's kernel, if it cannot.
-pub fn check(path: &Path) -> Result<(), String> {
+pub fn check(path: &Path, arch: Arch) -> Result<(), String> {
     let mut head = Vec::with_capacity(HEAD);
     std::fs::File::open(path)
         .and_then(|f| f.take(HEAD as u64).read_to_end(&mut head))
         .map_err(|e| format!("cannot be read: {e}"))?;
-    refusal(identify(&head)).map_or(Ok(()), Err)
+    refusal(identify(&head), arch).map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -104,7 +132,7 @@ mod tests {
     #[test]
     fn a_64_bit_bzimage_is_the_only_thing_accepted() {
         assert_eq!(identify(&bzimage(0x020f, 0x7f)), Format::BzImage);
-        assert_eq!(refusal(Format::BzImage), None);
+        assert_eq!(refusal(Format::BzImage, Arch::X86_64), None);
         assert_eq!(identify(&bzimage(0x020f, 0x7e)), Format::BzImage32);
         assert_eq!(identify(&bzimage(0x020a, 0x01)), Format::BzImage32);
     }
@@ -136,9 +164,33 @@ mod tests {
             Format::Elf(8),
             Format::Unknown,
         ] {
-            assert!(refusal(f).is_some(), "{f:?} refused");
+            assert!(refusal(f, Arch::X86_64).is_some(), "{f:?} refused");
         }
-        assert!(refusal(Format::Arm64Image).unwrap().contains("arm64 Image"));
+        assert!(
+            refusal(Format::Arm64Image, Arch::X86_64)
+                .unwrap()
+                .contains("arm64 Image")
+        );
+    }
+
+    #[test]
+    fn an_arm64_guest_takes_only_the_uncompressed_image_and_says_why_for_the_others() {
+        assert_eq!(refusal(Format::Arm64Image, Arch::Aarch64), None);
+        for f in [
+            Format::BzImage,
+            Format::BzImage32,
+            Format::Zboot,
+            Format::Gzip,
+            Format::Elf(EM_X86_64),
+            Format::Elf(EM_AARCH64),
+            Format::Unknown,
+        ] {
+            assert!(refusal(f, Arch::Aarch64).is_some(), "{f:?} refused");
+        }
+        let gz = refusal(Format::Gzip, Arch::Aarch64).unwrap();
+        assert!(gz.contains("Image.gz") && gz.contains("uncompressed Image"), "{gz}");
+        let x86 = refusal(Format::BzImage, Arch::Aarch64).unwrap();
+        assert!(x86.contains("x86-64 bzImage") && x86.contains("aarch64"), "{x86}");
     }
 
     #[test]
@@ -146,12 +198,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let short = d.path().join("short");
         std::fs::write(&short, b"\x7fEL").unwrap();
-        assert!(check(&short).unwrap_err().contains("no bzImage header"));
+        assert!(
+            check(&short, Arch::X86_64)
+                .unwrap_err()
+                .contains("no bzImage header")
+        );
         let good = d.path().join("bzImage");
         std::fs::write(&good, bzimage(0x020f, 1)).unwrap();
-        assert_eq!(check(&good), Ok(()));
+        assert_eq!(check(&good, Arch::X86_64), Ok(()));
+        assert!(check(&good, Arch::Aarch64).is_err());
         assert!(
-            check(&d.path().join("absent"))
+            check(&d.path().join("absent"), Arch::X86_64)
                 .unwrap_err()
                 .starts_with("cannot be read")
         );

@@ -191,17 +191,30 @@ pub enum PlanError {
     #[error("{0}: no such kernel image")]
     NoKernelFile(PathBuf),
     #[diagnostic(help(
-        "give the bzImage of an x86-64 build (arch/x86/boot/bzImage), or a source: debian:, tree:, git:"
+        "give the {} of a {arch} build ({}), or a source: debian:, tree:, git:",
+        arch.image_target(), arch.image_path()
     ))]
     #[error("{}: {why}", path.display())]
-    NotABzImage { path: PathBuf, why: String },
-    #[error("{what} needs a kernel source, but {} is only a bzImage (use a source: debian:, tree:, git:)", kernel.display())]
+    NotABootImage {
+        path: PathBuf,
+        arch: luo_kernels::Arch,
+        why: String,
+    },
+    #[error("{what} needs a kernel source, but {} is only a kernel image (use a source: debian:, tree:, git:)", kernel.display())]
     NeedsSource { what: String, kernel: PathBuf },
     #[diagnostic(help(
         "bind it on the command line: --kernel-as {name}=debian:7.3 (or tree:, git:, file:)"
     ))]
     #[error("a scenario kexecs into `{name}`, which is not bound to a kernel")]
     Unbound { name: String },
+    #[error("--machine {machine} is a {} machine; this run's architecture is {arch}", machine.arch())]
+    MachineArch {
+        machine: Machine,
+        arch: luo_kernels::Arch,
+    },
+    #[diagnostic(help("leave --accel at auto (or tcg): an {arch} guest on this host runs under TCG"))]
+    #[error("KVM cannot run an {arch} guest on an x86_64 host")]
+    ForeignKvm { arch: luo_kernels::Arch },
     #[error("choosing the accelerator: {0}")]
     Accel(KernelError),
     #[error(transparent)]
@@ -216,9 +229,11 @@ impl Classify for PlanError {
             | PlanError::Selftest { source, .. }
             | PlanError::Program { source, .. } => source.kind(),
             PlanError::NoKernelFile(_)
-            | PlanError::NotABzImage { .. }
+            | PlanError::NotABootImage { .. }
             | PlanError::NeedsSource { .. }
-            | PlanError::Unbound { .. } => Kind::BadInput,
+            | PlanError::Unbound { .. }
+            | PlanError::MachineArch { .. }
+            | PlanError::ForeignKvm { .. } => Kind::BadInput,
             PlanError::Image(_) | PlanError::Accel(_) | PlanError::Stage(_) => Kind::InfraFailure,
         }
     }
@@ -244,7 +259,7 @@ impl Plan {
     pub fn vm_config(&self, name: &str) -> VmConfig {
         let mut cfg = VmConfig::new(
             name,
-            self.boot.bzimage.clone(),
+            self.boot.boot_image.clone(),
             self.initrd.clone(),
             self.accel,
         );
@@ -345,6 +360,54 @@ impl<'a> Resolver<'a> {
         });
     }
 
+    /// The guest agent for `arch`, checked to be a static executable for it: x86's embedded one
+    /// (or `LUO_HARNESS_AGENT`); for arm64 `LUO_HARNESS_AGENT_AARCH64`, the stage's, or the one
+    /// luo-cross builds (once per agent source and rustc).
+    pub async fn agent(&self, arch: luo_kernels::Arch) -> Result<agent::Agent, PlanError> {
+        let unreadable = |u: agent::Unreadable| image::ImageError::Io {
+            path: u.path,
+            source: u.source,
+        };
+        let found = match (arch, agent::overridden(arch)) {
+            (luo_kernels::Arch::X86_64, _) => agent::agent().map_err(unreadable)?,
+            (_, Some(path)) => agent::from_file(&path).map_err(unreadable)?,
+            (_, None) => {
+                let staged = match &self.stage {
+                    Some(s) => s.agent(arch)?,
+                    None => None,
+                };
+                let path = match staged {
+                    Some(p) => {
+                        self.staged(format!("agent {arch}"), &p);
+                        p
+                    }
+                    None => {
+                        let c = self.cache.clone();
+                        let to_event = move |message: String| Event::Image {
+                            name: format!("agent-{arch}"),
+                            message,
+                        };
+                        blocking_with(self.sink, to_event, move |on| {
+                            luo_cross::agent(&c, &agent::workspace(), arch, &mut |s| {
+                                on(s.to_string())
+                            })
+                        })
+                        .await
+                        .map_err(image::ImageError::from)?
+                    }
+                };
+                agent::from_file(&path).map_err(unreadable)?
+            }
+        };
+        luo_cross::check_static(&found.bytes, arch).map_err(|why| image::ImageError::WrongAgent {
+            from: found.from.clone(),
+            arch,
+            var: agent::override_var(arch),
+            why,
+        })?;
+        Ok(found)
+    }
+
     /// The busybox an image with a shell is made with: the stage's, else the host's.
     pub fn busybox(&self) -> Result<PathBuf, StageError> {
         let staged = match &self.stage {
@@ -376,7 +439,7 @@ impl<'a> Resolver<'a> {
                         source,
                     })?;
             if let Some(k) = stage.kernel(&label, &variant, &recipe_key)? {
-                self.staged(k.label(), &k.bzimage);
+                self.staged(k.label(), &k.boot_image);
                 self.done.insert(key, k.clone());
                 return Ok(k);
             }
@@ -393,11 +456,13 @@ impl<'a> Resolver<'a> {
         };
         let mut k = match resolved {
             Resolved::File(p) if p.is_file() => {
-                kernel_image::check(&p).map_err(|why| PlanError::NotABzImage {
+                let arch = self.template.arch;
+                kernel_image::check(&p, arch).map_err(|why| PlanError::NotABootImage {
                     path: p.clone(),
+                    arch,
                     why,
                 })?;
-                PlannedKernel::prebuilt(&p)
+                PlannedKernel::prebuilt(&p, arch)
             }
             Resolved::File(p) => return Err(PlanError::NoKernelFile(p)),
             Resolved::Source(source) => {
@@ -423,7 +488,7 @@ impl<'a> Resolver<'a> {
             if boot.variant == PREBUILT {
                 return Err(PlanError::NeedsSource {
                     what: format!("`kexec: {{kernel: {name}}}`"),
-                    kernel: boot.bzimage.clone(),
+                    kernel: boot.boot_image.clone(),
                 });
             }
             return self.kernel(boot_spec, Some(name)).await;
@@ -463,7 +528,7 @@ impl<'a> Resolver<'a> {
             Ok(Resolved::File(_)) => {
                 return Err(PlanError::NeedsSource {
                     what,
-                    kernel: boot.bzimage.clone(),
+                    kernel: boot.boot_image.clone(),
                 });
             }
             Err(source) => {
@@ -508,7 +573,7 @@ impl<'a> Resolver<'a> {
             Ok(Resolved::File(_)) => {
                 return Err(PlanError::NeedsSource {
                     what: format!("`exec: {{source: ...}}` ({at})"),
-                    kernel: boot.bzimage.clone(),
+                    kernel: boot.boot_image.clone(),
                 });
             }
             Err(source) => {
@@ -544,6 +609,13 @@ pub async fn resolve(
     sink: &dyn EventSink,
 ) -> Result<Plan, PlanError> {
     let cache = Cache::from_env();
+    let arch = req.build.arch;
+    if let Some(m) = req.machine.filter(|m| m.arch() != arch) {
+        return Err(PlanError::MachineArch { machine: m, arch });
+    }
+    if arch != luo_kernels::Arch::X86_64 && req.accel == Some(AccelChoice::Kvm) {
+        return Err(PlanError::ForeignKvm { arch });
+    }
     let mut r = Resolver::new(&req.build, sink)?;
     let (boot, next, kernels) = resolve_kernels(&mut r, req, needs).await?;
     let mut selftests = BTreeMap::new();
@@ -555,24 +627,29 @@ pub async fn resolve(
         programs.insert(p.clone(), r.program(&req.kernel, p, at, &boot).await?);
     }
     let images = cache.root().join("images");
-    let initrd = image::initramfs(&images, None)?;
+    let agent = r.agent(req.build.arch).await?;
+    let initrd = image::initramfs(&images, &agent, None)?;
     let shell_initrd = match needs.shell {
-        true => Some(image::initramfs(&images, Some(&r.busybox()?))?),
+        true => Some(image::initramfs(&images, &agent, Some(&r.busybox()?))?),
         false => None,
     };
     let systemd_root = match needs.systemd {
         true => Some(r.systemd_root().await?),
         false => None,
     };
-    let accel = accel::choose(
-        req.accel.unwrap_or(AccelChoice::Auto),
-        &cache,
-        &boot.bzimage,
-        &initrd,
-        sink,
-    )
-    .await
-    .map_err(PlanError::Accel)?;
+    let accel = match arch {
+        luo_kernels::Arch::X86_64 => accel::choose(
+            req.accel.unwrap_or(AccelChoice::Auto),
+            &cache,
+            &boot.boot_image,
+            &initrd,
+            sink,
+        )
+        .await
+        .map_err(PlanError::Accel)?,
+        // KVM runs only guests of the host's own architecture.
+        _ => Accel::Tcg,
+    };
     let mut plan = Plan {
         boot,
         next,
@@ -601,6 +678,9 @@ pub async fn resolve(
         }));
     }
     plan.machine = req.machine.unwrap_or_else(|| {
+        if arch == luo_kernels::Arch::Aarch64 {
+            return Machine::Virt;
+        }
         let kernels = plan
             .all_kernels()
             .chain(plan.debug.iter().flat_map(|d| d.all_kernels()));

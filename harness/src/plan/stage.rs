@@ -70,8 +70,18 @@ pub struct Manifest {
     pub selftests: Vec<StagedProgram>,
     pub programs: Vec<StagedProgram>,
     pub busybox: Option<StagedFile>,
+    /// Guest agents built for other architectures than the harness's own (which it embeds).
+    #[serde(default)]
+    pub agents: Vec<StagedAgent>,
     pub roots: Vec<StagedRoot>,
     pub trees: Vec<StagedTree>,
+}
+
+/// The guest agent for `arch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedAgent {
+    pub arch: luo_kernels::Arch,
+    pub file: StagedFile,
 }
 
 /// A directory of the boot kernel's source (`kunit`: tools/testing/kunit).
@@ -99,7 +109,10 @@ pub struct StagedKernel {
     /// Where it came from, exactly (`debian:linux-source-7.3=7.3.4-1~bpo13+1`).
     pub source: String,
     pub release: Option<String>,
-    pub bzimage: StagedFile,
+    /// What kexec loads: a bzImage, or arm64's Image.
+    pub boot_image: StagedFile,
+    #[serde(default)]
+    pub arch: luo_kernels::Arch,
     pub pvh_vmlinux: Option<StagedFile>,
     pub system_map: Option<StagedFile>,
     pub config: Option<StagedFile>,
@@ -240,7 +253,8 @@ impl Stage {
             spec: spec.to_string(),
             source: k.source.clone(),
             variant: k.variant.clone(),
-            bzimage: self.verified(&k.bzimage)?,
+            boot_image: self.verified(&k.boot_image)?,
+            arch: k.arch,
             vmlinux: optional(&k.vmlinux)?.or_else(|| pvh_vmlinux.clone()),
             pvh_vmlinux,
             config: optional(&k.config)?,
@@ -277,6 +291,16 @@ impl Stage {
             .busybox
             .as_ref()
             .map(|f| self.verified(f))
+            .transpose()
+    }
+
+    /// The guest agent staged for `arch`, if any.
+    pub fn agent(&self, arch: luo_kernels::Arch) -> Result<Option<PathBuf>, StageError> {
+        self.manifest
+            .agents
+            .iter()
+            .find(|a| a.arch == arch)
+            .map(|a| self.verified(&a.file))
             .transpose()
     }
 
@@ -390,7 +414,8 @@ impl Writer {
             recipe_key,
             source: k.source.clone(),
             release: k.release.clone(),
-            bzimage: self.add(&k.bzimage, &dir.join("bzImage"))?,
+            boot_image: self.add(&k.boot_image, &dir.join(k.arch.image_target()))?,
+            arch: k.arch,
             pvh_vmlinux,
             system_map: optional(&k.system_map, "System.map")?,
             config: optional(&k.config, "config")?,
@@ -432,6 +457,13 @@ impl Writer {
             key: key.to_string(),
             file,
         });
+        Ok(())
+    }
+
+    pub fn agent(&mut self, arch: luo_kernels::Arch, from: &Path) -> Result<(), StageError> {
+        let file = self.add(from, &Path::new("agents").join(arch.name()))?;
+        self.manifest.agents.retain(|a| a.arch != arch);
+        self.manifest.agents.push(StagedAgent { arch, file });
         Ok(())
     }
 
@@ -580,7 +612,7 @@ mod tests {
             spec: "debian:7.3".into(),
             source: "debian:linux-source-7.3=7.3.4-1".into(),
             variant: "stock".into(),
-            bzimage: dir.join("bzImage"),
+            boot_image: dir.join("bzImage"),
             pvh_vmlinux: None,
             config: Some(dir.join("config")),
             system_map: None,
@@ -603,8 +635,8 @@ mod tests {
         let stage = Stage::open(&stage.dir).unwrap();
         let k = stage.kernel("debian:7.3", "stock", "r1").unwrap().unwrap();
         assert_eq!(k.source, "debian:linux-source-7.3=7.3.4-1");
-        assert_eq!(std::fs::read(&k.bzimage).unwrap(), b"bzImage bytes");
-        assert!(k.bzimage.starts_with(&dir) && k.system_map.is_none());
+        assert_eq!(std::fs::read(&k.boot_image).unwrap(), b"bzImage bytes");
+        assert!(k.boot_image.starts_with(&dir) && k.system_map.is_none());
         // Another fragment set, variant or spec is not this kernel.
         assert!(stage.kernel("debian:7.3", "stock", "r2").unwrap().is_none());
         assert!(
@@ -624,7 +656,7 @@ mod tests {
         let mut w = Writer::create(&dir).unwrap();
         w.kernel(&kernel(cache.path()), "r1".into()).unwrap();
         let stage = w.finish().unwrap();
-        let staged = dir.join(&stage.manifest.kernels[0].bzimage.path);
+        let staged = dir.join(&stage.manifest.kernels[0].boot_image.path);
         // Same length, other bytes (a hard link to the cache's file is broken first).
         std::fs::remove_file(&staged).unwrap();
         std::fs::write(&staged, b"bzImage BYTES").unwrap();

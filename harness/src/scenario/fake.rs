@@ -213,7 +213,7 @@ fn kernel(variant: &str) -> PlannedKernel {
         spec: "debian:7.3".into(),
         source: "debian:linux-source-7.3=7.3.4-1~bpo13+1".into(),
         variant: variant.into(),
-        bzimage: format!("/cache/{variant}/bzImage").into(),
+        boot_image: format!("/cache/{variant}/bzImage").into(),
         pvh_vmlinux: None,
         config: None,
         system_map: None,

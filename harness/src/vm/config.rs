@@ -110,13 +110,19 @@ impl VmConfig {
     }
 
     pub fn cmdline(&self, boot_index: u32) -> String {
-        let mut c = format!("{} {BOOT_INDEX_PARAM}={boot_index}", qemu::BASE_CMDLINE);
-        if let Some(khz) = qemu::host_tsc_khz() {
+        let arch = self.machine.arch();
+        let mut c = format!(
+            "{} {BOOT_INDEX_PARAM}={boot_index}",
+            qemu::base_cmdline(arch)
+        );
+        // x86's clocks need help that arm64's architected timer does not.
+        let x86 = arch == luo_kernels::Arch::X86_64;
+        if let Some(khz) = qemu::host_tsc_khz().filter(|_| x86) {
             // The guest has no HPET or ACPI PM timer to calibrate its TSC against (no ACPI) and
             // would fall back to a jiffies clock; under TCG its TSC is the host's.
             c.push_str(&format!(" tsc_early_khz={khz}"));
         }
-        if self.accel == Accel::Tcg {
+        if self.accel == Accel::Tcg && x86 {
             // Without a TSC-deadline timer (no CPU model TCG offers has one) the kernel calibrates
             // the local APIC timer against the PIT: a fixed 100 ms of guest time, about 220 ms under
             // TCG. The PIT (or HPET) then drives the tick instead; interrupts still go through the
@@ -146,7 +152,8 @@ impl VmConfig {
     pub fn qemu_spec(&self, dir: &Path) -> Result<QemuSpec, VmError> {
         Ok(QemuSpec {
             machine: self.machine,
-            binary: qemu::qemu_binary().ok_or(VmError::NoQemu)?,
+            binary: qemu::qemu_binary(self.machine.arch())
+                .ok_or(VmError::NoQemu(self.machine.arch()))?,
             accel: self.accel,
             memory_mib: self.memory_mib,
             cpus: self.cpus,

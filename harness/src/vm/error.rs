@@ -2,8 +2,8 @@
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum VmError {
-    #[error("qemu-system-x86_64 not found (install it with ci/install-deps)")]
-    NoQemu,
+    #[error("qemu-system-{0} not found (install it with ci/install-deps)")]
+    NoQemu(luo_kernels::Arch),
     #[error("creating an artifacts directory under {base}: {source}")]
     NoArtifacts {
         base: String,

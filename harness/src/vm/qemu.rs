@@ -1,5 +1,6 @@
 //! The QEMU command line, built from a typed configuration. Pure: no processes, no I/O.
 
+use luo_kernels::Arch;
 use std::path::PathBuf;
 
 #[derive(
@@ -32,6 +33,24 @@ pub enum Machine {
     /// kernel command line (needs VIRTIO_MMIO_CMDLINE_DEVICES, which the minimal recipe has).
     /// About 200 ms less per cold boot and 70 ms per kexec'd boot under TCG (measured).
     Microvm,
+    /// arm64: QEMU's `virt` board, booted without firmware (QEMU hands the kernel a device tree):
+    /// a PL011 console, PCI behind a generic ECAM host bridge, PSCI to power off.
+    Virt,
+}
+
+impl Machine {
+    /// The architecture the machine is.
+    pub fn arch(self) -> Arch {
+        match self {
+            Machine::Pc | Machine::Microvm => Arch::X86_64,
+            Machine::Virt => Arch::Aarch64,
+        }
+    }
+
+    /// Whether its devices are on PCI (else virtio-mmio).
+    fn has_pci(self) -> bool {
+        self != Machine::Microvm
+    }
 }
 
 impl std::fmt::Display for Machine {
@@ -39,6 +58,7 @@ impl std::fmt::Display for Machine {
         f.write_str(match self {
             Machine::Pc => "pc",
             Machine::Microvm => "microvm",
+            Machine::Virt => "virt",
         })
     }
 }
@@ -84,20 +104,14 @@ impl QemuSpec {
         let mut machine = match self.machine {
             Machine::Pc => "pc,acpi=off".to_string(),
             Machine::Microvm => "microvm,acpi=off,pit=on,pic=on,rtc=on,isa-serial=on".to_string(),
+            Machine::Virt => "virt".to_string(),
         };
         if self.virtiofs.is_some() {
             machine.push_str(",memory-backend=mem");
         }
         push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
         push(&["-machine", &machine, "-accel", &self.accel.to_string()]);
-        push(&[
-            "-cpu",
-            if self.accel == Accel::Kvm {
-                "host"
-            } else {
-                "qemu64"
-            },
-        ]);
+        push(&["-cpu", cpu_model(self.machine.arch(), self.accel)]);
         push(&["-m", &mem, "-smp", &self.cpus.to_string()]);
         if let Some(bios) = &self.bios {
             push(&["-bios", &bios.display().to_string()]);
@@ -140,9 +154,9 @@ impl QemuSpec {
         }
         // Two ports (0 is reserved for a console; the agent's is 1) instead of 31: the guest then
         // sets up 6 virtqueues instead of 64 (about 15 ms less per boot under TCG).
-        let (serial, fs) = match self.machine {
-            Machine::Pc => ("virtio-serial-pci", "vhost-user-fs-pci"),
-            Machine::Microvm => ("virtio-serial-device", "vhost-user-fs-device"),
+        let (serial, fs) = match self.machine.has_pci() {
+            true => ("virtio-serial-pci", "vhost-user-fs-pci"),
+            false => ("virtio-serial-device", "vhost-user-fs-device"),
         };
         push(&["-device", &format!("{serial},id=vser,max_ports=2")]);
         push(&[
@@ -156,7 +170,7 @@ impl QemuSpec {
             "-device",
             &format!("virtserialport,chardev=agent,name={}", self.agent_port_name),
         ]);
-        if self.machine == Machine::Pc {
+        if self.machine.has_pci() {
             // microvm has no bus the kernel could find a pvpanic device on; there a panic shows as
             // the kernel's reboot (panic=-1) with "Kernel panic" on the console.
             push(&["-device", "pvpanic-pci"]);
@@ -172,9 +186,9 @@ impl QemuSpec {
                     dir.display()
                 ),
             ]);
-            let dev = match self.machine {
-                Machine::Pc => "virtio-9p-pci",
-                Machine::Microvm => "virtio-9p-device",
+            let dev = match self.machine.has_pci() {
+                true => "virtio-9p-pci",
+                false => "virtio-9p-device",
             };
             push(&["-device", &format!("{dev},fsdev=root,mount_tag={tag}")]);
         }
@@ -192,11 +206,28 @@ impl QemuSpec {
     }
 }
 
-/// The QEMU binary: `LUO_HARNESS_QEMU`, or qemu-system-x86_64 on the PATH.
-pub fn qemu_binary() -> Option<PathBuf> {
-    std::env::var_os("LUO_HARNESS_QEMU")
+/// The CPU model. Under KVM the host's own (only ever x86: an arm64 guest on this x86 host runs
+/// under TCG). Under TCG for arm64, `max` with QEMU's own pointer-authentication algorithm
+/// instead of the architected QARMA5, which TCG computes slowly on every signed return (measured
+/// in docs/arm64.md).
+pub fn cpu_model(arch: Arch, accel: Accel) -> &'static str {
+    match (arch, accel) {
+        (_, Accel::Kvm) => "host",
+        (Arch::X86_64, Accel::Tcg) => "qemu64",
+        (Arch::Aarch64, Accel::Tcg) => "max,pauth-impdef=on",
+    }
+}
+
+/// The QEMU binary for `arch`: `LUO_HARNESS_QEMU` (for x86_64; `LUO_HARNESS_QEMU_AARCH64` for
+/// arm64), or qemu-system-<arch> on the PATH.
+pub fn qemu_binary(arch: Arch) -> Option<PathBuf> {
+    let (var, name) = match arch {
+        Arch::X86_64 => ("LUO_HARNESS_QEMU", "qemu-system-x86_64"),
+        Arch::Aarch64 => ("LUO_HARNESS_QEMU_AARCH64", "qemu-system-aarch64"),
+    };
+    std::env::var_os(var)
         .map(PathBuf::from)
-        .or_else(|| luo_kernels::hosttools::which("qemu-system-x86_64"))
+        .or_else(|| luo_kernels::hosttools::which(name))
 }
 
 /// The kernel command line every boot gets, before the per-boot parameters. Chosen for boot speed
@@ -210,6 +241,19 @@ pub fn qemu_binary() -> Option<PathBuf> {
 pub const BASE_CMDLINE: &str = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic reboot=t liveupdate=on \
     mitigations=off no_timer_check tsc=reliable 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp \
     rcupdate.rcu_expedited=1 initcall_blacklist=add_pcspkr printk.devkmsg=on";
+
+/// arm64's: the same without what only x86 has (its PL011 is ttyAMA0; PSCI restarts at once, so
+/// no `reboot=`).
+pub const BASE_CMDLINE_AARCH64: &str = "console=ttyAMA0 quiet loglevel=4 panic=-1 oops=panic \
+    liveupdate=on mitigations=off rcupdate.rcu_expedited=1 printk.devkmsg=on";
+
+/// The command line every boot of `arch` starts with.
+pub fn base_cmdline(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => BASE_CMDLINE,
+        Arch::Aarch64 => BASE_CMDLINE_AARCH64,
+    }
+}
 
 /// The host's TSC rate in kHz, measured once against the monotonic clock (20 ms).
 pub fn host_tsc_khz() -> Option<u64> {
@@ -372,6 +416,26 @@ mod tests {
         s.accel = Accel::Kvm;
         assert_eq!(value_after(&s.args(), "-cpu"), ["host"]);
         assert_eq!(value_after(&s.args(), "-accel"), ["kvm"]);
+    }
+
+    #[test]
+    fn arm64_boots_the_virt_board_with_pci_devices_and_a_cpu_tcg_signs_returns_fast_on() {
+        let mut s = spec();
+        s.machine = Machine::Virt;
+        let a = s.args();
+        assert_eq!(value_after(&a, "-machine"), ["virt,memory-backend=mem"]);
+        assert_eq!(value_after(&a, "-cpu"), ["max,pauth-impdef=on"]);
+        let devices = value_after(&a, "-device");
+        for d in [
+            "virtio-serial-pci,id=vser,max_ports=2",
+            "vhost-user-fs-pci,queue-size=1024,chardev=vfs,tag=luoshare",
+            "pvpanic-pci",
+        ] {
+            assert!(devices.contains(&d), "{d} in {devices:?}");
+        }
+        assert_eq!(Machine::Virt.arch(), Arch::Aarch64);
+        assert!(base_cmdline(Arch::Aarch64).starts_with("console=ttyAMA0 "));
+        assert!(!base_cmdline(Arch::Aarch64).contains("reboot=t"));
     }
 
     #[test]

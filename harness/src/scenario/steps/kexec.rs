@@ -69,7 +69,7 @@ impl StepKind for Kexec {
             })?
             .clone();
         let target = KexecTarget {
-            kernel: kernel.bzimage.clone(),
+            kernel: kernel.boot_image.clone(),
             // The image the scenario booted: the next kernel runs the same userspace.
             initrd: cx.initrd.clone(),
             extra_cmdline: self.cmdline.clone(),
