@@ -22,8 +22,14 @@ pub enum Libc {
 }
 
 /// What goes into the cache key: every source and every header beside one, by content.
-fn key(identity: &str, name: &str, sources: &[PathBuf], libc: Libc) -> Result<String, KernelError> {
-    hash(&[identity, &toolchain(crate::Arch::X86_64)], name, sources, libc)
+fn key(
+    identity: &str,
+    name: &str,
+    sources: &[PathBuf],
+    libc: Libc,
+    arch: crate::Arch,
+) -> Result<String, KernelError> {
+    hash(&[identity, &toolchain(arch)], name, sources, libc)
 }
 
 /// The program's own inputs (sources and headers by content, name, C library), not the tree or
@@ -83,7 +89,7 @@ pub fn build(
         cache
             .root()
             .join("programs")
-            .join(key(&req.source.identity()?, name, sources, libc)?);
+            .join(key(&req.source.identity()?, name, sources, libc, req.arch)?);
     let out = dir.join(name);
     if out.is_file() {
         return Ok(out);
@@ -97,7 +103,7 @@ pub fn build(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).at(&tmp)?;
     let headers = tmp.join("headers");
-    install_headers(cache, &staged, &headers)?;
+    install_headers(cache, req.arch, &staged, &headers)?;
     let mut inputs: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
     let lib = library(&tree.join(DIR));
     inputs.extend(lib.iter().map(PathBuf::as_path));
@@ -107,6 +113,7 @@ pub fn build(
     };
     let built = tmp.join(name);
     let result = compile(
+        req.arch,
         &tree,
         &headers,
         libc == Libc::Nolibc,

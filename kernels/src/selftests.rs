@@ -43,9 +43,9 @@ pub struct SelftestBinaries {
 
 pub(crate) const DIR: &str = "tools/testing/selftests/liveupdate";
 
-fn key(identity: &str, test: &str) -> String {
+fn key(identity: &str, test: &str, arch: crate::Arch) -> String {
     let mut h = Sha256::new();
-    for part in ["luo-selftests-v1", identity, test, &toolchain(crate::Arch::X86_64)] {
+    for part in ["luo-selftests-v1", identity, test, &toolchain(arch)] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -61,7 +61,7 @@ pub fn build(
 ) -> Result<SelftestBinaries, KernelError> {
     let dir = cache
         .selftests_dir()
-        .join(key(&req.source.identity()?, test));
+        .join(key(&req.source.identity()?, test, req.arch));
     let found = |dir: &Path| {
         let b = SelftestBinaries {
             test: dir.join(test),
@@ -90,7 +90,7 @@ pub fn build(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).at(&tmp)?;
     let headers = tmp.join("headers");
-    install_headers(cache, &staged, &headers)?;
+    install_headers(cache, req.arch, &staged, &headers)?;
     let mut inputs = vec![sources.join(format!("{test}.c"))];
     inputs.extend(library(&sources));
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
@@ -98,6 +98,7 @@ pub fn build(
     // the guest (no libc) runs when linked statically with glibc.
     let nolibc = sources.join("vmtest.sh").is_file();
     compile(
+        req.arch,
         &tree,
         &headers,
         nolibc,
@@ -107,6 +108,7 @@ pub fn build(
     )?;
     if sources.join("init.c").is_file() {
         compile(
+            req.arch,
             &tree,
             &headers,
             true,
@@ -134,16 +136,16 @@ pub fn build(
 /// `make headers_install` of the staged tree into `dest` (its `include/` is what programs use).
 pub(crate) fn install_headers(
     cache: &Cache,
+    arch: crate::Arch,
     staged: &crate::pipeline::StagedSource,
     dest: &Path,
 ) -> Result<(), KernelError> {
     let tree = staged.staging.tree();
-    let mut make = Make::new(
-        cache,
-        crate::Arch::X86_64,
-        &tree,
-        &cache.build_dir(&staged.family, "uapi-headers"),
-    )?;
+    let dir = match arch {
+        crate::Arch::X86_64 => "uapi-headers".to_string(),
+        other => format!("uapi-headers-{other}"),
+    };
+    let mut make = Make::new(cache, arch, &tree, &cache.build_dir(&staged.family, &dir))?;
     make.run(
         &[
             "-s",
@@ -179,6 +181,7 @@ pub(crate) fn library(dir: &Path) -> Vec<PathBuf> {
 
 /// gcc against the installed headers, and nolibc as vmtest.sh does.
 pub(crate) fn compile(
+    arch: crate::Arch,
     tree: &Path,
     headers: &Path,
     nolibc: bool,
@@ -187,7 +190,8 @@ pub(crate) fn compile(
     out: &Path,
 ) -> Result<(), KernelError> {
     let dir = tree.join(DIR);
-    let mut c = Command::new("gcc");
+    crate::hosttools::require(&[(arch.gcc(), arch.gcc_package())])?;
+    let mut c = Command::new(arch.gcc());
     c.args(flags);
     if nolibc {
         c.args(["-nostdinc", "-nostdlib"])
@@ -203,6 +207,11 @@ pub(crate) fn compile(
         .arg("-o")
         .arg(out)
         .args(sources);
+    if nolibc && arch == crate::Arch::Aarch64 {
+        // GCC calls arm64's atomics out of line by default (__aarch64_swp1_relax and friends,
+        // in libgcc, which picks LSE through glibc's getauxval): without a libc, inline them.
+        c.arg("-mno-outline-atomics");
+    }
     crate::apt::run(&mut c)
 }
 

@@ -78,6 +78,25 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
         println!("systemd root: {}", root.display());
     }
     println!("accel:   {}", p.accel);
+    // The same suite on the other architectures: their kernels cross-built, their agent and
+    // programs too, and their default VM booted and saved.
+    for &arch in plan::OTHER_ARCHES {
+        let t2 = std::time::Instant::now();
+        let req = plan::request_on_arch(arch);
+        let a = plan::resolve(&req, &plan::needs_on_arch(&needs), &terminal).await?;
+        let guest = luo_harness::Guest::boot(a.vm_config("setup")).await?;
+        let start = guest.start().to_string();
+        guest.power_off().await?;
+        eprintln!(
+            "setup: {arch}: kernels, agent and programs ready, its default VM booted and saved ({start}) in {:.0} s",
+            t2.elapsed().as_secs_f64()
+        );
+        println!("{arch} kernel: {}", a.boot.boot_image.display());
+        for (name, k) in &a.kernels {
+            println!("{arch} kernel {name:<14} {}", k.boot_image.display());
+        }
+        println!("{arch} initrd: {}", a.initrd.display());
+    }
     Ok(0)
 }
 

@@ -18,6 +18,20 @@ pub struct StageArgs {
     suite: SetupArgs,
 }
 
+/// The suite's plans on the other architectures, as `setup` made them.
+async fn other_arches(
+    needs: &plan::Needs,
+    terminal: &Terminal,
+) -> Result<Vec<(plan::Plan, luo_kernels::BuildRequest)>, Failed> {
+    let mut v = Vec::new();
+    for &arch in plan::OTHER_ARCHES {
+        let req = plan::request_on_arch(arch);
+        let p = plan::resolve(&req, &plan::needs_on_arch(needs), terminal).await?;
+        v.push((p, req.build));
+    }
+    Ok(v)
+}
+
 pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
     let needs = suite_needs(&args.suite)?;
     let req = PlanRequest::default();
@@ -44,6 +58,7 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
         systemd: needs.systemd,
         trees: kunit.into_iter().collect(),
         kernels: flavoured,
+        other_arches: other_arches(&needs, &terminal).await?,
     };
     let (build, boot_spec) = (req.build.clone(), req.kernel.to_string());
     let staged =
@@ -61,7 +76,10 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
         );
     }
     for s in &m.selftests {
-        println!("selftest {}", s.key);
+        println!("selftest {} ({})", s.key, s.arch);
+    }
+    for a in &m.agents {
+        println!("agent    {}", a.arch);
     }
     for p in &m.programs {
         println!("program  {}", p.file.path.display());

@@ -133,6 +133,9 @@ pub struct Plan {
     /// Built C programs of the scenarios.
     pub programs: BTreeMap<CProgram, PathBuf>,
     pub initrd: PathBuf,
+    /// The agent file the initrd holds, when it is not the embedded x86 one (what a stage carries
+    /// for another architecture).
+    pub agent_file: Option<PathBuf>,
     /// The image with busybox as /bin/sh, for scenarios with `shell: true`.
     pub shell_initrd: Option<PathBuf>,
     /// The Debian root filesystem with systemd, for scenarios with `image: systemd`: the directory
@@ -515,7 +518,7 @@ impl<'a> Resolver<'a> {
     ) -> Result<PathBuf, PlanError> {
         if let Some(path) = self
             .stage_for(spec)
-            .map(|s| s.selftest(&spec.to_string(), name))
+            .map(|s| s.selftest(self.template.arch, &spec.to_string(), name))
             .transpose()?
             .flatten()
         {
@@ -560,7 +563,7 @@ impl<'a> Resolver<'a> {
             )?;
             if let Some(path) = self
                 .stage_for(spec)
-                .map(|s| s.program(&spec.to_string(), &key))
+                .map(|s| s.program(self.template.arch, &spec.to_string(), &key))
                 .transpose()?
                 .flatten()
             {
@@ -629,11 +632,14 @@ pub async fn resolve(
     let images = cache.root().join("images");
     let agent = r.agent(req.build.arch).await?;
     let initrd = image::initramfs(&images, &agent, None)?;
-    let shell_initrd = match needs.shell {
+    // Both images are x86_64 only so far: their scenarios are skipped on another machine
+    // (scenario::engine::unsupported_on), and nothing is built for them.
+    let x86 = arch == luo_kernels::Arch::X86_64;
+    let shell_initrd = match needs.shell && x86 {
         true => Some(image::initramfs(&images, &agent, Some(&r.busybox()?))?),
         false => None,
     };
-    let systemd_root = match needs.systemd {
+    let systemd_root = match needs.systemd && x86 {
         true => Some(r.systemd_root().await?),
         false => None,
     };
@@ -657,6 +663,7 @@ pub async fn resolve(
         selftests,
         programs,
         initrd,
+        agent_file: (!x86).then(|| PathBuf::from(&agent.from)),
         shell_initrd,
         systemd_root,
         accel,
@@ -693,6 +700,40 @@ pub async fn resolve(
         d.machine = plan.machine;
     }
     Ok(plan)
+}
+
+/// The architectures besides x86_64 the suite runs its scenarios on.
+pub const OTHER_ARCHES: &[luo_kernels::Arch] = &[luo_kernels::Arch::Aarch64];
+
+/// What the suite needs on `arch` of what it needs on x86: the designs, the selftests and the
+/// scenarios' programs, built for that machine. Not the kernels of other releases (the matrix
+/// and cross-release kexecs are x86's), nor the images that are x86_64 only (busybox, systemd),
+/// nor the debug flavour.
+pub fn needs_on_arch(needs: &Needs) -> Needs {
+    Needs {
+        kernels: needs
+            .kernels
+            .iter()
+            .filter(|k| luo_kernels::variant::find(k).is_ok())
+            .cloned()
+            .collect(),
+        selftests: needs.selftests.clone(),
+        programs: needs.programs.clone(),
+        shell: false,
+        systemd: false,
+        debug: false,
+    }
+}
+
+/// The plan request of the suite's default configuration on `arch`.
+pub fn request_on_arch(arch: luo_kernels::Arch) -> PlanRequest {
+    PlanRequest {
+        build: BuildRequest {
+            arch,
+            ..BuildRequest::default()
+        },
+        ..PlanRequest::default()
+    }
 }
 
 /// The kernels the test suite boots besides the plain designs, as (flavour, variant) of the

@@ -136,6 +136,9 @@ pub struct StagedProgram {
     pub spec: String,
     pub key: String,
     pub file: StagedFile,
+    /// The machine it was compiled for.
+    #[serde(default)]
+    pub arch: luo_kernels::Arch,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,22 +269,33 @@ impl Stage {
         }))
     }
 
-    pub fn selftest(&self, spec: &str, name: &str) -> Result<Option<PathBuf>, StageError> {
-        Self::program_in(self, &self.manifest.selftests, spec, name)
+    pub fn selftest(
+        &self,
+        arch: luo_kernels::Arch,
+        spec: &str,
+        name: &str,
+    ) -> Result<Option<PathBuf>, StageError> {
+        Self::program_in(self, &self.manifest.selftests, arch, spec, name)
     }
 
-    pub fn program(&self, spec: &str, key: &str) -> Result<Option<PathBuf>, StageError> {
-        Self::program_in(self, &self.manifest.programs, spec, key)
+    pub fn program(
+        &self,
+        arch: luo_kernels::Arch,
+        spec: &str,
+        key: &str,
+    ) -> Result<Option<PathBuf>, StageError> {
+        Self::program_in(self, &self.manifest.programs, arch, spec, key)
     }
 
     fn program_in(
         &self,
         list: &[StagedProgram],
+        arch: luo_kernels::Arch,
         spec: &str,
         key: &str,
     ) -> Result<Option<PathBuf>, StageError> {
         list.iter()
-            .find(|p| p.spec == spec && p.key == key)
+            .find(|p| p.spec == spec && p.key == key && p.arch == arch)
             .map(|p| self.verified(&p.file))
             .transpose()
     }
@@ -384,10 +398,13 @@ impl Writer {
         k: &super::PlannedKernel,
         recipe_key: String,
     ) -> Result<(), StageError> {
-        let name = match k.flavour.is_plain() {
+        let mut name = match k.flavour.is_plain() {
             true => format!("{}-{}", k.spec, k.variant),
             false => format!("{}-{}-{}", k.spec, k.variant, k.flavour),
         };
+        if k.arch != luo_kernels::Arch::X86_64 {
+            name = format!("{}-{name}", k.arch);
+        }
         let dir = PathBuf::from("kernels").join(slug(&name));
         let optional = |p: &Option<PathBuf>, name: &str| {
             p.as_ref().map(|p| self.add(p, &dir.join(name))).transpose()
@@ -429,25 +446,37 @@ impl Writer {
         Ok(())
     }
 
-    pub fn selftest(&mut self, spec: &str, name: &str, built: &Path) -> Result<(), StageError> {
-        let rel = PathBuf::from("selftests").join(slug(spec)).join(name);
+    pub fn selftest(
+        &mut self,
+        arch: luo_kernels::Arch,
+        spec: &str,
+        name: &str,
+        built: &Path,
+    ) -> Result<(), StageError> {
+        let rel = PathBuf::from("selftests")
+            .join(arch.name())
+            .join(slug(spec))
+            .join(name);
         let file = self.add(built, &rel)?;
         self.manifest.selftests.push(StagedProgram {
             spec: spec.to_string(),
             key: name.to_string(),
             file,
+            arch,
         });
         Ok(())
     }
 
     pub fn program(
         &mut self,
+        arch: luo_kernels::Arch,
         spec: &str,
         key: &str,
         name: &str,
         built: &Path,
     ) -> Result<(), StageError> {
         let rel = PathBuf::from("programs")
+            .join(arch.name())
             .join(slug(spec))
             .join(key)
             .join(name);
@@ -456,6 +485,7 @@ impl Writer {
             spec: spec.to_string(),
             key: key.to_string(),
             file,
+            arch,
         });
         Ok(())
     }
@@ -529,6 +559,9 @@ pub struct Extras<'a> {
     pub trees: Vec<(&'a str, PathBuf, &'a Path)>,
     /// Kernels besides the plan's: the instrumented flavours the suite boots.
     pub kernels: Vec<super::PlannedKernel>,
+    /// The suite's plans on other architectures (plan::OTHER_ARCHES), with the build template
+    /// each was made with: their kernels, programs and agent.
+    pub other_arches: Vec<(super::Plan, luo_kernels::BuildRequest)>,
 }
 
 /// Stages everything `plan` resolved (made with `build` as its template and `boot_spec` as its
@@ -550,27 +583,38 @@ pub fn write(
     };
     let mut w = Writer::create(dir)?;
     let mut seen = std::collections::BTreeSet::new();
-    for k in plan.all_kernels().chain(&extras.kernels) {
-        if !k.spec.starts_with("debian:")
-            || !seen.insert((k.spec.clone(), k.variant.clone(), k.flavour))
-        {
-            continue;
+    let plans = std::iter::once((plan, build, &extras.kernels[..])).chain(
+        extras
+            .other_arches
+            .iter()
+            .map(|(p, b)| (p, b, &[] as &[super::PlannedKernel])),
+    );
+    for (plan, build, more) in plans {
+        for k in plan.all_kernels().chain(more) {
+            if !k.spec.starts_with("debian:")
+                || !seen.insert((k.spec.clone(), k.variant.clone(), k.flavour, k.arch))
+            {
+                continue;
+            }
+            let recipe_key = build
+                .with_flavour(k.flavour)
+                .with_variant(&k.variant)
+                .recipe_key()
+                .map_err(|e| incomplete(&k.label())(&e))?;
+            w.kernel(k, recipe_key)?;
         }
-        let recipe_key = build
-            .with_flavour(k.flavour)
-            .with_variant(&k.variant)
-            .recipe_key()
-            .map_err(|e| incomplete(&k.label())(&e))?;
-        w.kernel(k, recipe_key)?;
-    }
-    for (name, path) in &plan.selftests {
-        w.selftest(boot_spec, name, path)?;
-    }
-    for (p, path) in &plan.programs {
-        let name = p.name();
-        let key = luo_kernels::programs::sources_key(&name, &p.sources, p.libc)
-            .map_err(|e| incomplete(&name)(&e))?;
-        w.program(boot_spec, &key, &name, path)?;
+        for (name, path) in &plan.selftests {
+            w.selftest(plan.boot.arch, boot_spec, name, path)?;
+        }
+        for (p, path) in &plan.programs {
+            let name = p.name();
+            let key = luo_kernels::programs::sources_key(&name, &p.sources, p.libc)
+                .map_err(|e| incomplete(&name)(&e))?;
+            w.program(plan.boot.arch, boot_spec, &key, &name, path)?;
+        }
+        if let Some(agent) = &plan.agent_file {
+            w.agent(plan.boot.arch, agent)?;
+        }
     }
     if let Some(b) = extras.busybox {
         w.busybox(b)?;
@@ -613,6 +657,7 @@ mod tests {
             source: "debian:linux-source-7.3=7.3.4-1".into(),
             variant: "stock".into(),
             boot_image: dir.join("bzImage"),
+            arch: Default::default(),
             pvh_vmlinux: None,
             config: Some(dir.join("config")),
             system_map: None,

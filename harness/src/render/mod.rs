@@ -43,6 +43,7 @@ pub(crate) mod fixtures {
                 variant: "stock".into(),
                 source: "debian:7.3".into(),
                 flavour: None,
+                arch: None,
             },
             boots: vec![],
             steps: vec![],

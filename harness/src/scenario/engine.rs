@@ -26,17 +26,58 @@ pub struct Ran {
     pub gcov: Vec<GcovCapture>,
 }
 
+/// Why `scenario` cannot run on `plan`'s machine at all, if it cannot: what its image needs is
+/// built for x86_64 only (busybox is the host's, the systemd root filesystem is amd64 Debian).
+pub fn unsupported_on(scenario: &Scenario, plan: &Plan) -> Option<String> {
+    let arch = plan.boot.arch;
+    if arch == luo_kernels::Arch::X86_64 {
+        return None;
+    }
+    if scenario.image == crate::plan::GuestImage::Systemd {
+        return Some(format!(
+            "the systemd image is amd64 Debian; there is no {arch} one yet (docs/arm64.md)"
+        ));
+    }
+    scenario.shell.then(|| {
+        format!("`shell: true` takes the host's busybox, an x86_64 one; there is no {arch} one yet (docs/arm64.md)")
+    })
+}
+
+/// The result of a scenario that did not start: skipped before any VM, for `why`.
+pub fn skipped_before_boot(scenario: &Scenario, plan: &Plan, why: String) -> Ran {
+    let mut report = first_report_of(scenario, plan, String::new());
+    report.skipped = Some(why.clone());
+    Ran {
+        report,
+        metrics: Metrics {
+            scenario: scenario.name().to_string(),
+            ..Default::default()
+        },
+        outcome: Outcome::Skip { reason: why },
+        artifacts: None,
+        gcov: vec![],
+    }
+}
+
 fn first_report(scenario: &Scenario, plan: &Plan, hello: &luo_protocol::Hello) -> Report {
+    let mut r = first_report_of(scenario, plan, hello.boot.release.clone());
+    r.boots = vec![BootFacts::from_hello(0, hello)];
+    r
+}
+
+/// The report before any step, of a kernel that said it is `release` (none before a boot).
+fn first_report_of(scenario: &Scenario, plan: &Plan, release: String) -> Report {
     Report {
         scenario: scenario.name().to_string(),
         description: scenario.description.trim().to_string(),
         kernel: KernelFacts {
-            release: hello.boot.release.clone(),
+            release,
             variant: plan.boot.variant.clone(),
             source: plan.boot.source.clone(),
             flavour: (!plan.boot.flavour.is_plain()).then(|| plan.boot.flavour.to_string()),
+            arch: (plan.boot.arch != luo_kernels::Arch::X86_64).then(|| plan.boot.arch.to_string()),
         },
-        boots: vec![BootFacts::from_hello(0, hello)],
+        boots: vec![],
         steps: vec![],
         observations: BTreeMap::new(),
         session_identity: vec![],

@@ -60,6 +60,10 @@ pub struct KernelFacts {
     /// with what the sanitizers change by design (snapshot.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flavour: Option<String>,
+    /// The machine, when it is not x86_64: left out of snapshot comparisons, which pick the
+    /// architecture's own snapshot where it keeps one (snapshot.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 impl KernelFacts {

@@ -77,6 +77,7 @@ fn redact(v: &mut Value, instrumented: bool) {
     if let Some(k) = v.get_mut("kernel").and_then(Value::as_object_mut) {
         k.remove("source");
         k.remove("flavour");
+        k.remove("arch");
         if k.contains_key("release") {
             k.insert("release".into(), REDACTED.into());
         }
@@ -149,6 +150,25 @@ impl Snapshots {
         self.root.join(variant).join(format!("{name}.snap"))
     }
 
+    /// The snapshot a report of `arch` (None: x86_64) is compared with: the architecture's own
+    /// (`<arch>/<variant>/<name>.snap`) where the architecture makes the report differ, else the
+    /// shared one. A missing or changed one is written as the architecture's own only when the
+    /// shared one does not exist either.
+    pub fn path_for(&self, arch: Option<&str>, variant: &str, name: &str) -> PathBuf {
+        let shared = self.path(variant, name);
+        match arch {
+            Some(a) => {
+                let own = self.root.join(a).join(variant).join(format!("{name}.snap"));
+                if own.is_file() || !shared.is_file() {
+                    own
+                } else {
+                    shared
+                }
+            }
+            None => shared,
+        }
+    }
+
     /// Compares `report` with its snapshot; `input_file` is the scenario file, recorded in a
     /// `.snap.new` for the reviewer.
     pub fn check(
@@ -156,7 +176,11 @@ impl Snapshots {
         report: &Report,
         input_file: &Path,
     ) -> Result<SnapshotStatus, SnapshotError> {
-        let path = self.path(&report.kernel.variant, &report.scenario);
+        let path = self.path_for(
+            report.kernel.arch.as_deref(),
+            &report.kernel.variant,
+            &report.scenario,
+        );
         let got = redacted(report);
         if !path.is_file() {
             if self.write_new {
@@ -177,7 +201,17 @@ impl Snapshots {
             "this run's report",
         );
         if self.write_new {
-            write_new(&path, &got, input_file)?;
+            // A report of another architecture that differs from the shared snapshot is proposed
+            // as that architecture's own, never over the shared one.
+            let own = match &report.kernel.arch {
+                Some(a) => self
+                    .root
+                    .join(a)
+                    .join(&report.kernel.variant)
+                    .join(format!("{}.snap", report.scenario)),
+                None => path.clone(),
+            };
+            write_new(&own, &got, input_file)?;
         }
         Ok(SnapshotStatus::Differs { path, diff })
     }
@@ -229,6 +263,7 @@ mod tests {
                 variant: "stock".into(),
                 source: format!("tree:/src/{release}"),
                 flavour: None,
+                arch: None,
             },
             boots: vec![
                 BootFacts {
