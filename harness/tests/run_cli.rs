@@ -359,7 +359,7 @@ fn a_file_kernel_that_is_not_an_x86_64_bzimage_is_refused_by_name_before_any_vm(
     let mut arm64 = vec![0u8; 0x1000];
     arm64[0x38..0x3c].copy_from_slice(b"ARM\x64");
     let cases: [(&str, Vec<u8>, &str); 3] = [
-        ("Image", arm64, "an arm64 Image; the guest is x86-64"),
+        ("Image", arm64, "an arm64 Image; the guest is x86_64"),
         ("Image.gz", vec![0x1f, 0x8b, 8, 0, 0, 0], "gzip-compressed"),
         ("vmlinux", b"\x7fELF\x02\x01\x01".to_vec(), "an ELF"),
     ];
@@ -381,5 +381,105 @@ fn a_file_kernel_that_is_not_an_x86_64_bzimage_is_refused_by_name_before_any_vm(
                 .exists(),
             "no scenario ran on {name}"
         );
+    }
+}
+
+#[test]
+fn arm64_refuses_what_its_guest_cannot_boot_and_an_unknown_arch_by_name_before_any_vm() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = common::project("scenarios/memfd-roundtrip.yaml");
+    let scenario = scenario.to_str().unwrap();
+    let mut bz = vec![0u8; 0x1000];
+    bz[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    bz[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        ("bzImage", bz, "an x86-64 bzImage; the guest is aarch64"),
+        (
+            "Image.gz",
+            vec![0x1f, 0x8b, 8, 0, 0, 0],
+            "takes only the uncompressed Image",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let kernel = out.path().join(name);
+        std::fs::write(&kernel, bytes).unwrap();
+        let spec = format!("file:{}", kernel.display());
+        let o = run(
+            &["--arch", "aarch64", "--kernel", &spec, scenario],
+            out.path(),
+        );
+        let (stdout, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}\n{stdout}\n{stderr}");
+        assert!(stderr.contains(says), "{name}: {stderr}");
+    }
+    let o = run(&["--arch", "riscv64", scenario], out.path());
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("riscv64") && stderr.contains("aarch64"),
+        "{stderr}"
+    );
+    for (flags, says) in [
+        (&["--accel", "kvm"][..], "KVM cannot run an aarch64 guest"),
+        (
+            &["--machine", "microvm"][..],
+            "--machine microvm is a x86_64 machine",
+        ),
+    ] {
+        let mut args = vec!["--arch", "aarch64"];
+        args.extend(flags);
+        args.push(scenario);
+        let o = run(&args, out.path());
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+    assert!(
+        !out.path()
+            .join("luo-reports")
+            .join("memfd-roundtrip.report.yaml")
+            .exists(),
+        "no scenario ran"
+    );
+}
+
+#[test]
+fn check_refuses_a_program_built_for_the_other_machine_at_its_step() {
+    let d = tempfile::tempdir().unwrap();
+    let c = d.path().join("p.c");
+    std::fs::write(&c, "int main(void){return 0;}\n").unwrap();
+    for (cc, name) in [("gcc", "x86"), ("aarch64-linux-gnu-gcc", "arm")] {
+        let ok = Command::new(cc)
+            .args(["-static", "-o"])
+            .arg(d.path().join(name))
+            .arg(&c)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{cc} -static (ci/install-deps installs both)");
+    }
+    let yaml = d.path().join("s.yaml");
+    std::fs::write(
+        &yaml,
+        "description: a prebuilt program\nsteps:\n  - exec: {path: ./x86}\n  - exec: {path: ./arm}\n",
+    )
+    .unwrap();
+    let check = |arch: &str| {
+        Command::new(common::bin())
+            .args(["check", "--arch", arch])
+            .arg(&yaml)
+            .output()
+            .unwrap()
+    };
+    for (arch, line, says) in [
+        ("aarch64", "s.yaml:3:", "built for x86_64; the guest is aarch64"),
+        ("x86_64", "s.yaml:4:", "built for aarch64; the guest is x86_64"),
+    ] {
+        let o = check(arch);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{arch}: {stderr}");
+        assert!(stderr.contains(says) && stderr.contains(line), "{arch}: {stderr}");
     }
 }

@@ -1,10 +1,10 @@
 //! Running kbuild out of tree: the command line, the build log, progress from make's output, and
 //! ccache for incremental builds.
 
+use crate::Arch;
 use crate::cache::Cache;
 use crate::error::{IoContext, KernelError};
 use crate::hosttools;
-use crate::Arch;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

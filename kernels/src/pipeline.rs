@@ -239,7 +239,10 @@ fn publish(
     log: &Path,
 ) -> Result<BuiltKernel, KernelError> {
     let mut files: Vec<(String, PathBuf)> = vec![
-        (arch.image_target().into(), build_dir.join(arch.image_path())),
+        (
+            arch.image_target().into(),
+            build_dir.join(arch.image_path()),
+        ),
         ("vmlinux".into(), build_dir.join("vmlinux")),
         ("System.map".into(), build_dir.join("System.map")),
         ("config".into(), build_dir.join(".config")),

@@ -85,11 +85,13 @@ pub fn build(
     libc: Libc,
     on_event: &mut dyn FnMut(BuildEvent),
 ) -> Result<PathBuf, KernelError> {
-    let dir =
-        cache
-            .root()
-            .join("programs")
-            .join(key(&req.source.identity()?, name, sources, libc, req.arch)?);
+    let dir = cache.root().join("programs").join(key(
+        &req.source.identity()?,
+        name,
+        sources,
+        libc,
+        req.arch,
+    )?);
     let out = dir.join(name);
     if out.is_file() {
         return Ok(out);

@@ -126,7 +126,12 @@ impl BuildRequest {
         if let Some(base) = &self.base_config {
             merged = format!("base-config:\n{}\n{merged}", base.text);
         }
-        let mut make_args: Vec<String> = self.arch.make_args().iter().map(|s| s.to_string()).collect();
+        let mut make_args: Vec<String> = self
+            .arch
+            .make_args()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         make_args.extend(self.flavour.make_rule().map(String::from));
         let mut patches = variant.patches.to_vec();
         patches.extend(self.flavour.patches());

@@ -102,12 +102,20 @@ pub fn key(root: &Path, arch: Arch, rustc: &str) -> Result<String, CrossError> {
     }
     files.sort();
     let mut h = Sha256::new();
-    for part in [b"luo-cross-agent-v1".as_slice(), arch.name().as_bytes(), rustc.as_bytes()] {
+    for part in [
+        b"luo-cross-agent-v1".as_slice(),
+        arch.name().as_bytes(),
+        rustc.as_bytes(),
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
     for f in files {
-        let rel = f.strip_prefix(root).unwrap_or(&f).to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(root)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
         let bytes = std::fs::read(&f).map_err(io(&f))?;
         for part in [rel.as_bytes(), &bytes] {
             h.update((part.len() as u64).to_le_bytes());
@@ -132,10 +140,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CrossError> {
 
 /// The installed rustc's version line (`rustc 1.95.0 (59807616e 2026-04-14)`).
 pub fn rustc_version() -> Result<String, CrossError> {
-    let out = run(
-        "rustc --version",
-        Command::new("rustc").arg("--version"),
-    )?;
+    let out = run("rustc --version", Command::new("rustc").arg("--version"))?;
     Ok(String::from_utf8_lossy(&out).trim().to_string())
 }
 
@@ -183,14 +188,27 @@ pub fn agent(
         .arg("build")
         .arg("--manifest-path")
         .arg(root.join("guest-images/agent/Cargo.toml"))
-        .args(["--locked", "--profile", "agent", "-p", "luo-agent", "--target", triple])
+        .args([
+            "--locked",
+            "--profile",
+            "agent",
+            "-p",
+            "luo-agent",
+            "--target",
+            triple,
+        ])
         .args(["-Zbuild-std=std,panic_abort"])
         .arg("--target-dir")
         .arg(&target_dir)
         .env("RUSTC_BOOTSTRAP", "1")
         .env(linker_var, arch.gcc())
         .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
-    for var in ["RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
     tracing::info!(?cmd, "building the {arch} agent");
@@ -214,7 +232,8 @@ pub fn check_static(elf: &[u8], arch: Arch) -> Result<(), String> {
     }
     let machine = u16::from_le_bytes([elf[18], elf[19]]);
     if machine != arch.elf_machine() {
-        let what = Arch::from_elf_machine(machine).map_or(format!("machine {machine}"), |a| a.to_string());
+        let what =
+            Arch::from_elf_machine(machine).map_or(format!("machine {machine}"), |a| a.to_string());
         return Err(format!("it is for {what}"));
     }
     let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
@@ -251,8 +270,16 @@ mod tests {
     #[test]
     fn only_a_static_executable_of_the_architecture_is_accepted() {
         assert_eq!(check_static(&elf(183, false), Arch::Aarch64), Ok(()));
-        assert!(check_static(&elf(62, false), Arch::Aarch64).unwrap_err().contains("x86_64"));
-        assert!(check_static(&elf(183, true), Arch::Aarch64).unwrap_err().contains("dynamic"));
+        assert!(
+            check_static(&elf(62, false), Arch::Aarch64)
+                .unwrap_err()
+                .contains("x86_64")
+        );
+        assert!(
+            check_static(&elf(183, true), Arch::Aarch64)
+                .unwrap_err()
+                .contains("dynamic")
+        );
         assert!(check_static(b"#!/bin/sh\n", Arch::Aarch64).is_err());
     }
 

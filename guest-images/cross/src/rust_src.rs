@@ -148,10 +148,20 @@ mod tests {
 
     #[test]
     fn the_package_of_exactly_rustcs_version_is_picked() {
-        assert_eq!(upstream_of("rustc 1.95.0 (59807616e 2026-04-14)"), Some("1.95.0"));
-        assert_eq!(pick(MADISON, "1.95.0").as_deref(), Some("1.95.0+dfsg1-2~bpo13+1"));
+        assert_eq!(
+            upstream_of("rustc 1.95.0 (59807616e 2026-04-14)"),
+            Some("1.95.0")
+        );
+        assert_eq!(
+            pick(MADISON, "1.95.0").as_deref(),
+            Some("1.95.0+dfsg1-2~bpo13+1")
+        );
         assert_eq!(pick(MADISON, "1.9.0").as_deref(), Some("1.9.0+dfsg1-1"));
         assert_eq!(pick(MADISON, "1.95.1"), None);
-        assert_eq!(pick(MADISON, "1.9"), None, "1.9 is not 1.95.0's prefix version");
+        assert_eq!(
+            pick(MADISON, "1.9"),
+            None,
+            "1.9 is not 1.95.0's prefix version"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub struct RoundtripOptions {
     pub kernel: Option<luo_kernels::spec::KernelSpec>,
     /// Extra kernel command line for both boots.
     pub cmdline: String,
+    /// The guest's architecture; for another than x86_64, x86_64's round trip is timed beside it.
+    pub arch: luo_kernels::Arch,
 }
 
 /// Timings of one harness round trip.
@@ -146,6 +148,10 @@ pub struct RoundtripFigures {
     pub bare: Vec<Duration>,
     /// (flow name, wall times).
     pub upstream: Vec<(&'static str, Vec<Duration>)>,
+    /// The architecture measured, and for another than x86_64 the x86_64 round trip of the same
+    /// kernel source, alternated with it.
+    pub arch: luo_kernels::Arch,
+    pub x86: Vec<RoundtripTiming>,
 }
 
 /// The kernel vmtest.sh itself would build: the selftest fragments + olddefconfig (minutes, once).
@@ -161,14 +167,20 @@ pub async fn roundtrip(
     a: &RoundtripOptions,
     sink: &dyn EventSink,
 ) -> Result<RoundtripFigures, BenchError> {
-    let req = PlanRequest {
+    let on = |arch| PlanRequest {
         kernel: a.kernel.clone().unwrap_or_else(plan::default_spec),
         accel: Some(a.accel),
-        ..Default::default()
+        ..plan::request_on_arch(arch)
     };
-    let p = plan::resolve(&req, &Needs::default(), sink).await?;
+    let p = plan::resolve(&on(a.arch), &Needs::default(), sink).await?;
+    let other = a.arch != luo_kernels::Arch::X86_64;
+    let x86 = match other {
+        true => Some(plan::resolve(&on(luo_kernels::Arch::X86_64), &Needs::default(), sink).await?),
+        false => None,
+    };
     let mut flows = Vec::new();
-    if !a.no_upstream {
+    // The vmtest.sh flows boot x86 guests (bench/upstream.rs).
+    if !a.no_upstream && !other {
         let same = super::upstream::UpstreamFlow::prepare(&p, &p.boot.boot_image, sink).await?;
         flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
         let theirs = upstream_recipe_kernel(sink).await?;
@@ -182,8 +194,15 @@ pub async fn roundtrip(
     // Untimed: saves the booted VM if this configuration has none yet (a cold boot and a save,
     // once per kernel, image and command line; what a first run on a fresh machine pays).
     one_roundtrip(&p, &a.cmdline, false).await?;
+    if let Some(x) = &x86 {
+        one_roundtrip(x, &a.cmdline, false).await?;
+    }
+    let mut x86_times = Vec::new();
     for i in 0..a.runs {
         ours.push(one_roundtrip(&p, &a.cmdline, false).await?);
+        if let Some(x) = &x86 {
+            x86_times.push(one_roundtrip(x, &a.cmdline, false).await?);
+        }
         cold.push(one_roundtrip(&p, &a.cmdline, true).await?);
         bare_boots.push(bare::boot_to_hello(&bare_cfg).await?);
         for (_, flow, times) in flows.iter_mut() {
@@ -204,6 +223,8 @@ pub async fn roundtrip(
         cold,
         bare: bare_boots,
         upstream: flows.into_iter().map(|(n, _, t)| (n, t)).collect(),
+        arch: a.arch,
+        x86: x86_times,
     })
 }
 
@@ -296,8 +317,8 @@ impl std::fmt::Display for RoundtripFigures {
         let faster = |other: Duration| other.as_secs_f64() / med.as_secs_f64().max(1e-9);
         writeln!(
             f,
-            "memfd round trip, {} runs each, alternating, accel {}, kernel {}",
-            self.runs, self.accel, self.kernel
+            "memfd round trip, {} runs each, alternating, {}, accel {}, kernel {}",
+            self.runs, self.arch, self.accel, self.kernel
         )?;
         path_block(f, "luo-harness", &self.ours)?;
         path_block(f, "luo-harness --cold-boot", &self.cold)?;
@@ -319,6 +340,16 @@ impl std::fmt::Display for RoundtripFigures {
                 ms(tm),
                 ms(t.first().copied().unwrap_or_default()),
                 ms(t.last().copied().unwrap_or_default()),
+            )?;
+        }
+        if !self.x86.is_empty() {
+            path_block(f, "luo-harness on x86_64", &self.x86)?;
+            let x = median_of(&self.x86, &|t| t.total);
+            writeln!(
+                f,
+                "  {} round trip / x86_64's: {:.2}x  (same run, alternated)",
+                self.arch,
+                med.as_secs_f64() / x.as_secs_f64().max(1e-9)
             )?;
         }
         writeln!(f, "  luo-harness is")?;

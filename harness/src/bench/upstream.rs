@@ -69,8 +69,9 @@ impl UpstreamFlow {
         let initrd = dir.path().join("initrd.cpio");
         std::fs::write(&initrd, outer.to_bytes()).map_err(|e| flow(e.to_string()))?;
         Ok(UpstreamFlow {
-            qemu: crate::vm::qemu_binary(luo_kernels::Arch::X86_64)
-                .ok_or(BenchError::Vm(crate::vm::VmError::NoQemu(luo_kernels::Arch::X86_64)))?,
+            qemu: crate::vm::qemu_binary(luo_kernels::Arch::X86_64).ok_or(BenchError::Vm(
+                crate::vm::VmError::NoQemu(luo_kernels::Arch::X86_64),
+            ))?,
             kernel: kernel.to_path_buf(),
             initrd,
             serial: dir.path().join("qemu.serial"),

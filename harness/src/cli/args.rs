@@ -46,7 +46,8 @@ pub struct BuildArgs {
 }
 
 fn parse_arch(s: &str) -> Result<luo_kernels::Arch, String> {
-    s.parse().map_err(|e: luo_kernels::arch::UnknownArch| e.to_string())
+    s.parse()
+        .map_err(|e: luo_kernels::arch::UnknownArch| e.to_string())
 }
 
 impl BuildArgs {

@@ -45,6 +45,10 @@ pub struct RoundtripArgs {
     /// Extra kernel command line for both boots.
     #[arg(long, default_value = "")]
     cmdline: String,
+    /// The guest's architecture. aarch64: its round trip alternated with x86_64's in the same run
+    /// (the vmtest.sh flows are x86's here).
+    #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<luo_kernels::Arch>().map_err(|e| e.to_string()))]
+    arch: Option<luo_kernels::Arch>,
 }
 
 pub async fn bench(cmd: BenchCommand) -> Result<u8, Failed> {
@@ -57,6 +61,7 @@ pub async fn bench(cmd: BenchCommand) -> Result<u8, Failed> {
                 no_upstream: a.no_upstream,
                 kernel: a.kernel,
                 cmdline: a.cmdline,
+                arch: a.arch.unwrap_or_default(),
             };
             print!("{}", bench::roundtrip::roundtrip(&o, &terminal).await?);
         }

@@ -211,7 +211,9 @@ pub async fn bisect(a: BisectArgs) -> Result<u8, Failed> {
     check_runs(&a.common)?;
     if a.common.metric.is_none() {
         let files = collect::files(&a.common.paths)?;
-        if let Err(problems) = collect::load_all(&files) {
+        if let Err(problems) =
+            collect::load_all_for(&files, a.common.build.arch.unwrap_or_default())
+        {
             return Ok(check::report_invalid(problems, files.len()));
         }
     }
@@ -297,7 +299,7 @@ pub async fn step(a: StepArgs) -> Result<u8, Failed> {
         (Vec::new(), Vec::new())
     } else {
         let files = collect::files(&a.common.paths)?;
-        match collect::load_all(&files) {
+        match collect::load_all_for(&files, a.common.build.arch.unwrap_or_default()) {
             Ok(v) => (files, v),
             Err(problems) => {
                 return Ok(check::report_invalid(problems, files.len()).max(exit::BISECT_ABORT));

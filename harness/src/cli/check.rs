@@ -9,6 +9,10 @@ use std::path::PathBuf;
 pub struct CheckArgs {
     /// Scenario files or directories (default: scenarios/).
     paths: Vec<PathBuf>,
+    /// The machine the scenarios will run on: the programs they bring must be built for it
+    /// (x86_64 unless given).
+    #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<luo_kernels::Arch>().map_err(|e| e.to_string()))]
+    arch: Option<luo_kernels::Arch>,
 }
 
 /// Prints every problem of every file; exit 0 when all are valid, 2 otherwise.
@@ -20,7 +24,7 @@ pub fn check(args: CheckArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    match collect::load_all(&files) {
+    match collect::load_all_for(&files, args.arch.unwrap_or_default()) {
         Ok(v) => {
             println!("{} scenario file(s) valid", v.len());
             exit::PASS

@@ -54,10 +54,18 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
 
 /// Every file loaded, or every problem of every file.
 pub fn load_all(files: &[PathBuf]) -> Result<Vec<Loaded>, Vec<LoadError>> {
+    load_all_for(files, luo_kernels::Arch::X86_64)
+}
+
+/// `load_all` for a run on `arch`: the programs the scenarios bring must be that machine's.
+pub fn load_all_for(
+    files: &[PathBuf],
+    arch: luo_kernels::Arch,
+) -> Result<Vec<Loaded>, Vec<LoadError>> {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for f in files {
-        match scenario::load(f) {
+        match scenario::load_for(f, arch) {
             Ok((scenario, _)) => ok.push(Loaded {
                 file: f.clone(),
                 scenario,

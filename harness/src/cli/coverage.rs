@@ -41,7 +41,7 @@ enum Format {
 
 pub async fn coverage(args: CoverageArgs) -> Result<u8, Failed> {
     let files = collect::files(&args.paths)?;
-    let loaded = match collect::load_all(&files) {
+    let loaded = match collect::load_all_for(&files, args.kernel.build.arch.unwrap_or_default()) {
         Ok(v) => v,
         Err(problems) => return Ok(check::report_invalid(problems, files.len())),
     };

@@ -85,7 +85,7 @@ pub async fn delta(a: DeltaArgs) -> Result<u8, Failed> {
         Vec::new()
     } else {
         let files = collect::files(&a.paths)?;
-        match collect::load_all(&files) {
+        match collect::load_all_for(&files, a.kernel.build.arch.unwrap_or_default()) {
             Ok(v) => v.into_iter().map(|l| l.scenario).collect(),
             Err(problems) => return Ok(check::report_invalid(problems, files.len())),
         }

@@ -36,7 +36,7 @@ pub struct MatrixArgs {
 
 pub async fn matrix(a: MatrixArgs) -> Result<u8, Failed> {
     let files = collect::files(&a.paths)?;
-    let loaded = match collect::load_all(&files) {
+    let loaded = match collect::load_all_for(&files, a.kernel.build.arch.unwrap_or_default()) {
         Ok(v) => v,
         Err(problems) => return Ok(check::report_invalid(problems, files.len())),
     };

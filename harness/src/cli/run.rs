@@ -122,7 +122,7 @@ impl RunArgs {
 /// `timeline` records the run when `--trace` asked for it (cli/mod.rs installs it).
 pub async fn run(args: RunArgs, timeline: Option<Timeline>) -> Result<u8, Failed> {
     let files = collect::files(&args.paths)?;
-    let loaded = match collect::load_all(&files) {
+    let loaded = match collect::load_all_for(&files, args.kernel.build.arch.unwrap_or_default()) {
         Ok(v) => v,
         Err(problems) => return Ok(check::report_invalid(problems, files.len())),
     };

@@ -58,11 +58,19 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     );
     println!("kernel:  {}", p.boot.boot_image.display());
     for (name, k) in &p.kernels {
-        println!("kernel {name:<14} {}  ({})", k.boot_image.display(), k.source);
+        println!(
+            "kernel {name:<14} {}  ({})",
+            k.boot_image.display(),
+            k.source
+        );
     }
     for k in &flavoured {
         let name = format!("{} {}", k.variant, k.flavour);
-        println!("kernel {name:<14} {}  ({})", k.boot_image.display(), k.source);
+        println!(
+            "kernel {name:<14} {}  ({})",
+            k.boot_image.display(),
+            k.source
+        );
     }
     for (name, path) in &p.selftests {
         println!("selftest {name:<12} {}", path.display());

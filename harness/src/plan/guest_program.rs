@@ -15,7 +15,7 @@ pub enum Program {
 }
 
 /// What `path` is, or why the guest cannot run it.
-pub fn inspect(path: &Path, shell: bool) -> Result<Program, String> {
+pub fn inspect(path: &Path, shell: bool, arch: luo_kernels::Arch) -> Result<Program, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("{} is not a file", path.display()));
@@ -47,10 +47,18 @@ pub fn inspect(path: &Path, shell: bool) -> Result<Program, String> {
     let Ok(file) = ElfFile64::<Endianness>::parse(&*data) else {
         return what("is not a 64-bit ELF executable (nor a #!/bin/sh script)");
     };
-    if file.architecture() != Architecture::X86_64 {
+    let wanted = match arch {
+        luo_kernels::Arch::X86_64 => Architecture::X86_64,
+        luo_kernels::Arch::Aarch64 => Architecture::Aarch64,
+    };
+    if file.architecture() != wanted {
+        let other = match file.architecture() {
+            Architecture::X86_64 => "x86_64".to_string(),
+            Architecture::Aarch64 => "aarch64".to_string(),
+            a => format!("{a:?}"),
+        };
         return what(&format!(
-            "is built for {:?}; the guest is x86-64",
-            file.architecture()
+            "is built for {other}; the guest is {arch} (this run's --arch)"
         ));
     }
     let (header, endian) = (file.elf_header(), file.endian());
@@ -80,6 +88,7 @@ pub fn inspect(path: &Path, shell: bool) -> Result<Program, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const X86: luo_kernels::Arch = luo_kernels::Arch::X86_64;
 
     fn write(dir: &Path, name: &str, data: &[u8], mode: u32) -> std::path::PathBuf {
         let p = dir.join(name);
@@ -91,7 +100,7 @@ mod tests {
     #[test]
     fn dynamic_programs_are_refused_with_their_interpreter() {
         // Any dynamically linked program of the host.
-        let e = inspect(Path::new("/bin/ls"), false).unwrap_err();
+        let e = inspect(Path::new("/bin/ls"), false, X86).unwrap_err();
         assert!(
             e.contains("is dynamically linked (its interpreter is /lib64/ld-linux-x86-64.so.2)"),
             "{e}"
@@ -100,7 +109,7 @@ mod tests {
 
     /// `path` is refused for a reason that says `words`.
     fn refused(path: &Path, shell: bool, words: &str) {
-        let why = inspect(path, shell).unwrap_err();
+        let why = inspect(path, shell, X86).unwrap_err();
         assert!(why.contains(words), "{why}");
     }
 
@@ -108,7 +117,7 @@ mod tests {
     fn scripts_need_the_shell_and_sh() {
         let d = tempfile::tempdir().unwrap();
         let sh = write(d.path(), "a.sh", b"#!/bin/sh\necho hi\n", 0o755);
-        assert_eq!(inspect(&sh, true), Ok(Program::Script));
+        assert_eq!(inspect(&sh, true, X86), Ok(Program::Script));
         refused(&sh, false, "without `shell: true`");
         let py = write(d.path(), "a.py", b"#!/usr/bin/python3\n", 0o755);
         refused(&py, true, "for `/usr/bin/python3`");
@@ -133,7 +142,31 @@ mod tests {
             .unwrap()
             .success();
         assert!(ok, "gcc -static");
-        assert_eq!(inspect(&out, false), Ok(Program::StaticElf));
+        assert_eq!(inspect(&out, false, X86), Ok(Program::StaticElf));
+        // The same program on an arm64 run is refused, naming both machines.
+        let why = inspect(&out, false, luo_kernels::Arch::Aarch64).unwrap_err();
+        assert!(
+            why.contains("built for x86_64; the guest is aarch64"),
+            "{why}"
+        );
+        let arm = d.path().join("arm");
+        let ok = std::process::Command::new("aarch64-linux-gnu-gcc")
+            .args(["-static", "-o"])
+            .arg(&arm)
+            .arg(&c)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "aarch64-linux-gnu-gcc -static (ci/install-deps)");
+        assert_eq!(
+            inspect(&arm, false, luo_kernels::Arch::Aarch64),
+            Ok(Program::StaticElf)
+        );
+        assert!(
+            inspect(&arm, false, X86)
+                .unwrap_err()
+                .contains("built for aarch64; the guest is x86_64")
+        );
         let lib = d.path().join("m.o");
         assert!(
             std::process::Command::new("gcc")
@@ -147,7 +180,7 @@ mod tests {
         );
         std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(
-            inspect(&lib, false)
+            inspect(&lib, false, X86)
                 .unwrap_err()
                 .contains("not an executable")
         );

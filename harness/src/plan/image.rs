@@ -81,7 +81,8 @@ pub struct Busybox {
 impl Busybox {
     /// The static busybox at `path` (the host's BUSYBOX, or a staged one).
     pub fn at(path: &Path) -> Result<Busybox, ImageError> {
-        super::guest_program::inspect(path, false).map_err(ImageError::NoBusybox)?;
+        super::guest_program::inspect(path, false, luo_kernels::Arch::X86_64)
+            .map_err(ImageError::NoBusybox)?;
         let out = std::process::Command::new(path)
             .arg("--list")
             .output()

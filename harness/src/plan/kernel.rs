@@ -156,6 +156,10 @@ mod tests {
             "a vmlinux without CONFIG_PVH cannot be booted directly"
         );
         std::fs::write(d.path().join(".config"), "CONFIG_PVH=y\n").unwrap();
-        assert!(PlannedKernel::prebuilt(&bz, luo_kernels::Arch::X86_64).pvh_vmlinux.is_some());
+        assert!(
+            PlannedKernel::prebuilt(&bz, luo_kernels::Arch::X86_64)
+                .pvh_vmlinux
+                .is_some()
+        );
     }
 }

@@ -188,9 +188,15 @@ mod tests {
             assert!(refusal(f, Arch::Aarch64).is_some(), "{f:?} refused");
         }
         let gz = refusal(Format::Gzip, Arch::Aarch64).unwrap();
-        assert!(gz.contains("Image.gz") && gz.contains("uncompressed Image"), "{gz}");
+        assert!(
+            gz.contains("Image.gz") && gz.contains("uncompressed Image"),
+            "{gz}"
+        );
         let x86 = refusal(Format::BzImage, Arch::Aarch64).unwrap();
-        assert!(x86.contains("x86-64 bzImage") && x86.contains("aarch64"), "{x86}");
+        assert!(
+            x86.contains("x86-64 bzImage") && x86.contains("aarch64"),
+            "{x86}"
+        );
     }
 
     #[test]

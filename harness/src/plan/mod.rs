@@ -215,7 +215,9 @@ pub enum PlanError {
         machine: Machine,
         arch: luo_kernels::Arch,
     },
-    #[diagnostic(help("leave --accel at auto (or tcg): an {arch} guest on this host runs under TCG"))]
+    #[diagnostic(help(
+        "leave --accel at auto (or tcg): an {arch} guest on this host runs under TCG"
+    ))]
     #[error("KVM cannot run an {arch} guest on an x86_64 host")]
     ForeignKvm { arch: luo_kernels::Arch },
     #[error("choosing the accelerator: {0}")]
@@ -402,11 +404,13 @@ impl<'a> Resolver<'a> {
                 agent::from_file(&path).map_err(unreadable)?
             }
         };
-        luo_cross::check_static(&found.bytes, arch).map_err(|why| image::ImageError::WrongAgent {
-            from: found.from.clone(),
-            arch,
-            var: agent::override_var(arch),
-            why,
+        luo_cross::check_static(&found.bytes, arch).map_err(|why| {
+            image::ImageError::WrongAgent {
+                from: found.from.clone(),
+                arch,
+                var: agent::override_var(arch),
+                why,
+            }
         })?;
         Ok(found)
     }

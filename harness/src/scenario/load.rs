@@ -28,6 +28,11 @@ impl crate::outcome::Classify for LoadError {
 }
 
 pub fn load(path: &Path) -> Result<(Scenario, String), LoadError> {
+    load_for(path, luo_kernels::Arch::X86_64)
+}
+
+/// `load` for a run on `arch`: the programs a scenario brings must be that machine's.
+pub fn load_for(path: &Path, arch: luo_kernels::Arch) -> Result<(Scenario, String), LoadError> {
     let file = path.display().to_string();
     let read = |source| LoadError::Read {
         path: file.clone(),
@@ -38,7 +43,12 @@ pub fn load(path: &Path) -> Result<(Scenario, String), LoadError> {
         return Err(too_big(&file, size).into());
     }
     let bytes = std::fs::read(path).map_err(read)?;
-    Ok(from_bytes(&file, bytes)?)
+    if bytes.len() as u64 > limits::MAX_FILE_BYTES {
+        return Err(too_big(&file, bytes.len() as u64).into());
+    }
+    let src = decode(&file, bytes)?;
+    let s = parse_for(&file, &src, arch)?;
+    Ok((s, src))
 }
 
 /// A scenario from a file's bytes: everything `check` does after reading the file (the fuzz tests
@@ -98,6 +108,15 @@ fn options() -> serde_saphyr::Options {
 }
 
 pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
+    parse_for(file, src, luo_kernels::Arch::X86_64)
+}
+
+/// `parse` for a run on `arch`.
+pub fn parse_for(
+    file: &str,
+    src: &str,
+    arch: luo_kernels::Arch,
+) -> Result<Scenario, InvalidScenario> {
     if let Some((i, l)) = src
         .lines()
         .enumerate()
@@ -134,7 +153,7 @@ pub fn parse(file: &str, src: &str) -> Result<Scenario, InvalidScenario> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned());
     }
-    let problems = validate(&scenario, src)
+    let problems = validate_for(&scenario, src, arch)
         .into_iter()
         .map(|p| diagnostic(file, src, p.line, p.column, p.message, &p.label, p.help))
         .collect::<Vec<_>>();
@@ -273,7 +292,13 @@ fn image_files(s: &Scenario, v: &mut Validator) {
 /// Every problem of a parsed scenario: the steps walked in order, each telling the validator what
 /// it uses and creates.
 pub fn validate(s: &Scenario, src: &str) -> Vec<Problem> {
+    validate_for(s, src, luo_kernels::Arch::X86_64)
+}
+
+/// `validate` for a run on `arch`.
+pub fn validate_for(s: &Scenario, src: &str, arch: luo_kernels::Arch) -> Vec<Problem> {
     let mut v = Validator::for_files_in(s.dir(), s.shell, s.image);
+    v.arch = arch;
     image_files(s, &mut v);
     if s.steps.is_empty() {
         // An empty list has no span of its own: point at the top-level `steps:` key.

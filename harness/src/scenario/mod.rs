@@ -37,7 +37,7 @@ mod tests;
 
 pub use diagnostic::InvalidScenario;
 pub use engine::Ran;
-pub use load::{LoadError, from_bytes, load, parse};
+pub use load::{LoadError, from_bytes, load, load_for, parse};
 pub use model::Scenario;
 pub use report::{Metrics, Report};
 pub use requires::Requires;

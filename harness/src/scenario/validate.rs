@@ -83,6 +83,8 @@ pub struct Validator {
     pub image: GuestImage,
     /// Names staged into the share's programs/ directory, with the host path each came from.
     staged: BTreeMap<String, String>,
+    /// The machine the run is for: a program beside the scenario must be built for it.
+    pub arch: luo_kernels::Arch,
 }
 
 impl Default for Validator {
@@ -104,6 +106,7 @@ impl Default for Validator {
             shell: false,
             image: GuestImage::Default,
             staged: BTreeMap::new(),
+            arch: luo_kernels::Arch::X86_64,
         }
     }
 }
@@ -344,7 +347,7 @@ impl Validator {
     /// `shell: true`), staged as programs/<its name>.
     pub fn program_beside(&mut self, at: &Site, rel: &str) {
         let host = self.dir.join(rel);
-        match crate::plan::guest_program::inspect(&host, self.shell) {
+        match crate::plan::guest_program::inspect(&host, self.shell, self.arch) {
             Ok(_) => {
                 self.size_to_stage(at, rel);
                 self.staged_name(at, rel, rel.rsplit('/').next().unwrap_or(rel));

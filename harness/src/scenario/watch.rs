@@ -248,7 +248,10 @@ mod tests {
     use luo_protocol::LogRecord;
 
     fn kernel() -> PlannedKernel {
-        PlannedKernel::prebuilt(std::path::Path::new("/nonexistent/bzImage"), luo_kernels::Arch::X86_64)
+        PlannedKernel::prebuilt(
+            std::path::Path::new("/nonexistent/bzImage"),
+            luo_kernels::Arch::X86_64,
+        )
     }
 
     fn records(from: u64, texts: &[&str]) -> KernelRecords {
