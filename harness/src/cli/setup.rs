@@ -49,9 +49,7 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     // the first run restores it like every later one (and a kernel that does not boot is found
     // here, not in the first test).
     let t1 = std::time::Instant::now();
-    let guest = luo_harness::Guest::boot(p.vm_config("setup")).await?;
-    let start = guest.start().to_string();
-    guest.power_off().await?;
+    let start = boot_and_save(&p).await?;
     eprintln!(
         "setup: the default VM booted to its agent's hello and saved ({start}) in {:.1} s",
         t1.elapsed().as_secs_f64()
@@ -92,9 +90,7 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
         let t2 = std::time::Instant::now();
         let req = plan::request_on_arch(arch);
         let a = plan::resolve(&req, &plan::needs_on_arch(&needs), &terminal).await?;
-        let guest = luo_harness::Guest::boot(a.vm_config("setup")).await?;
-        let start = guest.start().to_string();
-        guest.power_off().await?;
+        let start = boot_and_save(&a).await?;
         eprintln!(
             "setup: {arch}: kernels, agent and programs ready, its default VM booted and saved ({start}) in {:.0} s",
             t2.elapsed().as_secs_f64()
@@ -106,6 +102,15 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
         println!("{arch} initrd: {}", a.initrd.display());
     }
     Ok(0)
+}
+
+/// Boots the plan's default VM to its agent's hello, which saves it (or restores the saved one),
+/// and powers it off: how it started.
+async fn boot_and_save(p: &luo_harness::Plan) -> Result<String, Failed> {
+    let guest = luo_harness::Guest::boot(p.vm_config("setup")).await?;
+    let start = guest.start().to_string();
+    guest.power_off().await?;
+    Ok(start)
 }
 
 /// What setup is about to do and how long that takes on a fresh machine, before any of it.
