@@ -207,14 +207,15 @@ impl QemuSpec {
 }
 
 /// The CPU model. Under KVM the host's own (only ever x86: an arm64 guest on this x86 host runs
-/// under TCG). Under TCG for arm64, `max` with QEMU's own pointer-authentication algorithm
-/// instead of the architected QARMA5, which TCG computes slowly on every signed return (measured
-/// in docs/arm64.md).
+/// under TCG). Under TCG for arm64, a Cortex-A72 (ARMv8.0): the kernel reaches init in about
+/// 330 ms of guest time against 450 with `max` (with or without `pauth-impdef=on`: the kernel
+/// built here has no pointer authentication), whose every optional feature it probes and sets
+/// up; LUO and KHO need none of them (docs/arm64.md).
 pub fn cpu_model(arch: Arch, accel: Accel) -> &'static str {
     match (arch, accel) {
         (_, Accel::Kvm) => "host",
         (Arch::X86_64, Accel::Tcg) => "qemu64",
-        (Arch::Aarch64, Accel::Tcg) => "max,pauth-impdef=on",
+        (Arch::Aarch64, Accel::Tcg) => "cortex-a72",
     }
 }
 
@@ -419,12 +420,12 @@ mod tests {
     }
 
     #[test]
-    fn arm64_boots_the_virt_board_with_pci_devices_and_a_cpu_tcg_signs_returns_fast_on() {
+    fn arm64_boots_the_virt_board_with_pci_devices_on_the_cpu_tcg_boots_fastest() {
         let mut s = spec();
         s.machine = Machine::Virt;
         let a = s.args();
         assert_eq!(value_after(&a, "-machine"), ["virt,memory-backend=mem"]);
-        assert_eq!(value_after(&a, "-cpu"), ["max,pauth-impdef=on"]);
+        assert_eq!(value_after(&a, "-cpu"), ["cortex-a72"]);
         let devices = value_after(&a, "-device");
         for d in [
             "virtio-serial-pci,id=vser,max_ports=2",
