@@ -100,6 +100,16 @@ impl Arch {
         }
     }
 
+    /// What an architecture adds to the name of a directory it has beside x86_64's: nothing for
+    /// x86_64, whose directories (build trees, caches, stages) kept the names they had before
+    /// there was a second architecture; `-<name>` for the others.
+    pub fn dir_suffix(self) -> String {
+        match self {
+            Arch::X86_64 => String::new(),
+            other => format!("-{other}"),
+        }
+    }
+
     /// The architecture an ELF `e_machine` is for, if it is one of ours.
     pub fn from_elf_machine(machine: u16) -> Option<Arch> {
         ALL.iter().copied().find(|a| a.elf_machine() == machine)
@@ -147,5 +157,11 @@ mod tests {
     #[test]
     fn x86_keeps_the_make_arguments_its_cached_kernels_were_keyed_with() {
         assert_eq!(Arch::X86_64.make_args(), ["ARCH=x86_64"]);
+    }
+
+    #[test]
+    fn x86_directories_keep_their_names_and_the_others_say_their_architecture() {
+        assert_eq!(Arch::X86_64.dir_suffix(), "");
+        assert_eq!(Arch::Aarch64.dir_suffix(), "-aarch64");
     }
 }

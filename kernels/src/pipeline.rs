@@ -143,7 +143,7 @@ pub fn build(
             "{}{}{}",
             req.recipe.name(),
             req.flavour.dir_suffix(),
-            arch_suffix(req.arch)
+            req.arch.dir_suffix()
         ),
     );
     let mut make = Make::new(cache, req.arch, &tree, &build_dir)?;
@@ -263,10 +263,3 @@ fn publish(
     cache.publish(meta, &files)
 }
 
-/// An architecture's build directory beside x86's (x86 keeps the name it always had).
-fn arch_suffix(arch: crate::Arch) -> String {
-    match arch {
-        crate::Arch::X86_64 => String::new(),
-        other => format!("-{other}"),
-    }
-}

@@ -141,10 +141,7 @@ pub(crate) fn install_headers(
     dest: &Path,
 ) -> Result<(), KernelError> {
     let tree = staged.staging.tree();
-    let dir = match arch {
-        crate::Arch::X86_64 => "uapi-headers".to_string(),
-        other => format!("uapi-headers-{other}"),
-    };
+    let dir = format!("uapi-headers{}", arch.dir_suffix());
     let mut make = Make::new(cache, arch, &tree, &cache.build_dir(&staged.family, &dir))?;
     make.run(
         &[

@@ -398,13 +398,10 @@ impl Writer {
         k: &super::PlannedKernel,
         recipe_key: String,
     ) -> Result<(), StageError> {
-        let mut name = match k.flavour.is_plain() {
-            true => format!("{}-{}", k.spec, k.variant),
-            false => format!("{}-{}-{}", k.spec, k.variant, k.flavour),
+        let name = match k.flavour.is_plain() {
+            true => format!("{}-{}{}", k.spec, k.variant, k.arch.dir_suffix()),
+            false => format!("{}-{}-{}{}", k.spec, k.variant, k.flavour, k.arch.dir_suffix()),
         };
-        if k.arch != luo_kernels::Arch::X86_64 {
-            name = format!("{}-{name}", k.arch);
-        }
         let dir = PathBuf::from("kernels").join(slug(&name));
         let optional = |p: &Option<PathBuf>, name: &str| {
             p.as_ref().map(|p| self.add(p, &dir.join(name))).transpose()
