@@ -10,6 +10,7 @@ pub mod config;
 mod configure;
 pub mod debian;
 pub mod error;
+pub mod executable;
 pub mod flavour;
 pub mod git;
 pub mod hosttools;

@@ -48,8 +48,11 @@ pub enum CrossError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Kernel(#[from] luo_kernels::KernelError),
-    #[error("the agent built for {arch} is not a static {arch} executable: {why}")]
-    WrongBinary { arch: Arch, why: String },
+    #[error("the agent built for {arch} {why}")]
+    WrongBinary {
+        arch: Arch,
+        why: luo_kernels::executable::NotGuestExecutable,
+    },
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CrossError + '_ {
@@ -203,6 +206,8 @@ pub fn agent(
         .env("RUSTC_BOOTSTRAP", "1")
         .env(linker_var, arch.gcc())
         .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    // The outer build's flags are for the host; the agent gets exactly its own (the same list as
+    // harness/build.rs removes for the x86 agent: a build script cannot share this crate's code).
     for var in [
         "RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
@@ -215,7 +220,8 @@ pub fn agent(
     run(&format!("building the {arch} agent"), &mut cmd)?;
     let out = target_dir.join(triple).join("agent/luo-agent");
     let bytes = std::fs::read(&out).map_err(io(&out))?;
-    check_static(&bytes, arch).map_err(|why| CrossError::WrongBinary { arch, why })?;
+    luo_kernels::executable::check_static(&bytes, arch)
+        .map_err(|why| CrossError::WrongBinary { arch, why })?;
     let parent = built.parent().expect("a file under agents/");
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -225,63 +231,9 @@ pub fn agent(
     Ok(built)
 }
 
-/// Why `elf` is not a static executable for `arch`, if it is not.
-pub fn check_static(elf: &[u8], arch: Arch) -> Result<(), String> {
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 {
-        return Err("not a 64-bit ELF file".into());
-    }
-    let machine = u16::from_le_bytes([elf[18], elf[19]]);
-    if machine != arch.elf_machine() {
-        let what =
-            Arch::from_elf_machine(machine).map_or(format!("machine {machine}"), |a| a.to_string());
-        return Err(format!("it is for {what}"));
-    }
-    let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
-    let phentsize = u16::from_le_bytes([elf[54], elf[55]]) as usize;
-    let phnum = u16::from_le_bytes([elf[56], elf[57]]) as usize;
-    for i in 0..phnum {
-        let Some(p) = elf.get(phoff + i * phentsize..phoff + i * phentsize + 4) else {
-            return Err("truncated program headers".into());
-        };
-        if u32::from_le_bytes(p.try_into().unwrap()) == 3 {
-            return Err("dynamically linked (PT_INTERP)".into());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn elf(machine: u16, interp: bool) -> Vec<u8> {
-        let mut e = vec![0u8; 64 + 56];
-        e[..4].copy_from_slice(b"\x7fELF");
-        e[4] = 2;
-        e[5] = 1;
-        e[18..20].copy_from_slice(&machine.to_le_bytes());
-        e[32..40].copy_from_slice(&64u64.to_le_bytes());
-        e[54..56].copy_from_slice(&56u16.to_le_bytes());
-        e[56..58].copy_from_slice(&1u16.to_le_bytes());
-        e[64..68].copy_from_slice(&(if interp { 3u32 } else { 1 }).to_le_bytes());
-        e
-    }
-
-    #[test]
-    fn only_a_static_executable_of_the_architecture_is_accepted() {
-        assert_eq!(check_static(&elf(183, false), Arch::Aarch64), Ok(()));
-        assert!(
-            check_static(&elf(62, false), Arch::Aarch64)
-                .unwrap_err()
-                .contains("x86_64")
-        );
-        assert!(
-            check_static(&elf(183, true), Arch::Aarch64)
-                .unwrap_err()
-                .contains("dynamic")
-        );
-        assert!(check_static(b"#!/bin/sh\n", Arch::Aarch64).is_err());
-    }
 
     #[test]
     fn the_key_follows_the_sources_the_compiler_and_the_architecture() {

@@ -9,10 +9,19 @@ use std::path::{Path, PathBuf};
 
 static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/luo-agent"));
 
-/// The agent's bytes and where they came from.
+/// The agent's bytes and the file they came from (none: the embedded build).
 pub struct Agent {
     pub bytes: Cow<'static, [u8]>,
-    pub from: String,
+    pub file: Option<PathBuf>,
+}
+
+impl Agent {
+    /// Where it came from, for messages.
+    pub fn from(&self) -> String {
+        self.file
+            .as_ref()
+            .map_or("embedded".into(), |p| p.display().to_string())
+    }
 }
 
 /// `LUO_HARNESS_AGENT` names a file that cannot be read.
@@ -42,7 +51,7 @@ pub fn agent() -> Result<Agent, Unreadable> {
         Some(path) => from_file(&path),
         None => Ok(Agent {
             bytes: Cow::Borrowed(EMBEDDED),
-            from: "embedded".into(),
+            file: None,
         }),
     }
 }
@@ -55,7 +64,7 @@ pub fn from_file(path: &Path) -> Result<Agent, Unreadable> {
     })?;
     Ok(Agent {
         bytes: Cow::Owned(bytes),
-        from: path.display().to_string(),
+        file: Some(path.to_path_buf()),
     })
 }
 
@@ -71,19 +80,10 @@ pub fn workspace() -> PathBuf {
 mod tests {
     #[test]
     fn the_embedded_agent_is_a_static_x86_64_executable() {
-        let elf = super::EMBEDDED;
-        assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
-        assert_eq!(elf[4], 2, "not 64-bit");
-        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 62, "not x86-64");
         // No program interpreter: it runs as PID 1 in an initramfs without a libc.
-        let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
-        let (phentsize, phnum) = (
-            u16::from_le_bytes([elf[54], elf[55]]) as usize,
-            u16::from_le_bytes([elf[56], elf[57]]) as usize,
+        assert_eq!(
+            luo_kernels::executable::check_static(super::EMBEDDED, luo_kernels::Arch::X86_64),
+            Ok(())
         );
-        for i in 0..phnum {
-            let p_type = u32::from_le_bytes(elf[phoff + i * phentsize..][..4].try_into().unwrap());
-            assert_ne!(p_type, 3, "PT_INTERP: the agent is dynamically linked");
-        }
     }
 }

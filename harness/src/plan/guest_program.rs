@@ -1,10 +1,7 @@
 //! What an `exec: {path: ./prog}` may bring from beside the scenario: the guest has no libc and no
-//! loader, so an x86-64 ELF executable without a program interpreter (static, static-pie
-//! included), or with `shell: true` a `#!/bin/sh` script. Checked by `check`, before any VM.
+//! loader, so a static ELF executable for the run's architecture (luo_kernels::executable), or with
+//! `shell: true` a `#!/bin/sh` script. Checked by `check`, before any VM.
 
-use object::elf;
-use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
-use object::{Architecture, Endianness, Object};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -43,45 +40,16 @@ pub fn inspect(path: &Path, shell: bool, arch: luo_kernels::Arch) -> Result<Prog
             )),
         };
     }
-    let what = |why: &str| Err(format!("{} {why}", path.display()));
-    let Ok(file) = ElfFile64::<Endianness>::parse(&*data) else {
-        return what("is not a 64-bit ELF executable (nor a #!/bin/sh script)");
-    };
-    let wanted = match arch {
-        luo_kernels::Arch::X86_64 => Architecture::X86_64,
-        luo_kernels::Arch::Aarch64 => Architecture::Aarch64,
-    };
-    if file.architecture() != wanted {
-        let other = match file.architecture() {
-            Architecture::X86_64 => "x86_64".to_string(),
-            Architecture::Aarch64 => "aarch64".to_string(),
-            a => format!("{a:?}"),
-        };
-        return what(&format!(
-            "is built for {other}; the guest is {arch} (this run's --arch)"
-        ));
-    }
-    let (header, endian) = (file.elf_header(), file.endian());
-    let kind = header.e_type(endian);
-    if !(kind == elf::ET_EXEC || (kind == elf::ET_DYN && header.e_entry(endian) != 0)) {
-        return what("is an ELF file but not an executable (a library or an object?)");
-    }
-    for ph in file.elf_program_headers() {
-        if ph.p_type(endian) == elf::PT_INTERP {
-            let interp = ph
-                .data(endian, &*data)
-                .ok()
-                .map(|d| {
-                    String::from_utf8_lossy(d)
-                        .trim_end_matches('\0')
-                        .to_string()
-                })
-                .unwrap_or_default();
-            return what(&format!(
-                "is dynamically linked (its interpreter is {interp}); the guest has no libc: link it statically (-static, or RUSTFLAGS=\"-C target-feature=+crt-static\")"
-            ));
+    luo_kernels::executable::check_static(&data, arch).map_err(|e| match e {
+        luo_kernels::executable::NotGuestExecutable::NotElf64 => format!(
+            "{} is not a 64-bit ELF executable (nor a #!/bin/sh script)",
+            path.display()
+        ),
+        e @ luo_kernels::executable::NotGuestExecutable::OtherMachine { .. } => {
+            format!("{} {e} (this run's --arch)", path.display())
         }
-    }
+        e => format!("{} {e}", path.display()),
+    })?;
     Ok(Program::StaticElf)
 }
 

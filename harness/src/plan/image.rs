@@ -54,12 +54,12 @@ pub enum ImageError {
     #[diagnostic(help(
         "{var} names the agent for {arch}: give a static {arch} build of guest-images/agent, or unset it"
     ))]
-    #[error("the guest agent {from} is not for this run's machine: {why}")]
+    #[error("the guest agent {from} {why}")]
     WrongAgent {
         from: String,
         arch: luo_kernels::Arch,
         var: &'static str,
-        why: String,
+        why: luo_kernels::executable::NotGuestExecutable,
     },
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -122,7 +122,7 @@ pub fn initramfs(
     agent: &super::agent::Agent,
     busybox: Option<&Path>,
 ) -> Result<PathBuf, ImageError> {
-    tracing::debug!(agent = agent.from, "guest agent");
+    tracing::debug!(agent = agent.from(), "guest agent");
     let busybox = busybox.map(Busybox::at).transpose()?;
     let bytes = initramfs_bytes(&agent.bytes, busybox.as_ref())?;
     let name = format!(

@@ -404,9 +404,9 @@ impl<'a> Resolver<'a> {
                 agent::from_file(&path).map_err(unreadable)?
             }
         };
-        luo_cross::check_static(&found.bytes, arch).map_err(|why| {
+        luo_kernels::executable::check_static(&found.bytes, arch).map_err(|why| {
             image::ImageError::WrongAgent {
-                from: found.from.clone(),
+                from: found.from(),
                 arch,
                 var: agent::override_var(arch),
                 why,
@@ -637,7 +637,7 @@ pub async fn resolve(
     let agent = r.agent(req.build.arch).await?;
     let initrd = image::initramfs(&images, &agent, None)?;
     // Both images are x86_64 only so far: their scenarios are skipped on another machine
-    // (scenario::engine::unsupported_on), and nothing is built for them.
+    // (Scenario::unsupported_on), and nothing is built for them.
     let x86 = arch == luo_kernels::Arch::X86_64;
     let shell_initrd = match needs.shell && x86 {
         true => Some(image::initramfs(&images, &agent, Some(&r.busybox()?))?),
@@ -667,7 +667,8 @@ pub async fn resolve(
         selftests,
         programs,
         initrd,
-        agent_file: (!x86).then(|| PathBuf::from(&agent.from)),
+        // The x86 agent is embedded in the harness; another architecture's is a file to stage.
+        agent_file: agent.file.clone().filter(|_| !x86),
         shell_initrd,
         systemd_root,
         accel,
