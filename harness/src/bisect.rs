@@ -137,7 +137,7 @@ pub async fn step(o: &StepOptions, sink: Arc<dyn EventSink>) -> u8 {
     };
     let mut needs = Needs::default();
     for l in &o.scenarios {
-        l.scenario.needs(&mut needs);
+        l.scenario.needs(o.build.arch, &mut needs);
     }
     let started = std::time::Instant::now();
     let mut record = StepRecord {

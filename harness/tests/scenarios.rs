@@ -79,7 +79,7 @@ fn run_on(path: &Path, variant: &str, flavour: Flavour, arch: Arch) -> datatest_
     rt.block_on(async {
         let (s, _) = scenario::load(path).map_err(|e| format!("{:?}", miette::Report::new(e)))?;
         let mut needs = Needs::default();
-        s.needs(&mut needs);
+        s.needs(arch, &mut needs);
         let req = PlanRequest {
             build: luo_kernels::BuildRequest {
                 arch,

@@ -30,7 +30,7 @@ pub async fn scenarios(
     let t0 = Instant::now();
     let mut needs = plan::Needs::default();
     for l in &loaded {
-        l.scenario.needs(&mut needs);
+        l.scenario.needs(luo_kernels::Arch::X86_64, &mut needs);
     }
     let p = plan::resolve(&PlanRequest::default(), &needs, sink).await?;
     let preparation = t0.elapsed();

@@ -76,11 +76,11 @@ pub fn load_all_for(
     if bad.is_empty() { Ok(ok) } else { Err(bad) }
 }
 
-/// What the scenarios need before any VM starts: kernels, selftests, programs, images.
-pub fn needs(loaded: &[Loaded]) -> Needs {
+/// What the scenarios need on `arch` before any VM starts: kernels, selftests, programs, images.
+pub fn needs(loaded: &[Loaded], arch: luo_kernels::Arch) -> Needs {
     let mut needs = Needs::default();
     for l in loaded {
-        l.scenario.needs(&mut needs);
+        l.scenario.needs(arch, &mut needs);
     }
     needs
 }

@@ -45,7 +45,7 @@ pub async fn coverage(args: CoverageArgs) -> Result<u8, Failed> {
         Ok(v) => v,
         Err(problems) => return Ok(check::report_invalid(problems, files.len())),
     };
-    let needs = collect::needs(&loaded);
+    let needs = collect::needs(&loaded, args.kernel.build.arch.unwrap_or_default());
     super::args::check_debug_memory(&args.kernel, &args.vm)?;
     let mut request = args.vm.plan_request(&args.kernel)?;
     request.build.flavour.gcov = true;

@@ -126,7 +126,7 @@ pub async fn run(args: RunArgs, timeline: Option<Timeline>) -> Result<u8, Failed
         Ok(v) => v,
         Err(problems) => return Ok(check::report_invalid(problems, files.len())),
     };
-    let needs = collect::needs(&loaded);
+    let needs = collect::needs(&loaded, args.kernel.build.arch.unwrap_or_default());
     if args.vm.gdb && loaded.len() > 1 {
         return Err(Failed::bad_input(format!(
             "--gdb debugs one VM: name one scenario file, not {}",

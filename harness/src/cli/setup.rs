@@ -33,7 +33,7 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
         ));
     }
     luo_kernels::git::sweep_clones(&luo_kernels::Cache::from_env())?;
-    let needs = suite_needs(&args)?;
+    let needs = suite_needs(&args, luo_kernels::Arch::X86_64)?;
     let t0 = std::time::Instant::now();
     announce(&needs);
     let terminal = Terminal::default();
@@ -89,7 +89,7 @@ pub async fn setup(args: SetupArgs) -> Result<u8, Failed> {
     for &arch in plan::OTHER_ARCHES {
         let t2 = std::time::Instant::now();
         let req = plan::request_on_arch(arch);
-        let a = plan::resolve(&req, &plan::needs_on_arch(&needs), &terminal).await?;
+        let a = plan::resolve(&req, &suite_needs(&args, arch)?, &terminal).await?;
         let start = boot_and_save(&a).await?;
         eprintln!(
             "setup: {arch}: kernels, agent and programs ready, its default VM booted and saved ({start}) in {:.0} s",
@@ -144,9 +144,10 @@ fn announce(needs: &Needs) {
     );
 }
 
-/// What the suite needs: every variant (built incrementally after stock), the `--also` kernels,
-/// and what the scenarios under `paths` (default: scenarios/) run.
-pub fn suite_needs(args: &SetupArgs) -> Result<Needs, Failed> {
+/// What the suite needs on `arch`: every variant (built incrementally after stock), the `--also`
+/// kernels, and what the scenarios under `paths` (default: scenarios/) run; on another
+/// architecture than x86_64, what plan::needs_on_arch keeps of that.
+pub fn suite_needs(args: &SetupArgs, arch: luo_kernels::Arch) -> Result<Needs, Failed> {
     let mut needs = Needs {
         kernels: luo_kernels::variant::designs()
             .map(|v| v.name.to_string())
@@ -166,9 +167,12 @@ pub fn suite_needs(args: &SetupArgs) -> Result<Needs, Failed> {
         // Invalid files are `check`'s to report; setup builds for the valid ones.
         for f in files {
             if let Ok((s, _)) = luo_harness::scenario::load(&f) {
-                s.needs(&mut needs);
+                s.needs(arch, &mut needs);
             }
         }
     }
-    Ok(needs)
+    Ok(match arch {
+        luo_kernels::Arch::X86_64 => needs,
+        _ => plan::needs_on_arch(&needs),
+    })
 }

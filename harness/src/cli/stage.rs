@@ -20,20 +20,20 @@ pub struct StageArgs {
 
 /// The suite's plans on the other architectures, as `setup` made them.
 async fn other_arches(
-    needs: &plan::Needs,
+    suite: &SetupArgs,
     terminal: &Terminal,
 ) -> Result<Vec<(plan::Plan, luo_kernels::BuildRequest)>, Failed> {
     let mut v = Vec::new();
     for &arch in plan::OTHER_ARCHES {
         let req = plan::request_on_arch(arch);
-        let p = plan::resolve(&req, &plan::needs_on_arch(needs), terminal).await?;
+        let p = plan::resolve(&req, &suite_needs(suite, arch)?, terminal).await?;
         v.push((p, req.build));
     }
     Ok(v)
 }
 
 pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
-    let needs = suite_needs(&args.suite)?;
+    let needs = suite_needs(&args.suite, luo_kernels::Arch::X86_64)?;
     let req = PlanRequest::default();
     let terminal = Terminal::default();
     let p = plan::resolve(&req, &needs, &terminal).await?;
@@ -58,7 +58,7 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
         systemd: needs.systemd,
         trees: kunit.into_iter().collect(),
         kernels: flavoured,
-        other_arches: other_arches(&needs, &terminal).await?,
+        other_arches: other_arches(&args.suite, &terminal).await?,
     };
     let (build, boot_spec) = (req.build.clone(), req.kernel.to_string());
     let staged =

@@ -286,7 +286,7 @@ pub async fn delta(o: &DeltaOptions, sink: &dyn EventSink) -> Result<DeltaReport
     let t0 = Instant::now();
     let mut needs = Needs::default();
     for s in &o.scenarios {
-        s.needs(&mut needs);
+        s.needs(o.base.build.arch, &mut needs);
     }
     let base = plan::resolve(&side_plan(&o.base, o.accel), &needs, sink).await?;
     let patched = plan::resolve(&side_plan(&o.patched, o.accel), &needs, sink).await?;

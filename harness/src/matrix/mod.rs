@@ -146,7 +146,7 @@ pub async fn run(
         .collect();
     let mut needs = Needs::default();
     for l in &applicable {
-        l.scenario.needs(&mut needs);
+        l.scenario.needs(o.build.arch, &mut needs);
     }
     let mut axes = Vec::new();
     let n = o.kernels.len();

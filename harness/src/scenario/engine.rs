@@ -26,23 +26,6 @@ pub struct Ran {
     pub gcov: Vec<GcovCapture>,
 }
 
-/// Why `scenario` cannot run on `plan`'s machine at all, if it cannot: what its image needs is
-/// built for x86_64 only (busybox is the host's, the systemd root filesystem is amd64 Debian).
-pub fn unsupported_on(scenario: &Scenario, plan: &Plan) -> Option<String> {
-    let arch = plan.boot.arch;
-    if arch == luo_kernels::Arch::X86_64 {
-        return None;
-    }
-    if scenario.image == crate::plan::GuestImage::Systemd {
-        return Some(format!(
-            "the systemd image is amd64 Debian; there is no {arch} one yet (docs/arm64.md)"
-        ));
-    }
-    scenario.shell.then(|| {
-        format!("`shell: true` takes the host's busybox, an x86_64 one; there is no {arch} one yet (docs/arm64.md)")
-    })
-}
-
 /// The result of a scenario that did not start: skipped before any VM, for `why`.
 pub fn skipped_before_boot(scenario: &Scenario, plan: &Plan, why: String) -> Ran {
     let mut report = first_report_of(scenario, plan, String::new());

@@ -52,7 +52,7 @@ const SYSTEMD_BOOT_FACTOR: u32 = 4;
 /// it.
 pub async fn run(scenario: &Scenario, plan: &Plan) -> Result<Ran, GuestError> {
     let plan = plan.for_scenario(scenario.debug);
-    if let Some(why) = engine::unsupported_on(scenario, plan) {
+    if let Some(why) = scenario.unsupported_on(plan.boot.arch) {
         return Ok(engine::skipped_before_boot(scenario, plan, why));
     }
     let mut cfg = plan.vm_config(scenario.name());

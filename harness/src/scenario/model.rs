@@ -83,8 +83,28 @@ impl Scenario {
         super::steps::unnamed_kexec(&self.steps)
     }
 
-    /// What the run must build for this scenario besides the boot kernel.
-    pub fn needs(&self, needs: &mut crate::plan::Needs) {
+    /// Why this scenario cannot run on a guest of `arch`, if it cannot: the images that exist for
+    /// x86_64 only. It is then skipped before any VM, and nothing is built for it.
+    pub fn unsupported_on(&self, arch: luo_kernels::Arch) -> Option<String> {
+        if arch == luo_kernels::Arch::X86_64 {
+            return None;
+        }
+        if self.image == GuestImage::Systemd {
+            return Some(format!(
+                "the systemd image is amd64 Debian; there is no {arch} one yet (docs/arm64.md)"
+            ));
+        }
+        self.shell.then(|| {
+            format!("`shell: true` takes the host's busybox, an x86_64 one; there is no {arch} one yet (docs/arm64.md)")
+        })
+    }
+
+    /// What a run on `arch` must build for this scenario besides the boot kernel: nothing when it
+    /// cannot run there.
+    pub fn needs(&self, arch: luo_kernels::Arch, needs: &mut crate::plan::Needs) {
+        if self.unsupported_on(arch).is_some() {
+            return;
+        }
         let mut own = crate::plan::Needs::default();
         super::steps::needs_of(&self.steps, &mut own);
         needs.kernels.extend(own.kernels);
