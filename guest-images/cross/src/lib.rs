@@ -1,5 +1,6 @@
 //! The guest agent for an architecture other than the host's (arm64), built when a run first needs
-//! it and cached by its sources, the compiler and the architecture.
+//! it from the sources the harness embeds (a tar archive, harness/build.rs), and cached by those
+//! sources, the compiler and the architecture.
 //!
 //! rustup here has only the x86_64 standard library and cannot download another, so std is
 //! compiled for the target with `-Zbuild-std` from its sources: Debian's `rust-src` of exactly
@@ -19,12 +20,6 @@ use std::process::Command;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CrossError {
-    #[diagnostic(help(
-        "the arm64 agent is built from the luo-harness checkout the binary was built from; run \
-         it from that checkout, or give a prebuilt agent in LUO_HARNESS_AGENT_AARCH64"
-    ))]
-    #[error("the agent's sources are not at {0}")]
-    NoSources(PathBuf),
     #[diagnostic(help("bash ci/install-deps installs it"))]
     #[error("{tool} not found: building the {arch} agent needs it ({package})")]
     MissingTool {
@@ -87,58 +82,19 @@ pub(crate) fn run(what: &str, cmd: &mut Command) -> Result<Vec<u8>, CrossError> 
     Ok(out.stdout)
 }
 
-/// What the agent is built from, relative to the workspace: a change to any of it is a new key.
-const SOURCES: &[&str] = &[
-    "guest-images/agent/Cargo.toml",
-    "guest-images/agent/src",
-    "protocol/Cargo.toml",
-    "protocol/src",
-    "Cargo.lock",
-    "Cargo.toml",
-];
-
-/// The cache key of the agent for `arch` built by `rustc` from the workspace at `root`.
-pub fn key(root: &Path, arch: Arch, rustc: &str) -> Result<String, CrossError> {
-    let mut files = Vec::new();
-    for s in SOURCES {
-        collect(&root.join(s), &mut files)?;
-    }
-    files.sort();
+/// The cache key of the agent for `arch` built by `rustc` from `sources` (the archive).
+pub fn key(sources: &[u8], arch: Arch, rustc: &str) -> String {
     let mut h = Sha256::new();
     for part in [
-        b"luo-cross-agent-v1".as_slice(),
+        b"luo-cross-agent-v2".as_slice(),
         arch.name().as_bytes(),
         rustc.as_bytes(),
+        sources,
     ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
-    for f in files {
-        let rel = f
-            .strip_prefix(root)
-            .unwrap_or(&f)
-            .to_string_lossy()
-            .into_owned();
-        let bytes = std::fs::read(&f).map_err(io(&f))?;
-        for part in [rel.as_bytes(), &bytes] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
-        }
-    }
-    Ok(hex::encode(h.finalize())[..16].to_string())
-}
-
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CrossError> {
-    if path.is_dir() {
-        for e in std::fs::read_dir(path).map_err(io(path))?.flatten() {
-            collect(&e.path(), out)?;
-        }
-    } else if path.is_file() {
-        out.push(path.to_path_buf());
-    } else {
-        return Err(CrossError::NoSources(path.to_path_buf()));
-    }
-    Ok(())
+    hex::encode(h.finalize())[..16].to_string()
 }
 
 /// The installed rustc's version line (`rustc 1.95.0 (59807616e 2026-04-14)`).
@@ -147,22 +103,19 @@ pub fn rustc_version() -> Result<String, CrossError> {
     Ok(String::from_utf8_lossy(&out).trim().to_string())
 }
 
-/// The static agent for `arch`, built from the workspace at `root` (or found in the cache under
-/// `cache_root/agents/`). `on_step` hears what is being done, for a progress line.
+/// The static agent for `arch`, built from `sources`, a tar archive of a workspace holding the
+/// agent (or found in the cache under `cache_root/agents/`). `on_step` hears what is being done,
+/// for a progress line.
 pub fn agent(
     cache: &luo_kernels::Cache,
-    root: &Path,
+    sources: &[u8],
     arch: Arch,
     on_step: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, CrossError> {
-    if !root.join("guest-images/agent/Cargo.toml").is_file() {
-        return Err(CrossError::NoSources(root.join("guest-images/agent")));
-    }
     let rustc = rustc_version()?;
     let dir = cache.root().join("agents");
-    let built = dir
-        .join(format!("{arch}-{}", key(root, arch, &rustc)?))
-        .join("luo-agent");
+    let key = key(sources, arch, &rustc);
+    let built = dir.join(format!("{arch}-{key}")).join("luo-agent");
     if built.is_file() {
         return Ok(built);
     }
@@ -179,6 +132,11 @@ pub fn agent(
     }
     on_step("rust-src");
     RustSrc::for_rustc(&rustc)?.install(cache)?;
+    let root = dir.join(format!(".src-{arch}-{key}"));
+    let _ = std::fs::remove_dir_all(&root);
+    tar::Archive::new(sources)
+        .unpack(&root)
+        .map_err(io(&root))?;
     on_step("cargo build -Zbuild-std");
     let target_dir = dir.join("target");
     let triple = arch.rust_target();
@@ -187,12 +145,13 @@ pub fn agent(
         triple.to_uppercase().replace('-', "_")
     );
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(root)
+    // Not --locked: the archive's workspace has fewer members than Cargo.lock was made for, so
+    // cargo drops their part of it; the agent's own dependencies keep their locked versions.
+    cmd.current_dir(&root)
         .arg("build")
         .arg("--manifest-path")
         .arg(root.join("guest-images/agent/Cargo.toml"))
         .args([
-            "--locked",
             "--profile",
             "agent",
             "-p",
@@ -228,6 +187,7 @@ pub fn agent(
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     std::fs::write(tmp.join("luo-agent"), &bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, parent).map_err(io(parent))?;
+    let _ = std::fs::remove_dir_all(&root);
     Ok(built)
 }
 
@@ -237,28 +197,10 @@ mod tests {
 
     #[test]
     fn the_key_follows_the_sources_the_compiler_and_the_architecture() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        for s in SOURCES {
-            let p = r.join(s);
-            if s.ends_with("src") {
-                std::fs::create_dir_all(&p).unwrap();
-                std::fs::write(p.join("main.rs"), s.as_bytes()).unwrap();
-            } else {
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::write(&p, s.as_bytes()).unwrap();
-            }
-        }
-        let base = key(r, Arch::Aarch64, "rustc 1.95.0").unwrap();
-        assert_eq!(base, key(r, Arch::Aarch64, "rustc 1.95.0").unwrap());
-        assert_ne!(base, key(r, Arch::Aarch64, "rustc 1.96.0").unwrap());
-        assert_ne!(base, key(r, Arch::X86_64, "rustc 1.95.0").unwrap());
-        std::fs::write(r.join("protocol/src/main.rs"), b"changed").unwrap();
-        assert_ne!(base, key(r, Arch::Aarch64, "rustc 1.95.0").unwrap());
-        std::fs::remove_dir_all(r.join("protocol/src")).unwrap();
-        assert!(matches!(
-            key(r, Arch::Aarch64, "rustc 1.95.0"),
-            Err(CrossError::NoSources(_))
-        ));
+        let base = key(b"sources", Arch::Aarch64, "rustc 1.95.0");
+        assert_eq!(base, key(b"sources", Arch::Aarch64, "rustc 1.95.0"));
+        assert_ne!(base, key(b"sources", Arch::Aarch64, "rustc 1.96.0"));
+        assert_ne!(base, key(b"sources", Arch::X86_64, "rustc 1.95.0"));
+        assert_ne!(base, key(b"sourcez", Arch::Aarch64, "rustc 1.95.0"));
     }
 }

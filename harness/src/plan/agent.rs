@@ -1,7 +1,7 @@
 //! The guest agent binary. For x86_64: the static build embedded at compile time
 //! (harness/build.rs), or the file `LUO_HARNESS_AGENT` names (a development or fault-injecting
-//! build). For arm64: the file `LUO_HARNESS_AGENT_AARCH64` names, or the cross-built one
-//! (luo-cross), which the resolver finds or builds (plan/mod.rs).
+//! build). For arm64: the file `LUO_HARNESS_AGENT_AARCH64` names, or the one luo-cross builds from
+//! the embedded sources (`SOURCES`), which the resolver finds or builds (plan/mod.rs).
 
 use luo_kernels::Arch;
 use std::borrow::Cow;
@@ -68,16 +68,41 @@ pub fn from_file(path: &Path) -> Result<Agent, Unreadable> {
     })
 }
 
-/// Where the workspace the harness was built from is: the arm64 agent is built from its sources.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("harness/ is inside the workspace")
-        .to_path_buf()
-}
+/// The agent's sources as harness/build.rs archived them: what the other architectures' agents
+/// are built from (luo-cross), so they match the embedded x86 agent with or without a checkout.
+pub static SOURCES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agent-sources.tar"));
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_embedded_sources_are_a_workspace_of_the_agent_and_the_protocol_alone() {
+        let mut names = Vec::new();
+        let mut manifest = String::new();
+        for e in tar::Archive::new(super::SOURCES).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            if name == "Cargo.toml" {
+                std::io::Read::read_to_string(&mut e, &mut manifest).unwrap();
+            }
+            names.push(name);
+        }
+        for needed in [
+            "Cargo.lock",
+            "guest-images/agent/Cargo.toml",
+            "guest-images/agent/src/main.rs",
+            "protocol/Cargo.toml",
+            "protocol/src/lib.rs",
+        ] {
+            assert!(names.iter().any(|n| n == needed), "{needed} not in {names:?}");
+        }
+        assert!(
+            manifest.contains(r#"members = ["guest-images/agent", "protocol"]"#)
+                && !manifest.contains("default-members")
+                && manifest.contains("[profile.agent]"),
+            "{manifest}"
+        );
+    }
+
     #[test]
     fn the_embedded_agent_is_a_static_x86_64_executable() {
         // No program interpreter: it runs as PID 1 in an initramfs without a libc.

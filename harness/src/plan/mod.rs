@@ -393,7 +393,7 @@ impl<'a> Resolver<'a> {
                             message,
                         };
                         blocking_with(self.sink, to_event, move |on| {
-                            luo_cross::agent(&c, &agent::workspace(), arch, &mut |s| {
+                            luo_cross::agent(&c, agent::SOURCES, arch, &mut |s| {
                                 on(s.to_string())
                             })
                         })
