@@ -142,6 +142,17 @@ fn announce(needs: &Needs) {
         minutes(240.0),
         minutes(600.0)
     );
+    for arch in plan::OTHER_ARCHES {
+        // Measured 2026-12-05 (docs/arm64.md): 289 s for the cold kernel, 11-48 s a design after
+        // it, 42 s for the agent with -Zbuild-std after fetching rust-src.
+        eprintln!(
+            "setup: then the same suite for {arch}, cross-built: about {:.0} min for its default \
+             kernel, {:.0} min for its three variants, {:.0} min for its agent, with empty caches",
+            minutes(290.0),
+            minutes(90.0),
+            minutes(60.0)
+        );
+    }
 }
 
 /// What the suite needs on `arch`: every variant (built incrementally after stock), the `--also`
