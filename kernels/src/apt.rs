@@ -105,6 +105,8 @@ pub fn system_mirror() -> Result<String, KernelError> {
 /// A private apt state in `dir` that sees only `suite` of `mirror`.
 pub struct PrivateApt {
     dir: PathBuf,
+    /// Another Debian architecture than the host's, whose packages this state sees instead.
+    arch: Option<String>,
 }
 
 impl PrivateApt {
@@ -132,13 +134,21 @@ impl PrivateApt {
         }
         Ok(PrivateApt {
             dir: dir.to_path_buf(),
+            arch: None,
         })
+    }
+
+    /// The same state seeing the packages of Debian architecture `arch` (`arm64`), for
+    /// downloading them: nothing is installed through it.
+    pub fn for_architecture(mut self, arch: &str) -> Self {
+        self.arch = Some(arch.to_string());
+        self
     }
 
     /// The `-o` options that redirect every piece of apt state apt-get would read or write.
     pub fn options(&self) -> Vec<String> {
         let d = self.dir.display();
-        vec![
+        let mut o = vec![
             format!("-oDir::Etc::SourceList={d}/sources.list"),
             format!("-oDir::Etc::SourceParts={d}/parts"),
             format!("-oDir::State::Lists={d}/lists"),
@@ -150,7 +160,12 @@ impl PrivateApt {
             // sid's Release on the mirror is past its Valid-Until; the signature is still checked.
             "-oAcquire::Check-Valid-Until=false".into(),
             "-qq".into(),
-        ]
+        ];
+        if let Some(a) = &self.arch {
+            o.push(format!("-oAPT::Architecture={a}"));
+            o.push(format!("-oAPT::Architectures={a}"));
+        }
+        o
     }
 
     /// `apt-cache madison PACKAGE`: every version the suites have, with its suite.

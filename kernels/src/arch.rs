@@ -36,6 +36,14 @@ impl Arch {
         }
     }
 
+    /// Debian's name for it (its packages' `Architecture:`).
+    pub fn debian_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
     /// kbuild's ARCH= and, for a cross build, CROSS_COMPILE=.
     pub fn make_args(self) -> &'static [&'static str] {
         match self {

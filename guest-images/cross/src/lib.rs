@@ -9,8 +9,10 @@
 //! no internal variables. `RUSTC_BOOTSTRAP=1` is what lets stable cargo take `-Z`; it is set for
 //! this one build only. The x86 agent (harness/build.rs) never sees any of it.
 
+mod busybox;
 mod rust_src;
 
+pub use busybox::busybox;
 pub use rust_src::RustSrc;
 
 use luo_kernels::Arch;
@@ -43,6 +45,11 @@ pub enum CrossError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Kernel(#[from] luo_kernels::KernelError),
+    #[error("Debian's busybox-static for {arch} {why}")]
+    WrongBusybox {
+        arch: Arch,
+        why: luo_kernels::executable::NotGuestExecutable,
+    },
     #[error("the agent built for {arch} {why}")]
     WrongBinary {
         arch: Arch,

@@ -79,23 +79,35 @@ pub struct Busybox {
 }
 
 impl Busybox {
-    /// The static busybox at `path` (the host's BUSYBOX, or a staged one).
-    pub fn at(path: &Path) -> Result<Busybox, ImageError> {
-        super::guest_program::inspect(path, false, luo_kernels::Arch::X86_64)
-            .map_err(ImageError::NoBusybox)?;
-        let out = std::process::Command::new(path)
-            .arg("--list")
-            .output()
-            .map_err(|e| ImageError::NoBusybox(format!("{} --list: {e}", path.display())))?;
-        let applets = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|a| !a.is_empty() && !a.contains('/') && *a != "busybox")
-            .map(str::to_string)
-            .collect();
+    /// The static busybox for `arch` at `path` (the host's BUSYBOX, a staged one, or arm64's from
+    /// Debian), with the applets its table names.
+    pub fn at(path: &Path, arch: luo_kernels::Arch) -> Result<Busybox, ImageError> {
+        super::guest_program::inspect(path, false, arch).map_err(ImageError::NoBusybox)?;
         let bytes = std::fs::read(path).map_err(|e| ImageError::NoBusybox(e.to_string()))?;
+        let applets = applet_table(&bytes).ok_or_else(|| {
+            ImageError::NoBusybox(format!(
+                "{} has no applet table (busybox's sorted applet_names, \"[\", \"[[\", ...)",
+                path.display()
+            ))
+        })?;
         Ok(Busybox { bytes, applets })
     }
+}
+
+/// The applets a busybox binary has, read from its `applet_names` table (NUL-separated, sorted,
+/// `[` and `[[` first, an empty name last) rather than by running `busybox --list`: the binary
+/// may be another architecture's, which the host cannot run.
+pub fn applet_table(bytes: &[u8]) -> Option<Vec<String>> {
+    const START: &[u8] = b"\0[\0[[\0";
+    let at = bytes.windows(START.len()).position(|w| w == START)? + 1;
+    let names: Vec<String> = bytes[at..]
+        .split(|&b| b == 0)
+        .take_while(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .filter(|a| !a.contains('/') && a != "busybox")
+        .collect();
+    // Sorted, as busybox keeps it (it bisects the table): anything else is not the table.
+    names.is_sorted().then_some(names).filter(|n| n.len() > 2)
 }
 
 /// The initramfs bytes holding `agent` as /init.
@@ -115,15 +127,16 @@ pub fn initramfs_bytes(agent: &[u8], shell: Option<&Busybox>) -> Result<Vec<u8>,
     Ok(i.to_bytes())
 }
 
-/// Writes the initramfs for `agent` (with the busybox at `busybox`, when given) into `dir` under
-/// its content hash (once) and returns it.
+/// Writes the initramfs for `agent` (with the busybox at `busybox`, when given, which must be
+/// `arch`'s) into `dir` under its content hash (once) and returns it.
 pub fn initramfs(
     dir: &Path,
     agent: &super::agent::Agent,
     busybox: Option<&Path>,
+    arch: luo_kernels::Arch,
 ) -> Result<PathBuf, ImageError> {
     tracing::debug!(agent = agent.from(), "guest agent");
-    let busybox = busybox.map(Busybox::at).transpose()?;
+    let busybox = busybox.map(|b| Busybox::at(b, arch)).transpose()?;
     let bytes = initramfs_bytes(&agent.bytes, busybox.as_ref())?;
     let name = format!(
         "initramfs-{}.cpio",
@@ -141,4 +154,32 @@ pub fn initramfs(
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_applet_table_is_what_busybox_lists() {
+        // The host's busybox-static (ci/install-deps): its table read from the bytes must be the
+        // applets it lists when run, which is how an arm64 busybox's are found without running it.
+        let listed = std::process::Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .expect("busybox-static (ci/install-deps)");
+        let mut listed: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|a| !a.is_empty() && a != "busybox")
+            .collect();
+        listed.sort();
+        let bytes = std::fs::read(BUSYBOX).unwrap();
+        let table = applet_table(&bytes).expect("an applet table");
+        assert!(table.contains(&"sh".to_string()) && table.len() > 100, "{table:?}");
+        assert_eq!(table, listed);
+        assert_eq!(applet_table(b"no table here"), None);
+        // Unsorted names after the marker are not busybox's table.
+        assert_eq!(applet_table(b"\0[\0[[\0zz\0aa\0\0"), None);
+    }
 }

@@ -136,6 +136,9 @@ pub struct Plan {
     /// The agent file the initrd holds, when it is not the embedded x86 one (what a stage carries
     /// for another architecture).
     pub agent_file: Option<PathBuf>,
+    /// The busybox file the shell image holds on another architecture than x86_64 (what a stage
+    /// carries for it; x86's is the host's, staged by `stage`).
+    pub busybox_file: Option<PathBuf>,
     /// The image with busybox as /bin/sh, for scenarios with `shell: true`.
     pub shell_initrd: Option<PathBuf>,
     /// The Debian root filesystem with systemd, for scenarios with `image: systemd`: the directory
@@ -415,13 +418,26 @@ impl<'a> Resolver<'a> {
         Ok(found)
     }
 
-    /// The busybox an image with a shell is made with: the stage's, else the host's.
-    pub fn busybox(&self) -> Result<PathBuf, StageError> {
-        let staged = match &self.stage {
-            Some(s) => s.busybox()?,
-            None => None,
+    /// The busybox an image with a shell is made with on `arch`: the stage's, else the host's for
+    /// x86_64, and Debian's busybox-static of that architecture for another (luo-cross).
+    pub async fn busybox(&self, arch: luo_kernels::Arch) -> Result<PathBuf, PlanError> {
+        if let Some(p) = self.stage.as_ref().map(|s| s.busybox(arch)).transpose()?.flatten() {
+            self.staged(format!("busybox {arch}"), &p);
+            return Ok(p);
+        }
+        if arch == luo_kernels::Arch::X86_64 {
+            return Ok(PathBuf::from(image::BUSYBOX));
+        }
+        let c = self.cache.clone();
+        let to_event = move |message: String| Event::Image {
+            name: format!("busybox-{arch}"),
+            message,
         };
-        Ok(staged.unwrap_or_else(|| PathBuf::from(image::BUSYBOX)))
+        Ok(blocking_with(self.sink, to_event, move |on| {
+            luo_cross::busybox(&c, arch, &mut |s| on(s.to_string()))
+        })
+        .await
+        .map_err(image::ImageError::from)?)
     }
 
     /// The kernel `spec` names, with `variant` (the template's when None).
@@ -635,14 +651,18 @@ pub async fn resolve(
     }
     let images = cache.root().join("images");
     let agent = r.agent(req.build.arch).await?;
-    let initrd = image::initramfs(&images, &agent, None)?;
-    // Both images are x86_64 only so far: their scenarios are skipped on another machine
-    // (Scenario::unsupported_on), and nothing is built for them.
-    let x86 = arch == luo_kernels::Arch::X86_64;
-    let shell_initrd = match needs.shell && x86 {
-        true => Some(image::initramfs(&images, &agent, Some(&r.busybox()?))?),
+    let initrd = image::initramfs(&images, &agent, None, arch)?;
+    let busybox_file = match needs.shell {
+        true => Some(r.busybox(arch).await?),
         false => None,
     };
+    let shell_initrd = busybox_file
+        .as_deref()
+        .map(|b| image::initramfs(&images, &agent, Some(b), arch))
+        .transpose()?;
+    // The systemd image is x86_64 only so far: its scenarios are skipped on another machine
+    // (Scenario::unsupported_on), and nothing is built for them.
+    let x86 = arch == luo_kernels::Arch::X86_64;
     let systemd_root = match needs.systemd && x86 {
         true => Some(r.systemd_root().await?),
         false => None,
@@ -669,6 +689,7 @@ pub async fn resolve(
         initrd,
         // The x86 agent is embedded in the harness; another architecture's is a file to stage.
         agent_file: agent.file.clone().filter(|_| !x86),
+        busybox_file: busybox_file.filter(|_| !x86),
         shell_initrd,
         systemd_root,
         accel,
@@ -712,8 +733,8 @@ pub const OTHER_ARCHES: &[luo_kernels::Arch] = &[luo_kernels::Arch::Aarch64];
 
 /// What the suite needs on `arch` of what it needs on x86: the designs, the selftests and the
 /// scenarios' programs, built for that machine. Not the kernels of other releases (the matrix
-/// and cross-release kexecs are x86's), nor the images that are x86_64 only (busybox, systemd),
-/// nor the debug flavour.
+/// and cross-release kexecs are x86's), nor the image that is x86_64 only (systemd), nor the
+/// debug flavour.
 pub fn needs_on_arch(needs: &Needs) -> Needs {
     Needs {
         kernels: needs
@@ -724,7 +745,7 @@ pub fn needs_on_arch(needs: &Needs) -> Needs {
             .collect(),
         selftests: needs.selftests.clone(),
         programs: needs.programs.clone(),
-        shell: false,
+        shell: needs.shell,
         systemd: false,
         debug: false,
     }

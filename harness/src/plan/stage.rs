@@ -72,14 +72,17 @@ pub struct Manifest {
     pub busybox: Option<StagedFile>,
     /// Guest agents built for other architectures than the harness's own (which it embeds).
     #[serde(default)]
-    pub agents: Vec<StagedAgent>,
+    pub agents: Vec<StagedGuestBinary>,
+    /// The busyboxes of other architectures' images with a shell (`busybox` is x86_64's).
+    #[serde(default)]
+    pub busyboxes: Vec<StagedGuestBinary>,
     pub roots: Vec<StagedRoot>,
     pub trees: Vec<StagedTree>,
 }
 
-/// The guest agent for `arch`.
+/// A guest binary (an agent, a busybox) for `arch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StagedAgent {
+pub struct StagedGuestBinary {
     pub arch: luo_kernels::Arch,
     pub file: StagedFile,
 }
@@ -300,22 +303,25 @@ impl Stage {
             .transpose()
     }
 
-    pub fn busybox(&self) -> Result<Option<PathBuf>, StageError> {
-        self.manifest
-            .busybox
-            .as_ref()
-            .map(|f| self.verified(f))
-            .transpose()
+    /// The busybox staged for `arch`'s image with a shell, if any.
+    pub fn busybox(&self, arch: luo_kernels::Arch) -> Result<Option<PathBuf>, StageError> {
+        match arch {
+            luo_kernels::Arch::X86_64 => self.manifest.busybox.as_ref(),
+            _ => Self::for_arch(&self.manifest.busyboxes, arch),
+        }
+        .map(|f| self.verified(f))
+        .transpose()
     }
 
     /// The guest agent staged for `arch`, if any.
     pub fn agent(&self, arch: luo_kernels::Arch) -> Result<Option<PathBuf>, StageError> {
-        self.manifest
-            .agents
-            .iter()
-            .find(|a| a.arch == arch)
-            .map(|a| self.verified(&a.file))
+        Self::for_arch(&self.manifest.agents, arch)
+            .map(|f| self.verified(f))
             .transpose()
+    }
+
+    fn for_arch(list: &[StagedGuestBinary], arch: luo_kernels::Arch) -> Option<&StagedFile> {
+        list.iter().find(|a| a.arch == arch).map(|a| &a.file)
     }
 
     /// The staged directory `name`, every file checked.
@@ -490,12 +496,19 @@ impl Writer {
     pub fn agent(&mut self, arch: luo_kernels::Arch, from: &Path) -> Result<(), StageError> {
         let file = self.add(from, &Path::new("agents").join(arch.name()))?;
         self.manifest.agents.retain(|a| a.arch != arch);
-        self.manifest.agents.push(StagedAgent { arch, file });
+        self.manifest.agents.push(StagedGuestBinary { arch, file });
         Ok(())
     }
 
-    pub fn busybox(&mut self, from: &Path) -> Result<(), StageError> {
-        self.manifest.busybox = Some(self.add(from, Path::new("busybox"))?);
+    pub fn busybox(&mut self, arch: luo_kernels::Arch, from: &Path) -> Result<(), StageError> {
+        let file = self.add(from, Path::new(&format!("busybox{}", arch.dir_suffix())))?;
+        match arch {
+            luo_kernels::Arch::X86_64 => self.manifest.busybox = Some(file),
+            _ => {
+                self.manifest.busyboxes.retain(|a| a.arch != arch);
+                self.manifest.busyboxes.push(StagedGuestBinary { arch, file });
+            }
+        }
         Ok(())
     }
 
@@ -612,9 +625,12 @@ pub fn write(
         if let Some(agent) = &plan.agent_file {
             w.agent(plan.boot.arch, agent)?;
         }
+        if let Some(b) = &plan.busybox_file {
+            w.busybox(plan.boot.arch, b)?;
+        }
     }
     if let Some(b) = extras.busybox {
-        w.busybox(b)?;
+        w.busybox(luo_kernels::Arch::X86_64, b)?;
     }
     for (name, root, sub) in &extras.trees {
         w.tree(name, root, sub)?;

@@ -244,6 +244,7 @@ pub fn plan() -> Plan {
         programs: BTreeMap::new(),
         initrd: "/cache/initrd".into(),
         agent_file: None,
+        busybox_file: None,
         shell_initrd: Some("/cache/initrd-shell".into()),
         systemd_root: None,
         accel: Accel::Tcg,

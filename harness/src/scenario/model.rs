@@ -83,19 +83,14 @@ impl Scenario {
         super::steps::unnamed_kexec(&self.steps)
     }
 
-    /// Why this scenario cannot run on a guest of `arch`, if it cannot: the images that exist for
-    /// x86_64 only. It is then skipped before any VM, and nothing is built for it.
+    /// Why this scenario cannot run on a guest of `arch`, if it cannot: the image that exists for
+    /// x86_64 only (the systemd root). It is then skipped before any VM, and nothing is built for it.
     pub fn unsupported_on(&self, arch: luo_kernels::Arch) -> Option<String> {
         if arch == luo_kernels::Arch::X86_64 {
             return None;
         }
-        if self.image == GuestImage::Systemd {
-            return Some(format!(
-                "the systemd image is amd64 Debian; there is no {arch} one yet (docs/arm64.md)"
-            ));
-        }
-        self.shell.then(|| {
-            format!("`shell: true` takes the host's busybox, an x86_64 one; there is no {arch} one yet (docs/arm64.md)")
+        (self.image == GuestImage::Systemd).then(|| {
+            format!("the systemd image is amd64 Debian; there is no {arch} one yet (docs/arm64.md)")
         })
     }
 
