@@ -20,7 +20,9 @@ fn fragments(req: &BuildRequest, tree: &Path) -> Result<Vec<Fragment>, KernelErr
         }
         Recipe::UpstreamSelftest => {
             let dir = tree.join("tools/testing/selftests/liveupdate");
-            let mut own = ["config.x86_64", "config"]
+            // vmtest.sh: `cat config.$target config`, $target being x86_64 or aarch64.
+            let arch_config = format!("config.{}", req.arch.name());
+            let mut own = [arch_config.as_str(), "config"]
                 .iter()
                 .map(|f| {
                     Ok(Fragment {
@@ -60,7 +62,7 @@ pub(crate) fn configure(req: &BuildRequest, make: &mut Make) -> Result<(), Kerne
             &mut |_| {},
         )?,
         (None, Recipe::UpstreamSelftest) => {
-            // vmtest.sh: `cat config.x86_64 config > .config; make olddefconfig`.
+            // vmtest.sh: `cat config.$target config > .config; make olddefconfig`.
             let dot = make.build_dir.join(".config");
             std::fs::copy(&merged_path, &dot).at(&dot)?;
             make.run(&["olddefconfig"], &mut |_| {})?

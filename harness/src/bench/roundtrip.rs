@@ -154,10 +154,15 @@ pub struct RoundtripFigures {
     pub x86: Vec<RoundtripTiming>,
 }
 
-/// The kernel vmtest.sh itself would build: the selftest fragments + olddefconfig (minutes, once).
-async fn upstream_recipe_kernel(sink: &dyn EventSink) -> Result<PathBuf, BenchError> {
+/// The kernel vmtest.sh itself would build for `arch`: the selftest fragments + olddefconfig
+/// (minutes, once).
+async fn upstream_recipe_kernel(
+    arch: luo_kernels::Arch,
+    sink: &dyn EventSink,
+) -> Result<PathBuf, BenchError> {
     let req = BuildRequest {
         recipe: luo_kernels::Recipe::UpstreamSelftest,
+        arch,
         ..Default::default()
     };
     Ok(plan::build_kernel(&req, sink).await?.boot_image)
@@ -179,11 +184,11 @@ pub async fn roundtrip(
         false => None,
     };
     let mut flows = Vec::new();
-    // The vmtest.sh flows boot x86 guests (bench/upstream.rs).
-    if !a.no_upstream && !other {
+    // vmtest.sh's flow for the measured architecture (its arm64 flow for an arm64 run).
+    if !a.no_upstream {
         let same = super::upstream::UpstreamFlow::prepare(&p, &p.boot.boot_image, sink).await?;
         flows.push(("vmtest.sh flow, same kernel", same, Vec::new()));
-        let theirs = upstream_recipe_kernel(sink).await?;
+        let theirs = upstream_recipe_kernel(a.arch, sink).await?;
         let own = super::upstream::UpstreamFlow::prepare(&p, &theirs, sink).await?;
         flows.push(("vmtest.sh flow, its own kernel", own, Vec::new()));
     }

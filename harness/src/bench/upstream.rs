@@ -1,7 +1,8 @@
 //! The kernel's own LUO test flow (tools/testing/selftests/liveupdate/vmtest.sh, its QEMU step),
 //! reproduced exactly so the benchmark can alternate it with ours on the same kernel: the kernel and
 //! an inner initrd packed into the outer initrd, `-m 1G -smp 2`, full console to a file, pass =
-//! "TEST PASSED" on the serial console.
+//! "TEST PASSED" on the serial console. On arm64 as vmtest.sh's `get_arch_conf` has it: `-M virt
+//! -cpu max`, console=ttyAMA0, its programs cross-built.
 
 use super::BenchError;
 use crate::events::EventSink;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub struct UpstreamFlow {
     qemu: PathBuf,
+    arch: luo_kernels::Arch,
     kernel: PathBuf,
     initrd: PathBuf,
     serial: PathBuf,
@@ -21,14 +23,18 @@ pub struct UpstreamFlow {
 }
 
 impl UpstreamFlow {
-    /// The flow booting `kernel`. vmtest.sh's programs are built from the default source (a
-    /// benchmark of the flow, not of a tree).
+    /// The flow booting `kernel`, for the plan's architecture. vmtest.sh's programs are built from
+    /// the default source (a benchmark of the flow, not of a tree).
     pub async fn prepare(
         p: &Plan,
         kernel: &std::path::Path,
         _sink: &dyn EventSink,
     ) -> Result<UpstreamFlow, BenchError> {
-        let req = luo_kernels::BuildRequest::default();
+        let arch = p.boot.arch;
+        let req = luo_kernels::BuildRequest {
+            arch,
+            ..Default::default()
+        };
         let bins = tokio::task::spawn_blocking(move || {
             luo_kernels::selftests::build(
                 &req,
@@ -69,9 +75,9 @@ impl UpstreamFlow {
         let initrd = dir.path().join("initrd.cpio");
         std::fs::write(&initrd, outer.to_bytes()).map_err(|e| flow(e.to_string()))?;
         Ok(UpstreamFlow {
-            qemu: crate::vm::qemu_binary(luo_kernels::Arch::X86_64).ok_or(BenchError::Vm(
-                crate::vm::VmError::NoQemu(luo_kernels::Arch::X86_64),
-            ))?,
+            qemu: crate::vm::qemu_binary(arch)
+                .ok_or(BenchError::Vm(crate::vm::VmError::NoQemu(arch)))?,
+            arch,
             kernel: kernel.to_path_buf(),
             initrd,
             serial: dir.path().join("qemu.serial"),
@@ -83,28 +89,31 @@ impl UpstreamFlow {
     /// One run; the wall time from QEMU start to exit.
     pub async fn run(&self) -> Result<Duration, String> {
         let _ = std::fs::remove_file(&self.serial);
+        let (machine, console) = vmtest_arch_conf(self.arch);
         let mut cmd = std::process::Command::new(&self.qemu);
-        cmd.args([
-            "-m",
-            "1G",
-            "-smp",
-            "2",
-            "-no-reboot",
-            "-nographic",
-            "-nodefaults",
-            "-accel",
-            &self.accel,
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", self.serial.display()))
-        .args(["-append", "console=ttyS0 liveupdate=on panic=-1"])
-        .arg("-kernel")
-        .arg(&self.kernel)
-        .arg("-initrd")
-        .arg(&self.initrd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        cmd.args(machine)
+            .args([
+                "-m",
+                "1G",
+                "-smp",
+                "2",
+                "-no-reboot",
+                "-nographic",
+                "-nodefaults",
+                "-accel",
+                &self.accel,
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", self.serial.display()))
+            .arg("-append")
+            .arg(format!("console={console} liveupdate=on panic=-1"))
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         let t0 = Instant::now();
         let mut child = Child::spawn(cmd, "qemu (vmtest.sh flow)").map_err(|e| e.to_string())?;
         match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
@@ -121,5 +130,13 @@ impl UpstreamFlow {
             ));
         }
         Ok(took)
+    }
+}
+
+/// vmtest.sh's `get_arch_conf`: the machine arguments of its QEMU command and its console.
+fn vmtest_arch_conf(arch: luo_kernels::Arch) -> (&'static [&'static str], &'static str) {
+    match arch {
+        luo_kernels::Arch::X86_64 => (&[], "ttyS0"),
+        luo_kernels::Arch::Aarch64 => (&["-M", "virt", "-cpu", "max"], "ttyAMA0"),
     }
 }

@@ -45,8 +45,8 @@ pub struct RoundtripArgs {
     /// Extra kernel command line for both boots.
     #[arg(long, default_value = "")]
     cmdline: String,
-    /// The guest's architecture. aarch64: its round trip alternated with x86_64's in the same run
-    /// (the vmtest.sh flows are x86's here).
+    /// The guest's architecture. aarch64: its round trip alternated with x86_64's and with
+    /// vmtest.sh's own arm64 flow (`-M virt -cpu max`) in the same run.
     #[arg(long, value_name = "ARCH", value_parser = |s: &str| s.parse::<luo_kernels::Arch>().map_err(|e| e.to_string()))]
     arch: Option<luo_kernels::Arch>,
 }
