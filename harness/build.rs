@@ -82,7 +82,8 @@ fn sources_archive(root: &Path) -> Vec<u8> {
         let path = root.join(&rel);
         let mut data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if rel == Path::new("Cargo.toml") {
-            data = agent_workspace(&String::from_utf8(data).expect("Cargo.toml is UTF-8")).into_bytes();
+            data = agent_workspace(&String::from_utf8(data).expect("Cargo.toml is UTF-8"))
+                .into_bytes();
         }
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
@@ -109,7 +110,10 @@ fn agent_workspace(manifest: &str) -> String {
             false => l,
         })
         .collect();
-    assert_eq!(members, 1, "Cargo.toml: expected one one-line `members = [...]`");
+    assert_eq!(
+        members, 1,
+        "Cargo.toml: expected one one-line `members = [...]`"
+    );
     lines.join("\n") + "\n"
 }
 

@@ -474,12 +474,23 @@ fn check_refuses_a_program_built_for_the_other_machine_at_its_step() {
             .unwrap()
     };
     for (arch, line, says) in [
-        ("aarch64", "s.yaml:3:", "built for x86_64; the guest is aarch64"),
-        ("x86_64", "s.yaml:4:", "built for aarch64; the guest is x86_64"),
+        (
+            "aarch64",
+            "s.yaml:3:",
+            "built for x86_64; the guest is aarch64",
+        ),
+        (
+            "x86_64",
+            "s.yaml:4:",
+            "built for aarch64; the guest is x86_64",
+        ),
     ] {
         let o = check(arch);
         let (_, stderr) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{arch}: {stderr}");
-        assert!(stderr.contains(says) && stderr.contains(line), "{arch}: {stderr}");
+        assert!(
+            stderr.contains(says) && stderr.contains(line),
+            "{arch}: {stderr}"
+        );
     }
 }

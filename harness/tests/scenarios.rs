@@ -100,11 +100,7 @@ fn run_on(path: &Path, variant: &str, flavour: Flavour, arch: Arch) -> datatest_
         // before any VM.
         if arch != Arch::X86_64 && s.image == plan::GuestImage::Systemd {
             return match &ran.outcome {
-                Outcome::Skip { reason }
-                    if reason.contains("amd64") =>
-                {
-                    Ok(())
-                }
+                Outcome::Skip { reason } if reason.contains("amd64") => Ok(()),
                 other => {
                     Err(format!("expected a skip for the x86-only image, got {other:?}").into())
                 }

@@ -53,7 +53,11 @@ pub fn check_static(data: &[u8], arch: Arch) -> Result<(), NotGuestExecutable> {
     {
         let interpreter = ph
             .data(endian, data)
-            .map(|d| String::from_utf8_lossy(d).trim_end_matches('\0').to_string())
+            .map(|d| {
+                String::from_utf8_lossy(d)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
             .unwrap_or_default();
         return Err(NotGuestExecutable::Dynamic { interpreter });
     }

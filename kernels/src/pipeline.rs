@@ -262,4 +262,3 @@ fn publish(
         .collect();
     cache.publish(meta, &files)
 }
-

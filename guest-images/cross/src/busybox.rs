@@ -40,7 +40,10 @@ pub fn busybox(
         madison = apt.madison(PACKAGE)?;
     }
     let version = version_in(&madison).ok_or_else(|| CrossError::Command {
-        what: format!("apt-cache madison {PACKAGE} ({SUITE}, {})", arch.debian_name()),
+        what: format!(
+            "apt-cache madison {PACKAGE} ({SUITE}, {})",
+            arch.debian_name()
+        ),
         detail: "no such package".into(),
     })?;
     let dir = cache
@@ -55,7 +58,10 @@ pub fn busybox(
     if file.is_file() {
         return Ok(file);
     }
-    on_step(&format!("apt-get download {PACKAGE}:{} {version}", arch.debian_name()));
+    on_step(&format!(
+        "apt-get download {PACKAGE}:{} {version}",
+        arch.debian_name()
+    ));
     let tmp = cache
         .root()
         .join("busybox")

@@ -158,14 +158,7 @@ pub fn agent(
         .arg("build")
         .arg("--manifest-path")
         .arg(root.join("guest-images/agent/Cargo.toml"))
-        .args([
-            "--profile",
-            "agent",
-            "-p",
-            "luo-agent",
-            "--target",
-            triple,
-        ])
+        .args(["--profile", "agent", "-p", "luo-agent", "--target", triple])
         .args(["-Zbuild-std=std,panic_abort"])
         .arg("--target-dir")
         .arg(&target_dir)

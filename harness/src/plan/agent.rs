@@ -93,7 +93,10 @@ mod tests {
             "protocol/Cargo.toml",
             "protocol/src/lib.rs",
         ] {
-            assert!(names.iter().any(|n| n == needed), "{needed} not in {names:?}");
+            assert!(
+                names.iter().any(|n| n == needed),
+                "{needed} not in {names:?}"
+            );
         }
         assert!(
             manifest.contains(r#"members = ["guest-images/agent", "protocol"]"#)

@@ -176,7 +176,10 @@ mod tests {
         listed.sort();
         let bytes = std::fs::read(BUSYBOX).unwrap();
         let table = applet_table(&bytes).expect("an applet table");
-        assert!(table.contains(&"sh".to_string()) && table.len() > 100, "{table:?}");
+        assert!(
+            table.contains(&"sh".to_string()) && table.len() > 100,
+            "{table:?}"
+        );
         assert_eq!(table, listed);
         assert_eq!(applet_table(b"no table here"), None);
         // Unsorted names after the marker are not busybox's table.

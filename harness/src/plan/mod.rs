@@ -396,9 +396,7 @@ impl<'a> Resolver<'a> {
                             message,
                         };
                         blocking_with(self.sink, to_event, move |on| {
-                            luo_cross::agent(&c, agent::SOURCES, arch, &mut |s| {
-                                on(s.to_string())
-                            })
+                            luo_cross::agent(&c, agent::SOURCES, arch, &mut |s| on(s.to_string()))
                         })
                         .await
                         .map_err(image::ImageError::from)?
@@ -421,7 +419,13 @@ impl<'a> Resolver<'a> {
     /// The busybox an image with a shell is made with on `arch`: the stage's, else the host's for
     /// x86_64, and Debian's busybox-static of that architecture for another (luo-cross).
     pub async fn busybox(&self, arch: luo_kernels::Arch) -> Result<PathBuf, PlanError> {
-        if let Some(p) = self.stage.as_ref().map(|s| s.busybox(arch)).transpose()?.flatten() {
+        if let Some(p) = self
+            .stage
+            .as_ref()
+            .map(|s| s.busybox(arch))
+            .transpose()?
+            .flatten()
+        {
             self.staged(format!("busybox {arch}"), &p);
             return Ok(p);
         }

@@ -406,7 +406,13 @@ impl Writer {
     ) -> Result<(), StageError> {
         let name = match k.flavour.is_plain() {
             true => format!("{}-{}{}", k.spec, k.variant, k.arch.dir_suffix()),
-            false => format!("{}-{}-{}{}", k.spec, k.variant, k.flavour, k.arch.dir_suffix()),
+            false => format!(
+                "{}-{}-{}{}",
+                k.spec,
+                k.variant,
+                k.flavour,
+                k.arch.dir_suffix()
+            ),
         };
         let dir = PathBuf::from("kernels").join(slug(&name));
         let optional = |p: &Option<PathBuf>, name: &str| {
@@ -506,7 +512,9 @@ impl Writer {
             luo_kernels::Arch::X86_64 => self.manifest.busybox = Some(file),
             _ => {
                 self.manifest.busyboxes.retain(|a| a.arch != arch);
-                self.manifest.busyboxes.push(StagedGuestBinary { arch, file });
+                self.manifest
+                    .busyboxes
+                    .push(StagedGuestBinary { arch, file });
             }
         }
         Ok(())
