@@ -1,7 +1,7 @@
 //! The static busybox of another architecture's image with a shell (`shell: true`): Debian
 //! bookworm's `busybox-static` for that architecture, the same package the x86 image takes from the
 //! host, fetched through a private apt state (the system's sources are never touched) and cached
-//! by its Debian version. Nothing of it runs on the host.
+//! per suite, with the Debian version it fetched recorded beside it. Nothing of it runs on the host.
 
 use crate::{CrossError, io, run};
 use luo_kernels::Arch;
@@ -27,6 +27,17 @@ pub fn busybox(
     arch: Arch,
     on_step: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, CrossError> {
+    // Keyed by the suite, not the version: finding it must not cost an apt-cache call (half a
+    // second) on every plan; the version fetched is recorded beside it.
+    let dir = cache.root().join("busybox").join(format!("{arch}-{SUITE}"));
+    let file = dir.join("busybox");
+    if file.is_file() {
+        return Ok(file);
+    }
+    let _lock = cache.lock(&format!("busybox-{arch}"))?;
+    if file.is_file() {
+        return Ok(file);
+    }
     let apt = PrivateApt::new(
         &cache.root().join(format!("apt-{}", arch.debian_name())),
         &system_mirror()?,
@@ -46,18 +57,6 @@ pub fn busybox(
         ),
         detail: "no such package".into(),
     })?;
-    let dir = cache
-        .root()
-        .join("busybox")
-        .join(format!("{arch}-{}", version.replace([':', '~'], "_")));
-    let file = dir.join("busybox");
-    if file.is_file() {
-        return Ok(file);
-    }
-    let _lock = cache.lock(&format!("busybox-{arch}"))?;
-    if file.is_file() {
-        return Ok(file);
-    }
     on_step(&format!(
         "apt-get download {PACKAGE}:{} {version}",
         arch.debian_name()
@@ -77,14 +76,17 @@ pub fn busybox(
     let bytes = std::fs::read(&bin).map_err(io(&bin))?;
     luo_kernels::executable::check_static(&bytes, arch)
         .map_err(|why| CrossError::WrongBusybox { arch, why })?;
-    publish(&tmp, &bytes, &dir)?;
+    publish(&tmp, &bytes, &version, &dir)?;
     Ok(file)
 }
 
-/// Puts `bytes` at `dir/busybox` in one rename, and drops the download.
-fn publish(tmp: &Path, bytes: &[u8], dir: &Path) -> Result<(), CrossError> {
+/// Puts `bytes` at `dir/busybox` (and its Debian `version` beside it) in one rename, and drops
+/// the download.
+fn publish(tmp: &Path, bytes: &[u8], version: &str, dir: &Path) -> Result<(), CrossError> {
     let ready = tmp.join("ready");
     std::fs::create_dir_all(&ready).map_err(io(&ready))?;
+    let recorded = ready.join("version");
+    std::fs::write(&recorded, format!("{PACKAGE} {version}\n")).map_err(io(&recorded))?;
     let file = ready.join("busybox");
     std::fs::write(&file, bytes).map_err(io(&file))?;
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
