@@ -141,9 +141,13 @@ pub fn agent(
     RustSrc::for_rustc(&rustc)?.install(cache)?;
     let root = dir.join(format!(".src-{arch}-{key}"));
     let _ = std::fs::remove_dir_all(&root);
-    tar::Archive::new(sources)
-        .unpack(&root)
-        .map_err(io(&root))?;
+    let mut archive = tar::Archive::new(sources);
+    // The archive's files all say 1970 (harness/build.rs makes it reproducible), and cargo
+    // finds a crate fresh when its files are older than its last build in the shared target
+    // directory, wherever the workspace was: so changed sources would give the old agent under
+    // the new key. Unpacked now, they are newer than any earlier build.
+    archive.set_preserve_mtime(false);
+    archive.unpack(&root).map_err(io(&root))?;
     on_step("cargo build -Zbuild-std");
     let target_dir = dir.join("target");
     let triple = arch.rust_target();
