@@ -83,36 +83,37 @@ impl<G: GuestDriver> StepContext<'_, G> {
             slab_bytes,
         });
         if let Some((prev_label, prev)) = &self.last_memory {
-            let kb = |s: &MemorySnapshot, k: &str| {
-                s.meminfo
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or(0, |(_, v)| *v) as i64
-            };
-            let slab_delta = (kb(&snap, "Slab") - kb(prev, "Slab")) * 1024;
-            let per_object = objects.filter(|n| *n >= 100).map(|n| {
-                let per = slab_delta.max(0) as f64 / n as f64;
-                ((per / 64.0).round() * 64.0) as u64
-            });
+            // From the objects SLUB counts in use (exact: the agent shrinks the caches before
+            // reading them), not from the Slab pages of /proc/meminfo, whose growth over 100
+            // objects depends on how full the boot left the last slab of each cache.
             let mut grown = Vec::new();
-            if let Some(n) = objects.filter(|n| *n >= 100) {
-                for c in &snap.slabs {
-                    let before = prev
-                        .slabs
-                        .iter()
-                        .find(|p| p.name == c.name)
-                        .map_or(0, |p| p.active_objs);
-                    let per = (c.active_objs as f64 - before as f64) / n as f64;
-                    if per >= 0.5 {
-                        grown.push(format!(
-                            "{}: +{:.1} per object ({} B each)",
-                            c.name,
-                            (per * 10.0).round() / 10.0,
-                            c.objsize
-                        ));
-                    }
+            let mut object_bytes = 0i64;
+            for c in &snap.slabs {
+                let before = prev
+                    .slabs
+                    .iter()
+                    .find(|p| p.name == c.name)
+                    .map_or(0, |p| p.active_objs);
+                let added = c.active_objs as i64 - before as i64;
+                object_bytes += added * c.objsize as i64;
+                let Some(n) = objects.filter(|n| *n >= 100) else {
+                    continue;
+                };
+                let per = added as f64 / n as f64;
+                if per >= 0.5 {
+                    grown.push(format!(
+                        "{}: +{:.1} per object ({} B each)",
+                        c.name,
+                        (per * 10.0).round() / 10.0,
+                        c.objsize
+                    ));
                 }
             }
+            tracing::debug!(label, ?objects, object_bytes, "slab objects allocated");
+            let per_object = objects.filter(|n| *n >= 100).map(|n| {
+                let per = object_bytes.max(0) as f64 / n as f64;
+                ((per / 64.0).round() * 64.0) as u64
+            });
             self.report.memory.push(MemoryDelta {
                 from: prev_label.clone(),
                 to: label.into(),
