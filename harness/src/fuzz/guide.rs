@@ -136,6 +136,10 @@ impl Corpus {
     }
 
     /// Keeps a program that reached new arcs; writes it unless it came from this directory.
+    /// Returns whether the corpus grew. Names come from program seeds, and a later run with the
+    /// same `--seed` draws the same seeds: an entry of an earlier run that holds `name` is never
+    /// overwritten (the program is kept as `name-2`, `-3`...), and a program the directory
+    /// already holds, which can reach an arc again by timing, is not kept twice.
     pub fn keep(
         &mut self,
         name: &str,
@@ -143,20 +147,33 @@ impl Corpus {
         scenario: &str,
         r: ScenarioResult,
         write: bool,
-    ) -> Result<(), GuideError> {
+    ) -> Result<bool, GuideError> {
         if write {
             let io = |path: PathBuf| move |source| GuideError::Io { path, source };
             std::fs::create_dir_all(&self.dir).map_err(io(self.dir.clone()))?;
-            let yaml = self.dir.join(format!("{name}.yaml"));
+            let json_text = serde_json::to_string(ops).expect("operations serialise") + "\n";
+            let mut entry = name.to_string();
+            for n in 2.. {
+                let json = self.dir.join(format!("{entry}.ops.json"));
+                match std::fs::read_to_string(&json) {
+                    Ok(held) if held == json_text => {
+                        self.results.push(r);
+                        return Ok(false);
+                    }
+                    Ok(_) => entry = format!("{name}-{n}"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(io(json)(e)),
+                }
+            }
+            let yaml = self.dir.join(format!("{entry}.yaml"));
             let text = format!("{KEPT_BECAUSE}{scenario}");
             std::fs::write(&yaml, text).map_err(io(yaml.clone()))?;
-            let json = self.dir.join(format!("{name}.ops.json"));
-            let text = serde_json::to_string(ops).expect("operations serialise");
-            std::fs::write(&json, text + "\n").map_err(io(json.clone()))?;
+            let json = self.dir.join(format!("{entry}.ops.json"));
+            std::fs::write(&json, json_text).map_err(io(json.clone()))?;
         }
         self.programs.push(ops.to_vec());
         self.results.push(r);
-        Ok(())
+        Ok(write)
     }
 
     /// The entry a program seed mutates, or None to generate afresh (half of the programs, so
@@ -202,6 +219,52 @@ mod tests {
             e.contains("bad.ops.json") && e.contains("no seal \"glue\""),
             "{e}"
         );
+    }
+
+    /// The flake this prevents: a second run with the same seed kept a mutant under a name an
+    /// entry of the first run held, so the corpus said 10 programs and the directory held 9.
+    #[test]
+    fn a_later_run_never_overwrites_an_entry_and_never_keeps_one_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = Shape {
+            max_ops: 20,
+            max_kexecs: 2,
+        };
+        let (first, other) = (program::generate(3, shape), program::generate(4, shape));
+        assert_ne!(first, other);
+        let r = || ScenarioResult::new("p.yaml".into(), "p".into(), crate::outcome::Outcome::Pass);
+        let mut earlier = Corpus::new(dir.path());
+        assert!(
+            earlier
+                .keep("fuzz-7", &first, "steps: []\n", r(), true)
+                .unwrap()
+        );
+        let mut later = Corpus::new(dir.path());
+        assert!(
+            !later
+                .keep("fuzz-7", &first, "steps: []\n", r(), true)
+                .unwrap()
+        );
+        assert!(
+            later
+                .keep("fuzz-7", &other, "steps: []\n", r(), true)
+                .unwrap()
+        );
+        assert!(
+            !later
+                .keep("fuzz-7", &other, "steps: []\n", r(), true)
+                .unwrap()
+        );
+        let seeds = Corpus::seeds(dir.path()).unwrap();
+        assert_eq!(
+            seeds,
+            vec![
+                ("fuzz-7".to_string(), first),
+                ("fuzz-7-2".to_string(), other)
+            ]
+        );
+        assert!(dir.path().join("fuzz-7-2.yaml").is_file());
+        assert_eq!(later.programs.len(), 1);
     }
 
     #[test]

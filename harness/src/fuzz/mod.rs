@@ -259,8 +259,8 @@ pub async fn fuzz(o: &FuzzOptions, sink: &dyn EventSink) -> Result<FuzzReport, F
                 if let Some(result) = ran.result.filter(|_| guided)
                     && arcs.add(&result)? > 0
                 {
-                    corpus.keep(&name, &ops, &ran.yaml, result, !from_corpus)?;
-                    added += usize::from(!from_corpus);
+                    added +=
+                        usize::from(corpus.keep(&name, &ops, &ran.yaml, result, !from_corpus)?);
                 }
             }
             Verdict::Disagrees(why) => {
