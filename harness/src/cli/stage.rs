@@ -43,7 +43,6 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
             .map_or_else(|| PathBuf::from("target"), PathBuf::from)
             .join(stage::TARGET_SUBDIR)
     });
-    let busybox = std::path::Path::new(plan::image::BUSYBOX);
     // kunit.py, which the tests read `--format ktap` with, from the boot kernel's source.
     let source = plan::source_of(&req.kernel)?;
     let root = source.fetch(&luo_kernels::Cache::from_env())?;
@@ -54,7 +53,6 @@ pub async fn stage(args: StageArgs) -> Result<u8, Failed> {
         .is_file()
         .then_some(("kunit", root, kunit));
     let extras = stage::Extras {
-        busybox: (needs.shell && busybox.is_file()).then_some(busybox),
         systemd: needs.systemd,
         trees: kunit.into_iter().collect(),
         kernels: flavoured,

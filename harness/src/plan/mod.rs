@@ -136,8 +136,8 @@ pub struct Plan {
     /// The agent file the initrd holds, when it is not the embedded x86 one (what a stage carries
     /// for another architecture).
     pub agent_file: Option<PathBuf>,
-    /// The busybox file the shell image holds on another architecture than x86_64 (what a stage
-    /// carries for it; x86's is the host's, staged by `stage`).
+    /// The busybox file the shell image holds (what a stage carries for the plan's machine: the
+    /// host's on x86_64, Debian's busybox-static of the machine on another).
     pub busybox_file: Option<PathBuf>,
     /// The image with busybox as /bin/sh, for scenarios with `shell: true`.
     pub shell_initrd: Option<PathBuf>,
@@ -693,7 +693,7 @@ pub async fn resolve(
         initrd,
         // The x86 agent is embedded in the harness; another architecture's is a file to stage.
         agent_file: agent.file.clone().filter(|_| !x86),
-        busybox_file: busybox_file.filter(|_| !x86),
+        busybox_file,
         shell_initrd,
         systemd_root,
         accel,

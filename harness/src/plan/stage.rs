@@ -569,8 +569,6 @@ impl Writer {
 
 /// What to stage besides the plan's kernels and programs.
 pub struct Extras<'a> {
-    /// The static busybox of the image with a shell.
-    pub busybox: Option<&'a Path>,
     /// The systemd image's root filesystem, as a tarball.
     pub systemd: bool,
     /// Directories of the boot kernel's source: name, the source, the directory within it.
@@ -636,9 +634,6 @@ pub fn write(
         if let Some(b) = &plan.busybox_file {
             w.busybox(plan.boot.arch, b)?;
         }
-    }
-    if let Some(b) = extras.busybox {
-        w.busybox(luo_kernels::Arch::X86_64, b)?;
     }
     for (name, root, sub) in &extras.trees {
         w.tree(name, root, sub)?;
