@@ -232,6 +232,25 @@ impl Cache {
         self.root.join("selftests")
     }
 
+    /// What `ready` finds in the cache, or else what `make` puts there, made under the lock
+    /// `name`. `ready` is asked again once the lock is held: of several processes that miss at
+    /// once, one makes it and the others wait and find it made.
+    pub fn get_or_make<T, E: From<KernelError>>(
+        &self,
+        name: &str,
+        ready: impl Fn() -> Option<T>,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        if let Some(found) = ready() {
+            return Ok(found);
+        }
+        let _lock = self.lock(name)?;
+        if let Some(found) = ready() {
+            return Ok(found);
+        }
+        make()
+    }
+
     /// Blocks until this process holds the lock called `name`.
     pub fn lock(&self, name: &str) -> Result<Lock, KernelError> {
         let dir = self.root.join("locks");
@@ -492,6 +511,29 @@ mod tests {
         );
         drop(held);
         assert!(other.try_lock().is_ok());
+    }
+
+    #[test]
+    fn get_or_make_makes_under_the_lock_only_what_is_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path());
+        let file = dir.path().join("made");
+        let ready = || file.is_file().then(|| file.clone());
+        let made = cache
+            .get_or_make("m", ready, || {
+                // The lock is held while making: a second holder cannot take it.
+                let other = File::options()
+                    .write(true)
+                    .open(dir.path().join("locks/m.lock"))
+                    .unwrap();
+                assert!(other.try_lock().is_err());
+                std::fs::write(&file, b"x").unwrap();
+                Ok::<_, KernelError>(file.clone())
+            })
+            .unwrap();
+        assert_eq!(made, file);
+        let again: Result<_, KernelError> = cache.get_or_make("m", ready, || panic!("made twice"));
+        assert_eq!(again.unwrap(), file);
     }
 
     #[test]

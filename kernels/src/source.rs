@@ -151,13 +151,22 @@ fn unpack_debian(
 ) -> Result<PathBuf, KernelError> {
     let dest = cache.sources_dir().join(format!("{package}_{version}"));
     let done = dest.join(".luo-harness-unpacked");
-    if done.exists() {
-        return Ok(dest);
-    }
-    let _lock = cache.lock(&format!("source-{package}_{version}"))?;
-    if done.exists() {
-        return Ok(dest);
-    }
+    let ready = || done.exists().then(|| dest.clone());
+    cache.get_or_make(&format!("source-{package}_{version}"), ready, || {
+        fetch_debian(cache, package, version, suite, &dest)?;
+        Ok(dest.clone())
+    })
+}
+
+/// Downloads and unpacks the package's tarball into `dest`, through a directory of its own
+/// renamed into place.
+fn fetch_debian(
+    cache: &Cache,
+    package: &str,
+    version: &str,
+    suite: &str,
+    dest: &Path,
+) -> Result<(), KernelError> {
     crate::hosttools::require(crate::hosttools::DEBIAN_SOURCE)?;
     tracing::info!(package, version, suite, "fetching kernel source");
     let tmp = cache
@@ -186,8 +195,8 @@ fn unpack_debian(
         format!("{package}={version}\n"),
     )
     .at(&unpacked)?;
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::rename(&unpacked, &dest).at(&dest)?;
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(&unpacked, dest).at(dest)?;
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(dest)
+    Ok(())
 }

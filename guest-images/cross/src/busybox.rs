@@ -31,13 +31,20 @@ pub fn busybox(
     // second) on every plan; the version fetched is recorded beside it.
     let dir = cache.root().join("busybox").join(format!("{arch}-{SUITE}"));
     let file = dir.join("busybox");
-    if file.is_file() {
-        return Ok(file);
-    }
-    let _lock = cache.lock(&format!("busybox-{arch}"))?;
-    if file.is_file() {
-        return Ok(file);
-    }
+    let ready = || file.is_file().then(|| file.clone());
+    cache.get_or_make(&format!("busybox-{arch}"), ready, || {
+        download(cache, arch, &dir, on_step)?;
+        Ok(file.clone())
+    })
+}
+
+/// Downloads the busybox for `arch` from Debian into `dir`.
+fn download(
+    cache: &luo_kernels::Cache,
+    arch: Arch,
+    dir: &Path,
+    on_step: &mut dyn FnMut(&str),
+) -> Result<(), CrossError> {
     let apt = PrivateApt::new(
         &cache.root().join(format!("apt-{}", arch.debian_name())),
         &system_mirror()?,
@@ -76,8 +83,7 @@ pub fn busybox(
     let bytes = std::fs::read(&bin).map_err(io(&bin))?;
     luo_kernels::executable::check_static(&bytes, arch)
         .map_err(|why| CrossError::WrongBusybox { arch, why })?;
-    publish(&tmp, &bytes, &version, &dir)?;
-    Ok(file)
+    publish(&tmp, &bytes, &version, dir)
 }
 
 /// Puts `bytes` at `dir/busybox` (and its Debian `version` beside it) in one rename, and drops

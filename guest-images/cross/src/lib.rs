@@ -123,13 +123,25 @@ pub fn agent(
     let dir = cache.root().join("agents");
     let key = key(sources, arch, &rustc);
     let built = dir.join(format!("{arch}-{key}")).join("luo-agent");
-    if built.is_file() {
-        return Ok(built);
-    }
-    let _lock = cache.lock(&format!("agent-{arch}"))?;
-    if built.is_file() {
-        return Ok(built);
-    }
+    let ready = || built.is_file().then(|| built.clone());
+    cache.get_or_make(&format!("agent-{arch}"), ready, || {
+        build_agent(cache, sources, arch, &rustc, &built, on_step)?;
+        Ok(built.clone())
+    })
+}
+
+/// Builds the agent from `sources` and puts it at `built`, through a directory of its own
+/// renamed into place.
+fn build_agent(
+    cache: &luo_kernels::Cache,
+    sources: &[u8],
+    arch: Arch,
+    rustc: &str,
+    built: &Path,
+    on_step: &mut dyn FnMut(&str),
+) -> Result<(), CrossError> {
+    let dir = cache.root().join("agents");
+    let key = key(sources, arch, rustc);
     if luo_kernels::hosttools::which(arch.gcc()).is_none() {
         return Err(CrossError::MissingTool {
             tool: arch.gcc(),
@@ -138,7 +150,7 @@ pub fn agent(
         });
     }
     on_step("rust-src");
-    RustSrc::for_rustc(&rustc)?.install(cache)?;
+    RustSrc::for_rustc(rustc)?.install(cache)?;
     let root = dir.join(format!(".src-{arch}-{key}"));
     let _ = std::fs::remove_dir_all(&root);
     let mut archive = tar::Archive::new(sources);
@@ -192,7 +204,7 @@ pub fn agent(
     std::fs::write(tmp.join("luo-agent"), &bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, parent).map_err(io(parent))?;
     let _ = std::fs::remove_dir_all(&root);
-    Ok(built)
+    Ok(())
 }
 
 #[cfg(test)]
