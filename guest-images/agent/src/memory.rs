@@ -18,11 +18,12 @@ pub fn snapshot() -> MemorySnapshot {
     }
 }
 
-/// SLUB counts every object of a cpu's slabs (and sheaves) as in use, and keeps empty slabs on
-/// its partial lists: so what `/proc/slabinfo` says grew depends on which slabs the boot left
+/// SLUB counts every object the cpus hold as in use (7.x keeps per-cpu sheaves, arrays of free
+/// objects, and no per-cpu slabs; older kernels kept per-cpu slabs), and keeps empty slabs on its
+/// partial lists: so what `/proc/slabinfo` says grew depends on what the boot left cached and
 /// half-filled, not only on what was allocated (measured: a 100-memfd delta read 896 or 1088 B a
-/// memfd on the same arm64 kernel on two machines). Shrinking each cache moves the cpus' slabs
-/// back to the lists and frees the empty ones, so the active objects are those allocated. A
+/// memfd on the same arm64 kernel on two machines). Shrinking each cache flushes the cpus' objects
+/// back to their slabs and frees the empty ones, so the active objects are those allocated. A
 /// merged cache appears once as a directory and again as links to it: only directories are
 /// shrunk. Without SLUB's sysfs there is nothing to shrink and the figures are merely less exact.
 fn shrink_slabs() {

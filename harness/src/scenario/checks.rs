@@ -86,6 +86,8 @@ impl<G: GuestDriver> StepContext<'_, G> {
             // From the objects SLUB counts in use (exact: the agent shrinks the caches before
             // reading them), not from the Slab pages of /proc/meminfo, whose growth over 100
             // objects depends on how full the boot left the last slab of each cache.
+            // Per-object figures only over enough objects for one to stand out of the noise.
+            let counted = objects.filter(|n| *n >= 100);
             let mut grown = Vec::new();
             let mut object_bytes = 0i64;
             for c in &snap.slabs {
@@ -96,7 +98,7 @@ impl<G: GuestDriver> StepContext<'_, G> {
                     .map_or(0, |p| p.active_objs);
                 let added = c.active_objs as i64 - before as i64;
                 object_bytes += added * c.objsize as i64;
-                let Some(n) = objects.filter(|n| *n >= 100) else {
+                let Some(n) = counted else {
                     continue;
                 };
                 let per = added as f64 / n as f64;
@@ -110,7 +112,7 @@ impl<G: GuestDriver> StepContext<'_, G> {
                 }
             }
             tracing::debug!(label, ?objects, object_bytes, "slab objects allocated");
-            let per_object = objects.filter(|n| *n >= 100).map(|n| {
+            let per_object = counted.map(|n| {
                 let per = object_bytes.max(0) as f64 / n as f64;
                 ((per / 64.0).round() * 64.0) as u64
             });
