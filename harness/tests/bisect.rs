@@ -15,22 +15,7 @@ const CORE: &str = "kernel/liveupdate/luo_core.c";
 const DOC: &str = "Documentation/core-api/liveupdate.rst";
 
 fn debian_source() -> PathBuf {
-    let sources = luo_kernels::Cache::from_env().sources_dir();
-    std::fs::read_dir(&sources)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-source-7.3_7.3."))
-                && p.join(SESSION).is_file()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 7.3 source under {} (run `luo-harness setup`)",
-                sources.display()
-            )
-        })
+    common::debian_7_3_source(SESSION)
 }
 
 fn git(repo: &Path, args: &[&str]) -> String {

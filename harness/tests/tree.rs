@@ -11,22 +11,7 @@ use std::process::Command;
 const SELFTEST: &str = "tools/testing/selftests/liveupdate/luo_kexec_simple.c";
 
 fn debian_source() -> PathBuf {
-    let sources = luo_kernels::Cache::from_env().sources_dir();
-    std::fs::read_dir(&sources)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-source-7.3_7.3."))
-                && p.join(SELFTEST).is_file()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Debian 7.3 source under {} (run `luo-harness setup`)",
-                sources.display()
-            )
-        })
+    common::debian_7_3_source(SELFTEST)
 }
 
 fn run(args: &[&str], out: &Path) -> (Option<i32>, String, String) {

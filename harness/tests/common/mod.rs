@@ -91,6 +91,26 @@ pub fn kunit_py() -> PathBuf {
         })
 }
 
+/// The Debian 7.3 source `setup` unpacked: the tree holding `file` (a path inside it).
+pub fn debian_7_3_source(file: &str) -> PathBuf {
+    let sources = luo_kernels::Cache::from_env().sources_dir();
+    std::fs::read_dir(&sources)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `luo-harness setup`)", sources.display()))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-source-7.3_7.3."))
+                && p.join(file).is_file()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no Debian 7.3 source under {} (run `luo-harness setup`)",
+                sources.display()
+            )
+        })
+}
+
 /// The harness as a test that builds on its machine runs it: never from a stage (a stage beside
 /// the binary would serve the kernel the test means to build).
 pub fn building() -> std::process::Command {
