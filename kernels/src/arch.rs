@@ -108,6 +108,13 @@ impl Arch {
         }
     }
 
+    /// Whether the `image: systemd` root exists for this machine (it is amd64 Debian; docs/arm64.md
+    /// says what an arm64 one needs). Where it does not, the scenarios that use it are skipped and
+    /// the kernels leave out systemd.config, whose options only that image needs.
+    pub fn has_systemd_image(self) -> bool {
+        self == Arch::X86_64
+    }
+
     /// What an architecture adds to the name of a directory it has beside x86_64's: nothing for
     /// x86_64, whose directories (build trees, caches, stages) kept the names they had before
     /// there was a second architecture; `-<name>` for the others.
