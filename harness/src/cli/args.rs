@@ -221,6 +221,27 @@ pub struct VmArgs {
 }
 
 impl VmArgs {
+    /// Boots the agent on the kernel asked for, with nothing else planned (`boot`, `drive`), and
+    /// says first how to attach gdb when the guest waits for it. The accelerator it runs on comes
+    /// back with it.
+    pub async fn boot_agent(
+        &self,
+        kernel: &KernelArgs,
+        name: &str,
+    ) -> Result<(luo_harness::vm::qemu::Accel, luo_harness::Guest), super::failed::Failed> {
+        let plan = luo_harness::plan::resolve(
+            &self.plan_request(kernel)?,
+            &luo_harness::plan::Needs::default(),
+            &super::terminal::Terminal::default(),
+        )
+        .await?;
+        if let Some(line) = gdb_line(&plan) {
+            eprintln!("luo-harness: the guest is paused for gdb: {line}");
+        }
+        let guest = luo_harness::Guest::boot(plan.vm_config(name)).await?;
+        Ok((plan.accel, guest))
+    }
+
     pub fn plan_request(&self, kernel: &KernelArgs) -> Result<PlanRequest, super::failed::Failed> {
         let gdb_port = if self.gdb { Some(free_port()?) } else { None };
         Ok(PlanRequest {

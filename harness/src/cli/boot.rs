@@ -3,10 +3,7 @@
 
 use super::args::{KernelArgs, VmArgs};
 use super::failed::Failed;
-use super::terminal::Terminal;
 use clap::Args;
-use luo_harness::Guest;
-use luo_harness::plan::{self, Needs};
 use luo_protocol::{Reply, Request};
 
 #[derive(Args)]
@@ -21,21 +18,12 @@ pub struct BootArgs {
 }
 
 pub async fn boot(args: BootArgs) -> Result<u8, Failed> {
-    let plan = plan::resolve(
-        &args.vm.plan_request(&args.kernel)?,
-        &Needs::default(),
-        &Terminal::default(),
-    )
-    .await?;
-    if let Some(line) = super::args::gdb_line(&plan) {
-        eprintln!("luo-harness: the guest is paused for gdb: {line}");
-    }
-    let mut guest = Guest::boot(plan.vm_config("boot")).await?;
+    let (accel, mut guest) = args.vm.boot_agent(&args.kernel, "boot").await?;
     let b = &guest.boots()[0];
     println!(
         "booted in {} ms ({}; {}):",
         b.to_hello.as_millis(),
-        plan.accel,
+        accel,
         b.phases
     );
     println!(

@@ -3,10 +3,7 @@
 
 use super::args::{KernelArgs, VmArgs};
 use super::failed::Failed;
-use super::terminal::Terminal;
 use clap::Args;
-use luo_harness::Guest;
-use luo_harness::plan::{self, Needs};
 use luo_protocol::Request;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -19,16 +16,7 @@ pub struct DriveArgs {
 }
 
 pub async fn drive(args: DriveArgs) -> Result<u8, Failed> {
-    let plan = plan::resolve(
-        &args.vm.plan_request(&args.kernel)?,
-        &Needs::default(),
-        &Terminal::default(),
-    )
-    .await?;
-    if let Some(line) = super::args::gdb_line(&plan) {
-        eprintln!("luo-harness: the guest is paused for gdb: {line}");
-    }
-    let mut guest = Guest::boot(plan.vm_config("drive")).await?;
+    let (_, mut guest) = args.vm.boot_agent(&args.kernel, "drive").await?;
     println!("{}", serde_json::to_string(guest.hello()).unwrap());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
