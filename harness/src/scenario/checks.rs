@@ -4,6 +4,7 @@
 use super::context::{StepContext, StepFailure};
 use super::driver::GuestDriver;
 use super::report::*;
+use super::slab_cost::SlabCost;
 use luo_protocol::{MemorySnapshot, Observation, Reply, Request};
 use std::collections::BTreeMap;
 
@@ -86,42 +87,20 @@ impl<G: GuestDriver> StepContext<'_, G> {
             // From the objects SLUB counts in use (exact: the agent shrinks the caches before
             // reading them), not from the Slab pages of /proc/meminfo, whose growth over 100
             // objects depends on how full the boot left the last slab of each cache.
-            // Per-object figures only over enough objects for one to stand out of the noise.
-            let counted = objects.filter(|n| *n >= 100);
-            let mut grown = Vec::new();
-            let mut object_bytes = 0i64;
-            for c in &snap.slabs {
-                let before = prev
-                    .slabs
-                    .iter()
-                    .find(|p| p.name == c.name)
-                    .map_or(0, |p| p.active_objs);
-                let added = c.active_objs as i64 - before as i64;
-                object_bytes += added * c.objsize as i64;
-                let Some(n) = counted else {
-                    continue;
-                };
-                let per = added as f64 / n as f64;
-                if per >= 0.5 {
-                    grown.push(format!(
-                        "{}: +{:.1} per object ({} B each)",
-                        c.name,
-                        (per * 10.0).round() / 10.0,
-                        c.objsize
-                    ));
-                }
-            }
-            tracing::debug!(label, ?objects, object_bytes, "slab objects allocated");
-            let per_object = counted.map(|n| {
-                let per = object_bytes.max(0) as f64 / n as f64;
-                ((per / 64.0).round() * 64.0) as u64
-            });
+            let cost = SlabCost::between(&prev.slabs, &snap.slabs, objects);
+            tracing::debug!(
+                label,
+                ?objects,
+                object_bytes = cost.all_bytes,
+                per_object_bytes = cost.per_object_bytes,
+                "slab objects allocated"
+            );
             self.report.memory.push(MemoryDelta {
                 from: prev_label.clone(),
                 to: label.into(),
                 objects,
-                slab_bytes_per_object: per_object,
-                grown_caches: grown,
+                slab_bytes_per_object: cost.per_object_rounded(),
+                grown_caches: cost.grown,
             });
         }
         self.last_memory = Some((label.to_string(), snap));

@@ -15,6 +15,7 @@ pub mod load;
 pub mod model;
 pub mod report;
 pub mod requires;
+mod slab_cost;
 pub mod snapshot;
 pub mod steps;
 pub mod subtests;

@@ -192,9 +192,10 @@ pub struct MemoryDelta {
     pub to: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objects: Option<u64>,
-    /// The bytes of the slab objects allocated (SLUB's in-use objects times their size, over
-    /// every cache) per object, rounded to 64 bytes; only for 100 objects or more: below that the
-    /// rest of the system's allocations dominate. The Slab pages behind them are in the metrics.
+    /// The bytes of the slab objects allocated (SLUB's in-use objects times their size) per
+    /// object, rounded to 64 bytes, over the caches that moved by a tenth of an object per object
+    /// or more; only for 100 objects or more: below that the rest of the system's allocations
+    /// dominate. The Slab pages behind them are in the metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slab_bytes_per_object: Option<u64>,
     /// Caches that grew by at least half an object per object, with their growth per object
