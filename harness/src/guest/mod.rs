@@ -186,10 +186,9 @@ impl Guest {
         let line = to_line(&Envelope { id, request: req });
         if let Err(e) = self.link.send(&line).await {
             // A port that will not take a line is usually a VM that has gone: say why it went.
-            let why = match self.vm.ended_within(Duration::from_secs(2)).await {
-                Some(end) => ended(end.cause()),
-                None => Failure::Protocol(format!("writing to the agent: {e}")),
-            };
+            let why = self
+                .why_gone(Duration::from_secs(2), format!("writing to the agent: {e}"))
+                .await;
             return Err(self.fail(why));
         }
         let sent = Instant::now();
@@ -369,17 +368,24 @@ impl Guest {
             r = self.link.read_line() => match r {
                 Ok(Some(line)) => return Ok(line),
                 // The agent's end closed: QEMU is going away. Say why.
-                Ok(None) => match self.vm.ended_within(Duration::from_secs(5)).await {
-                    Some(end) => ended(end.cause()),
-                    None => Failure::Protocol("the agent connection closed".into()),
-                },
+                Ok(None) => self.why_gone(Duration::from_secs(5), "the agent connection closed".into()).await,
                 Err(e @ (LinkError::TooLong | LinkError::NotUtf8(_))) => Failure::Protocol(e.to_string()),
-                Err(e) => Failure::Protocol(e.to_string()),
+                // So is a reset connection: a killed QEMU's socket can reset before its exit is
+                // seen (CI once reported "Connection reset by peer" for a QEMU killed mid-kexec).
+                Err(e) => self.why_gone(Duration::from_secs(5), e.to_string()).await,
             },
             end = self.vm.ended() => ended(end.cause()),
             _ = tokio::time::sleep_until(deadline.into()) => on_timeout,
         };
         Err(self.fail(failure))
+    }
+
+    /// Why the link to the agent broke: the VM's end if it comes within `wait`, else `what`.
+    async fn why_gone(&mut self, wait: Duration, what: String) -> Failure {
+        match self.vm.ended_within(wait).await {
+            Some(end) => ended(end.cause()),
+            None => Failure::Protocol(what),
+        }
     }
 
     fn fail(&mut self, failure: Failure) -> GuestError {
